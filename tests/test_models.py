@@ -1,0 +1,139 @@
+import pickle
+
+import pytest
+import torch
+from torch import nn
+
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.models import count_macs, count_parameters, create_model, list_models, model_spec
+from resnet_cifar.models.layers import ZeroPadShortcut
+
+ALL_MODELS = list_models()
+
+
+def test_registry_lists_the_family():
+    for name in [
+        "resnet20",
+        "resnet56",
+        "resnet110",
+        "resnet1202",
+        "plain56",
+        "resnet18",
+        "resnet152",
+        "preact_resnet18",
+        "preact_resnet110",
+        "preact_resnet164",
+    ]:
+        assert name in ALL_MODELS
+    assert list_models("plain*") == ["plain20", "plain32", "plain44", "plain56", "plain110"]
+
+
+def test_unknown_model_suggests_a_name():
+    with pytest.raises(ConfigError, match="did you mean 'resnet56'"):
+        create_model("resnet65")
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_backward_every_model(name):
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=7)
+    x = torch.randn(2, 3, 32, 32)
+    out = model(x)
+    assert out.shape == (2, 7)
+    out.logsumexp(1).sum().backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_MODELS if model_spec(n).paper_params_m])
+def test_parameter_counts_match_the_papers(name):
+    paper = model_spec(name).paper_params_m
+    params = count_parameters(create_model(name)) / 1e6
+    # The papers print 2-3 significant digits; preact-1001's 10.2M is within 2% of ours (10.33M).
+    decimals = len(str(paper).split(".")[1])
+    assert round(params, decimals) == paper or abs(params - paper) / paper < 0.02, (params, paper)
+
+
+def test_exact_counts_of_the_cifar_resnets():
+    expected = {
+        "resnet20": 269_722,
+        "resnet32": 464_154,
+        "resnet44": 658_586,
+        "resnet56": 853_018,
+        "resnet110": 1_727_962,
+        "resnet1202": 19_421_274,
+        "resnet18": 11_173_962,
+    }
+    for name, count in expected.items():
+        assert count_parameters(create_model(name)) == count, name
+
+
+@pytest.mark.parametrize("depth", [20, 32, 44, 56, 110])
+def test_plain_twin_has_the_same_parameters_as_option_a(depth):
+    resnet = create_model(f"resnet{depth}")
+    plain = create_model(f"plain{depth}")
+    assert count_parameters(plain) == count_parameters(resnet)
+    assert count_parameters(create_model(f"resnet{depth}", shortcut="B")) > count_parameters(resnet)
+    assert not any(isinstance(m, ZeroPadShortcut) for m in plain.modules())
+
+
+def test_option_a_shortcut_subsamples_and_zero_pads():
+    shortcut = ZeroPadShortcut(16, 32, stride=2)
+    x = torch.randn(2, 16, 8, 8)
+    y = shortcut(x)
+    assert y.shape == (2, 32, 4, 4)
+    assert torch.equal(y[:, :16], x[:, :, ::2, ::2])
+    assert torch.count_nonzero(y[:, 16:]) == 0
+    assert list(shortcut.parameters()) == []
+
+
+def test_models_pickle_and_have_no_lambdas():
+    model = create_model("resnet20")
+    clone = pickle.loads(pickle.dumps(model))
+    x = torch.randn(1, 3, 32, 32)
+    model.eval()
+    clone.eval()
+    assert torch.equal(model(x), clone(x))
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet18", "resnet50", "preact_resnet20", "preact_resnet164"])
+def test_zero_init_residual_makes_blocks_identity(name):
+    model = create_model(name, zero_init_residual=True).eval()
+    block = model.blocks()[1]  # second block of the first stage: identity shortcut
+    x = torch.relu(torch.randn(2, block.conv1.in_channels, 8, 8))  # non-negative, as after a ReLU
+    assert torch.allclose(block(x), x, atol=1e-6)
+
+
+def test_norm_none_builds_without_batch_norm():
+    for name in ["resnet20", "plain20", "preact_resnet20", "resnet18"]:
+        model = create_model(name, norm="none")
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+        assert torch.isfinite(model(torch.randn(2, 3, 32, 32))).all()
+
+
+def test_uniform_interface():
+    model = create_model("resnet56")
+    x = torch.randn(2, 3, 32, 32)
+    features = model.forward_features(x)
+    assert features.shape == (2, 64, 8, 8)
+    assert model.forward_head(features, pre_logits=True).shape == (2, 64)
+    model.reset_classifier(100)
+    assert model(x).shape == (2, 100)
+    assert len(model.blocks()) == 27
+
+
+def test_macs_of_a_known_layer_and_of_resnet20():
+    conv = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.Flatten(), nn.Linear(8 * 32 * 32, 10))
+    assert count_macs(conv) == 32 * 32 * 8 * 3 * 9 + 8 * 32 * 32 * 10
+    # ResNet-20 is usually quoted at ~41M multiply-adds.
+    assert 40e6 < count_macs(create_model("resnet20")) < 41e6
+
+
+def test_bad_depths_are_rejected():
+    from resnet_cifar.models.resnet import cifar_resnet, wide_resnet
+
+    with pytest.raises(ValueError):
+        cifar_resnet(21)
+    with pytest.raises(ValueError):
+        wide_resnet(19)
