@@ -1,5 +1,6 @@
 """Pure `nn.Module` networks, built by name: `create_model("resnet56")`, `list_models()`."""
 
+from resnet_cifar.models import fastnet as _fastnet  # noqa: F401  (registers the fast residual nets)
 from resnet_cifar.models import resnet as _resnet  # noqa: F401  (registers the ResNet family)
 from resnet_cifar.models.registry import ModelSpec, create_model, list_models, model_spec, register_model
 from resnet_cifar.models.resnet import ResNet

@@ -1,0 +1,73 @@
+"""Batched inference on uint8 images with test-time augmentation (TTA).
+
+TTA levels: 0 the image as is; 1 the mean of the logits of the image and its mirror; 2 level 1 at three positions
+(as is, and shifted by one pixel up-left and down-right with reflected borders): six views in all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from resnet_cifar.data.augment import normalize
+
+TTA_LEVELS = (0, 1, 2)
+
+
+def _shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Translate by (dy, dx) pixels, filling the border by reflection."""
+    pad = max(abs(dy), abs(dx))
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+    h, w = images.shape[-2:]
+    return padded[..., pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+
+
+def tta_views(images: torch.Tensor, level: int) -> list[torch.Tensor]:
+    """The views averaged at a TTA level, for a normalised float batch."""
+    if level not in TTA_LEVELS:
+        raise ValueError(f"TTA level must be one of {TTA_LEVELS}, got {level}")
+    positions = [images] if level < 2 else [images, _shift(images, 1, 1), _shift(images, -1, -1)]
+    if level == 0:
+        return positions
+    return [view for position in positions for view in (position, position.flip(3))]
+
+
+def autocast_context(device: torch.device, bf16: bool):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    tta: int = 0,
+    batch_size: int = 1000,
+    device: torch.device | str = "cpu",
+    bf16: bool = False,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """float32 logits (N x classes) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, len(images), batch_size):
+            batch = normalize(images[start : start + batch_size]).to(device)
+            total = None
+            for view in tta_views(batch, tta):
+                if channels_last:
+                    view = view.contiguous(memory_format=torch.channels_last)
+                with autocast_context(device, bf16):
+                    logits = model(view).float()
+                total = logits if total is None else total + logits
+            outputs.append((total / len(tta_views(batch[:1], tta))).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)

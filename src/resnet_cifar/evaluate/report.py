@@ -1,0 +1,63 @@
+"""results.json: what `resnet-cifar evaluate` and the end of training report about the test set."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from resnet_cifar.data.cifar10 import CLASSES
+from resnet_cifar.evaluate.metrics import summarize
+from resnet_cifar.train.checkpoint import atomic_write_bytes
+
+
+def machine_description() -> str:
+    threads = torch.get_num_threads()
+    cpu = platform.processor() or platform.machine()
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{platform.system()} {cpu}, {threads} threads{gpu}, torch {torch.__version__}"
+
+
+def results_filename(weights: str, tta: int, default_tta: int) -> str:
+    """`results.json` for the run's own setting (final weights, its TTA level), else a name that says which."""
+    return "results.json" if (weights, tta) == ("last", default_tta) else f"results-{weights}-tta{tta}.json"
+
+
+def write_results(
+    run_dir: Path,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    tta: int,
+    weights: str,
+    seconds: float,
+    filename: str = "results.json",
+    **extra,
+) -> dict:
+    """Summarise test logits, write them as JSON into the run folder, and return them."""
+    results = {
+        "split": "test",
+        "weights": weights,
+        "tta": tta,
+        **summarize(logits, labels, CLASSES),
+        "eval_seconds": round(seconds, 3),
+        "machine": machine_description(),
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(run_dir / filename, (json.dumps(results, indent=2) + "\n").encode())
+    return results
+
+
+def format_results(results: dict) -> str:
+    lines = [
+        f"test images: {results['images']:,}  (weights: {results['weights']}, TTA level {results['tta']})",
+        f"top-1 accuracy: {results['top1']:.4f}   top-5 accuracy: {results['top5']:.4f}   loss: {results['loss']:.4f}",
+        "per-class accuracy:",
+    ]
+    lines += [f"  {name:<11}{acc:.4f}" for name, acc in results["per_class"].items()]
+    return "\n".join(lines)

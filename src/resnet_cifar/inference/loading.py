@@ -1,0 +1,78 @@
+"""Load a trained model from a run folder or a weights file (safetensors; never pickle)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnet_cifar.errors import CheckpointError, ConfigError
+from resnet_cifar.models import create_model
+from resnet_cifar.train.checkpoint import clean_state_dict, load_checkpoint, split_prefix
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module  # in eval mode
+    name: str
+    options: dict
+    path: Path
+    metadata: dict = field(default_factory=dict)
+    averaged: bool = False  # the EMA weights were loaded
+
+    @property
+    def config(self) -> dict:
+        return self.metadata.get("config", {})
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+
+def resolve_weights(source: Path | str, which: str = "last") -> Path:
+    """A run folder -> its `<which>.safetensors`; a file -> itself."""
+    source = Path(source)
+    if source.is_dir():
+        path = source / f"{which}.safetensors"
+        if not path.is_file():
+            raise CheckpointError(f"{source} has no {which}.safetensors (is it a run folder?)")
+        return path
+    if not source.is_file():
+        raise CheckpointError(f"no run folder or weights file at {source}")
+    return source
+
+
+def state_from_tensors(tensors: dict[str, torch.Tensor], prefer_ema: bool = True) -> tuple[dict, bool]:
+    """The model state dict inside a checkpoint (EMA weights when present and preferred) or a plain weights file."""
+    if prefer_ema and any(k.startswith("ema.") for k in tensors):
+        return split_prefix(tensors, "ema"), True
+    if any(k.startswith("model.") for k in tensors):
+        return split_prefix(tensors, "model"), False
+    return clean_state_dict(tensors), False
+
+
+def load_model(
+    source: Path | str,
+    which: str = "last",
+    *,
+    model_name: str | None = None,
+    model_options: dict | None = None,
+    prefer_ema: bool = True,
+    device: torch.device | str = "cpu",
+) -> LoadedModel:
+    path = resolve_weights(source, which)
+    tensors, metadata = load_checkpoint(path)
+    name = model_name or metadata.get("model")
+    if name is None:
+        raise ConfigError(f"{path} carries no model name; pass --model NAME")
+    options = dict(metadata.get("model_options", {}) if model_options is None else model_options)
+    model = create_model(name, **options)
+    state, averaged = state_from_tensors(tensors, prefer_ema)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as error:
+        first = str(error).splitlines()[0]
+        raise CheckpointError(f"{path} does not fit model {name}: {first}") from None
+    return LoadedModel(model.to(device).eval(), name, options, path, metadata, averaged)

@@ -1,0 +1,116 @@
+"""Checkpoints as one safetensors file: the tensors (model, EMA, optimizer buffers, RNG state) and, in its header,
+JSON metadata (config, position in training, a SHA-256 of every tensor). Nothing is ever unpickled.
+
+Writes go to a temporary file in the same folder, are flushed and fsynced, then atomically renamed over the old
+file, so a crash at any moment leaves either the previous checkpoint or the new one, never a torn one. A readable
+copy of the metadata is written beside it as `<name>.json`; the copy inside the safetensors file is authoritative.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+
+from resnet_cifar.errors import CheckpointError
+
+FORMAT = "resnet-cifar-checkpoint/1"
+METADATA_KEY = "resnet_cifar"
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over names, dtypes, shapes and raw bytes of all tensors, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def fsync_directory(folder: Path) -> None:
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:  # some platforms cannot open folders; the rename is still atomic there
+        return
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Atomically write tensors + metadata to `path` (.safetensors) and a JSON copy of the metadata beside it."""
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    metadata = {**metadata, "format": FORMAT, "tensor_sha256": tensor_digest(tensors)}
+    text = json.dumps(metadata, sort_keys=True)
+    atomic_write_bytes(path, safetensors.torch.save(tensors, metadata={METADATA_KEY: text}))
+    atomic_write_bytes(path.with_suffix(".json"), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
+
+
+def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, metadata) of a checkpoint; CheckpointError naming the file if it is missing, torn or altered."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+        tensors = safetensors.torch.load_file(str(path))
+    except Exception as error:  # safetensors raises several types for torn or garbled files
+        raise CheckpointError(
+            f"{path} is not a readable safetensors checkpoint (truncated or corrupted): {error}"
+        ) from None
+    if METADATA_KEY not in header:
+        return tensors, {}  # plain weights (e.g. exported elsewhere): no metadata, nothing to verify
+    try:
+        metadata = json.loads(header[METADATA_KEY])
+    except json.JSONDecodeError:
+        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON") from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format {metadata.get('format') if isinstance(metadata, dict) else None!r}"
+        )
+    if verify and tensor_digest(tensors) != metadata.get("tensor_sha256"):
+        raise CheckpointError(f"{path}: checksum mismatch, the checkpoint was altered or damaged")
+    return tensors, metadata
+
+
+def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The tensors under `prefix.`, with the prefix removed."""
+    start = len(prefix) + 1
+    return {name[start:]: t for name, t in tensors.items() if name.startswith(prefix + ".")}
+
+
+def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Remove the wrappers' prefixes (DDP's `module.`, torch.compile's `_orig_mod.`) from parameter names."""
+    cleaned = {}
+    for name, tensor in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while name.startswith(prefix):
+                name = name[len(prefix) :]
+        cleaned[name.replace("._orig_mod.", ".")] = tensor
+    return cleaned

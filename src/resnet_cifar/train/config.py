@@ -1,0 +1,252 @@
+"""The training configuration: one typed dataclass. Defaults < YAML file (`--config`) < command-line flags.
+
+Every field carries its help text (shown by `resnet-cifar train --help`) and, where it has a fixed set of values,
+its choices. `load_config` validates everything before any work starts: unknown keys (with a did-you-mean), wrong
+types and impossible values each raise ConfigError with one clear line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from resnet_cifar.errors import ConfigError
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, **kwargs) -> Any:
+    metadata = {"help": help, "choices": choices}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
+    return field(default=default, metadata=metadata, **kwargs)
+
+
+@dataclass
+class TrainConfig:
+    # --- run -----------------------------------------------------------------------------------------------------
+    name: str | None = _opt(None, "run folder name under output_dir (default: config file stem, else model name)")
+    output_dir: str = _opt("outputs", "folder that holds the run folders")
+    seed: int = _opt(0, "seed for weight init, data order and augmentation")
+    data_seed: int = _opt(0, "seed for the validation split and the training subset (kept fixed across seeds)")
+    device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
+    threads: int = _opt(0, "CPU threads for PyTorch (0: one per core)")
+    deterministic: bool = _opt(False, "use deterministic algorithms only (bit-identical reruns on CPU)")
+    # --- data ----------------------------------------------------------------------------------------------------
+    data_dir: str | None = _opt(None, "CIFAR-10 folder or archive (default: $RESNET_CIFAR_DATA, then ./data)")
+    download: bool = _opt(True, "download the official archive when no data is found")
+    train_size: int | None = _opt(None, "class-balanced training subset size (default: every non-validation image)")
+    val_size: int = _opt(5000, "stratified validation images carved from the training set (0: none)")
+    # --- model ---------------------------------------------------------------------------------------------------
+    model: str = _opt("resnet20", "registered model name (see `resnet-cifar models`)")
+    model_options: dict = _opt({}, "keyword arguments for the model builder, e.g. {shortcut: B}")
+    # --- optimisation --------------------------------------------------------------------------------------------
+    epochs: float = _opt(30, "training length in epochs (ignored when steps is set)")
+    steps: int | None = _opt(None, "training length in optimizer steps (overrides epochs)")
+    batch_size: int = _opt(128, "images per optimizer step (global batch; per-rank batch x world size under DDP)")
+    optimizer: str = _opt("sgd", "optimizer", choices=("sgd",))
+    lr: float = _opt(0.1, "peak learning rate (for the global batch)")
+    momentum: float = _opt(0.9, "SGD momentum")
+    nesterov: bool = _opt(True, "Nesterov momentum")
+    weight_decay: float = _opt(5e-4, "L2 weight decay")
+    decay_norm_and_bias: bool = _opt(True, "apply weight decay to norm scales and biases too (the paper does)")
+    schedule: str = _opt(
+        "onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "linear", "step", "constant")
+    )
+    warmup_epochs: float = _opt(0.0, "linear warmup from lr * warmup_start to lr (cosine/linear/onecycle)")
+    warmup_start: float = _opt(0.1, "warmup starts at this fraction of lr")
+    final_lr: float = _opt(0.0, "the decay ends at this fraction of lr (cosine/linear/onecycle)")
+    milestones: list = _opt([], "step schedule: where lr is multiplied by gamma (see milestone_unit)")
+    milestone_unit: str = _opt("epoch", "unit of milestones", choices=("epoch", "step"))
+    gamma: float = _opt(0.1, "step schedule: factor at each milestone")
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy loss")
+    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value (0: off)")
+    ema: float = _opt(0.0, "exponential moving average of the weights, decay per step (0: off; e.g. 0.999)")
+    ema_warmup: float = _opt(0.0, "epochs before the average starts (it copies the weights until then)")
+    # --- augmentation --------------------------------------------------------------------------------------------
+    crop_padding: int = _opt(4, "random crop: pixels of padding on each side (0: no crop)")
+    pad_mode: str = _opt("reflect", "random crop padding", choices=("reflect", "zeros"))
+    flip: bool = _opt(True, "random horizontal flip")
+    cutout: int = _opt(0, "cutout square side in pixels (0: off)")
+    # --- speed ---------------------------------------------------------------------------------------------------
+    bf16: bool = _opt(True, "bfloat16 autocast (CPU with AVX-512 bf16, or CUDA)")
+    channels_last: bool = _opt(True, "channels-last memory format")
+    compile: bool = _opt(False, "torch.compile the model (pays a one-off compile time)")
+    # --- evaluation and outputs ----------------------------------------------------------------------------------
+    tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=(0, 1, 2))
+    eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)")
+    eval_batch_size: int = _opt(1000, "images per evaluation forward pass")
+    checkpoint_every: int = _opt(1, "write the `last` checkpoint every N epochs (and at the end)")
+    test_at_end: bool = _opt(True, "evaluate on the test set after training and print test_accuracy=")
+    plots: bool = _opt(True, "write inference.png, curves.png and confusion_matrix.png at the end")
+    sync_bn: bool = _opt(False, "SyncBatchNorm under DDP (batch statistics over all ranks)")
+    progress: str = _opt(
+        "auto", "progress display: bar, lines (one line per epoch) or auto", choices=("auto", "bar", "lines", "none")
+    )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+_TYPES = typing.get_type_hints(TrainConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Check `value` against the field's annotation (YAML already parsed it); ints are accepted as floats."""
+    tp = _TYPES[key]
+    options = typing.get_args(tp) if isinstance(tp, types.UnionType) else (tp,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise ConfigError(f"{key}: must not be null")
+    for option in options:
+        if option is type(None):
+            continue
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option in (str, list, dict) and isinstance(value, option):
+            return value
+    expected = " or ".join(_type_name(o) for o in options)
+    raise ConfigError(f"{key}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = difflib.get_close_matches(key, FIELDS, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {key!r}{hint}")
+
+
+def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
+    """A copy of `config` with `overrides` (already parsed values) applied and type-checked."""
+    values = config.to_dict()
+    for key, value in overrides.items():
+        key = key.replace("-", "_")
+        if key not in FIELDS:
+            raise _unknown_key(key)
+        values[key] = _coerce(key, value)
+    return TrainConfig(**values)
+
+
+def read_yaml(path: Path | str) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        where = getattr(error, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"{path}: invalid YAML{line}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ConfigError(f"{path}: expected a mapping of config keys to values")
+    return data
+
+
+def validate(config: TrainConfig) -> TrainConfig:
+    """Reject impossible values with one clear line each."""
+    from resnet_cifar.models import model_spec
+
+    model_spec(config.model)  # unknown model -> ConfigError with a suggestion
+    positive = {
+        "batch_size": config.batch_size,
+        "eval_batch_size": config.eval_batch_size,
+        "eval_every": config.eval_every,
+        "checkpoint_every": config.checkpoint_every,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    non_negative = {
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "momentum": config.momentum,
+        "warmup_epochs": config.warmup_epochs,
+        "grad_clip": config.grad_clip,
+        "crop_padding": config.crop_padding,
+        "cutout": config.cutout,
+        "threads": config.threads,
+        "val_size": config.val_size,
+        "final_lr": config.final_lr,
+        "ema_warmup": config.ema_warmup,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key}: must not be negative, got {value}")
+    if config.lr == 0:
+        raise ConfigError("lr: must be positive, got 0")
+    if config.steps is None and config.epochs <= 0:
+        raise ConfigError(f"epochs: must be positive, got {config.epochs}")
+    if config.steps is not None and config.steps <= 0:
+        raise ConfigError(f"steps: must be positive, got {config.steps}")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"label_smoothing: must be in [0, 1), got {config.label_smoothing}")
+    if not 0 <= config.ema < 1:
+        raise ConfigError(f"ema: must be in [0, 1), got {config.ema}")
+    if not 0 < config.warmup_start <= 1:
+        raise ConfigError(f"warmup_start: must be in (0, 1], got {config.warmup_start}")
+    if config.val_size % 10:
+        raise ConfigError(f"val_size: must be a multiple of 10 (classes), got {config.val_size}")
+    if config.val_size > 49_990:
+        raise ConfigError(f"val_size: {config.val_size} leaves no training images (50,000 in CIFAR-10)")
+    if config.train_size is not None:
+        available = 50_000 - config.val_size
+        if config.train_size <= 0 or config.train_size % 10:
+            raise ConfigError(f"train_size: must be a positive multiple of 10 (classes), got {config.train_size}")
+        if config.train_size > available:
+            raise ConfigError(
+                f"train_size: {config.train_size} is larger than the {available} images left after val_size "
+                f"{config.val_size}"
+            )
+    if config.schedule == "step" and not all(
+        isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in config.milestones
+    ):
+        raise ConfigError(f"milestones: expected a list of positive numbers, got {config.milestones!r}")
+    for key, value in FIELDS.items():
+        choices = value.metadata.get("choices")
+        if choices and getattr(config, key) not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {getattr(config, key)!r}")
+    if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
+        raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {config.device!r}")
+    return config
+
+
+def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Defaults, then the YAML file, then `overrides` (CLI flags); validated."""
+    config = TrainConfig()
+    if path is not None:
+        config = apply_overrides(config, read_yaml(path))
+        if config.name is None:
+            config = dataclasses.replace(config, name=Path(path).stem)
+    if overrides:
+        config = apply_overrides(config, overrides)
+    return validate(config)
+
+
+def save_config(config: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def parse_cli_value(text: str) -> Any:
+    """A flag's value, parsed like a YAML scalar/list ("0.1" -> 0.1, "[1, 2]" -> list, "null" -> None)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text

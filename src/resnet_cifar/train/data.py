@@ -1,0 +1,92 @@
+"""The training run's data in memory: the (sub)set to train on, the validation split, and the batch stream.
+
+Batches are defined by counters, not by stateful iterators: the permutation of epoch e and the augmentation of
+batch k are drawn from generators seeded by (seed, e) and (seed, e, k). Any step can therefore be reproduced exactly
+after a resume, and under DDP each rank takes its slice of the same global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from resnet_cifar.data.augment import Augmentation
+from resnet_cifar.data.cifar10 import load_split
+from resnet_cifar.data.locate import find_dataset
+from resnet_cifar.data.splits import balanced_subset, train_val_split
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.train.config import TrainConfig
+
+
+def derive_seed(*numbers: int) -> int:
+    """A well-mixed 63-bit seed from several integers (numpy's SeedSequence)."""
+    return int(np.random.SeedSequence([int(n) for n in numbers]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+@dataclass
+class TrainingData:
+    train_images: torch.Tensor  # uint8 N x 3 x 32 x 32
+    train_labels: torch.Tensor
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    folder: Path  # where the dataset was found (the test split is read from here at the end)
+    format: str
+
+    def load_test(self):
+        return load_split(self.folder, "test", fmt=self.format)
+
+
+def prepare_data(config: TrainConfig) -> TrainingData:
+    dataset = find_dataset(config.data_dir, download=config.download)
+    train = load_split(dataset.folder, "train", fmt=dataset.format)
+    train_index, val_index = train_val_split(train.labels, config.val_size, config.data_seed)
+    if config.train_size is not None:
+        train_index = balanced_subset(train.labels, config.train_size, config.data_seed, pool=train_index)
+    return TrainingData(
+        train.images[train_index],
+        train.labels[train_index],
+        train.images[val_index],
+        train.labels[val_index],
+        dataset.folder,
+        dataset.format,
+    )
+
+
+@dataclass(frozen=True)
+class BatchStream:
+    """Global batches of an epoch, each split into `world_size` equal per-rank slices."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    augmentation: Augmentation
+    global_batch: int
+    seed: int
+    rank: int = 0
+    world_size: int = 1
+
+    def __post_init__(self):
+        if self.global_batch % self.world_size:
+            raise ConfigError(f"batch_size {self.global_batch} is not divisible by the {self.world_size} processes")
+        if self.global_batch > len(self.labels):
+            raise ConfigError(f"batch_size {self.global_batch} is larger than the {len(self.labels)} training images")
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return len(self.labels) // self.global_batch  # the incomplete last batch is dropped
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
+        return torch.randperm(len(self.labels), generator=generator)
+
+    def batch(self, epoch: int, index: int, permutation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of global batch `index` of `epoch`: (normalised float images, labels)."""
+        chosen = permutation[index * self.global_batch : (index + 1) * self.global_batch]
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, index))
+        params = self.augmentation.sample(len(chosen), generator)
+        per_rank = self.global_batch // self.world_size
+        mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+        chosen = chosen[mine]
+        return self.augmentation.apply(self.images[chosen], params[mine]), self.labels[chosen]

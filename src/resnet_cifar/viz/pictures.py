@@ -1,0 +1,122 @@
+"""The three pictures of a run: predictions on test images, training curves, confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+from resnet_cifar.data.cifar10 import CLASSES
+
+RIGHT, WRONG = "#1a7f37", "#cf222e"
+
+
+def choose_examples(labels: torch.Tensor, per_class: int, seed: int) -> torch.Tensor:
+    """`per_class` images of every class, drawn with `seed` (the same picture every time for the same seed),
+    interleaved so each row of the grid mixes classes."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for cls in range(int(labels.max()) + 1):
+        members = (labels == cls).nonzero().flatten()
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:per_class]])
+    stacked = torch.stack(chosen, dim=1)  # per_class x classes
+    return stacked.flatten()
+
+
+def upsample(image: torch.Tensor, size: int = 128) -> np.ndarray:
+    """3 x 32 x 32 uint8 -> size x size x 3, bicubic, so a 32-pixel image is easy to see."""
+    pil = Image.fromarray(image.permute(1, 2, 0).numpy())
+    return np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC))
+
+
+def inference_grid(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    logits: torch.Tensor,
+    path: Path,
+    *,
+    per_class: int = 4,
+    columns: int = 8,
+    seed: int = 0,
+    title: str | None = None,
+) -> Path:
+    """A grid of test images captioned with predicted class, confidence and true class; mistakes in red."""
+    index = choose_examples(labels, per_class, seed)
+    probabilities = logits[index].float().softmax(dim=1)
+    confidence, predicted = probabilities.max(dim=1)
+    rows = -(-len(index) // columns)
+    fig = Figure(figsize=(columns * 1.9, rows * 2.25), dpi=100)
+    axes = fig.subplots(rows, columns, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i, pred, conf in zip(axes.flat, index.tolist(), predicted.tolist(), confidence.tolist(), strict=False):
+        true = int(labels[i])
+        ok = pred == true
+        ax.imshow(upsample(images[i]))
+        ax.set_axis_on()
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_color(RIGHT if ok else WRONG)
+            spine.set_linewidth(1 if ok else 3)
+        ax.set_title(
+            f"{CLASSES[pred]} {conf:.0%}\ntrue: {CLASSES[true]}",
+            fontsize=9,
+            color=RIGHT if ok else WRONG,
+            fontweight="normal" if ok else "bold",
+        )
+    correct = int((predicted == labels[index]).sum())
+    heading = title or "Predictions on CIFAR-10 test images"
+    fig.suptitle(f"{heading} ({correct}/{len(index)} correct shown; mistakes in red)", fontsize=12)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def training_curves(rows: list[dict], path: Path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, training and validation."""
+    epochs = [r["epoch"] for r in rows]
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    loss_ax, acc_ax = fig.subplots(1, 2)
+    for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):
+        ax.plot(epochs, [r[f"train_{key}"] for r in rows], marker="o", ms=3, label="train (augmented)")
+        val = [(r["epoch"], r[f"val_{key}"]) for r in rows if r[f"val_{key}"] is not None]
+        if val:
+            ax.plot(*zip(*val, strict=True), marker="s", ms=3, label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    loss_ax.set_title("loss")
+    acc_ax.set_title("accuracy")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def confusion_picture(confusion: list[list[int]] | torch.Tensor, path: Path, title: str = "") -> Path:
+    """Counts of (true, predicted) pairs with the class names on both axes."""
+    matrix = np.asarray(confusion)
+    fig = Figure(figsize=(8, 7), dpi=100)
+    ax = fig.subplots()
+    image = ax.imshow(matrix, cmap="Blues")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    threshold = matrix.max() / 2
+    for (row, col), count in np.ndenumerate(matrix):
+        ax.text(
+            col, row, str(count), ha="center", va="center", fontsize=8, color="white" if count > threshold else "black"
+        )
+    accuracy = np.trace(matrix) / max(matrix.sum(), 1)
+    ax.set_title(title or f"Confusion matrix on the test set (accuracy {accuracy:.2%})")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
