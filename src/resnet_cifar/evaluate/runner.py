@@ -40,7 +40,7 @@ def evaluate_source(
     config = loaded.config
     tta = config.get("tta", 1) if tta is None else tta
     bf16 = config.get("bf16", False) if bf16 is None else bf16
-    dataset = find_dataset(data_dir, download=download)
+    dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     started = time.perf_counter()
     logits = predict_logits(
@@ -75,7 +75,7 @@ def plot_run(run: str | Path, *, data_dir=None, download: bool = True) -> list[P
 
     run = Path(run)
     loaded = load_model(run, "last")
-    dataset = find_dataset(data_dir, download=download)
+    dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     if (run / LOGITS_FILE).is_file():
         logits = safetensors.torch.load_file(str(run / LOGITS_FILE))["logits"]

@@ -119,3 +119,9 @@ class FastResNet(nn.Module):
 def resnet9(**kwargs) -> FastResNet:
     kwargs = {"widths": (128, 256, 512), "blocks": (1, 0, 1), "stem_width": 64, **kwargs}
     return FastResNet(**kwargs)
+
+
+@register_model("fastnet", family="fast", depth=8, description="configurable fast residual net (widths, blocks)")
+def fastnet(**kwargs) -> FastResNet:
+    kwargs = {"widths": (64, 128, 256), "blocks": (1, 1, 1), "stem_width": 24, **kwargs}
+    return FastResNet(**kwargs)

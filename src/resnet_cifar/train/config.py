@@ -58,7 +58,8 @@ class TrainConfig:
     schedule: str = _opt(
         "onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "linear", "step", "constant")
     )
-    warmup_epochs: float = _opt(0.0, "linear warmup from lr * warmup_start to lr (cosine/linear/onecycle)")
+    warmup_epochs: float = _opt(0.0, "warmup length: linear from lr * warmup_start to lr (constant for step)")
+    warmup_steps: int | None = _opt(None, "warmup length in steps (overrides warmup_epochs)")
     warmup_start: float = _opt(0.1, "warmup starts at this fraction of lr")
     final_lr: float = _opt(0.0, "the decay ends at this fraction of lr (cosine/linear/onecycle)")
     milestones: list = _opt([], "step schedule: where lr is multiplied by gamma (see milestone_unit)")
@@ -141,8 +142,22 @@ def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConf
     return TrainConfig(**values)
 
 
-def read_yaml(path: Path | str) -> dict[str, Any]:
+def read_yaml(path: Path | str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A config file's keys; `base: other.yaml` (relative to the file) is read first and overridden."""
     path = Path(path)
+    data = _read_mapping(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
+    base_path = (path.parent / base).resolve()
+    if base_path in _seen or base_path == path.resolve():
+        raise ConfigError(f"{path}: circular base {base}")
+    return {**read_yaml(base_path, (*_seen, path.resolve())), **data}
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except OSError as error:

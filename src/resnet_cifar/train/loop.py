@@ -135,9 +135,24 @@ class Interrupted(Exception):
         self.checkpoint = checkpoint
 
 
+class Callback:
+    """Hooks into the loop (benchmarks, experiments, tests). Time spent in them is not counted as training."""
+
+    def on_step(self, trainer: Trainer) -> None: ...
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None: ...
+
+
 class Trainer:
-    def __init__(self, config: TrainConfig, run_dir: Path, dist: distributed.DistInfo | None = None):
+    def __init__(
+        self,
+        config: TrainConfig,
+        run_dir: Path,
+        dist: distributed.DistInfo | None = None,
+        callbacks: list[Callback] | tuple[Callback, ...] = (),
+    ):
         self.config = config
+        self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir)
         self.dist = dist or distributed.DistInfo()
         self.device = resolve_device(config.device)
@@ -223,6 +238,7 @@ class Trainer:
             "schedule": {"kind": self.schedule.kind, "step": p.step, "total_steps": self.total_steps},
             "ema": self.ema is not None,
             "classes": list(CLASSES),
+            "data_folder": str(self.data.folder.resolve()),
             "torch_version": torch.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -309,6 +325,11 @@ class Trainer:
                 return ls.item() / n, hs.item() / n, n * self.dist.world_size / max(t, 1e-9)
 
             progress.update(stats)
+            if self.callbacks:
+                paused = time.perf_counter()
+                for callback in self.callbacks:
+                    callback.on_step(self)
+                started += time.perf_counter() - paused  # hooks do not count as training time
             if distributed.any_rank(stop.received is not None, self.dist, self.device):
                 self._accumulate(loss_sum, correct, count, time.perf_counter() - started)
                 progress.close("")
@@ -402,6 +423,8 @@ class Trainer:
                 self.save("last")
             if improved:
                 self.save("best")
+        for callback in self.callbacks:
+            callback.on_epoch_end(self, row)
         distributed.barrier(self.dist)
 
     def _predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:

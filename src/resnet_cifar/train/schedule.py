@@ -25,8 +25,9 @@ class Schedule:
     def __call__(self, step: int) -> float:
         if self.kind == "constant":
             return self.peak
-        if self.kind == "step":
-            return self.peak * self.gamma ** sum(step >= m for m in self.milestones)
+        if self.kind == "step":  # He et al. warm up ResNet-110 at a constant 0.1 x lr, then jump to lr
+            start = self.warmup_start if step < self.warmup_steps else 1.0
+            return start * self.peak * self.gamma ** sum(step >= m for m in self.milestones)
         if step < self.warmup_steps:
             progress = step / self.warmup_steps
             return self.peak * (self.warmup_start + (1 - self.warmup_start) * progress)
@@ -40,9 +41,11 @@ class Schedule:
 
 
 def build_schedule(config: TrainConfig, total_steps: int, steps_per_epoch: int) -> Schedule:
-    warmup = config.warmup_epochs
-    if config.schedule == "onecycle" and warmup == 0:
-        warmup = 0.25 * total_steps / steps_per_epoch  # the one-cycle peak comes a quarter of the way in
+    warmup_steps = round(config.warmup_epochs * steps_per_epoch)
+    if config.warmup_steps is not None:
+        warmup_steps = config.warmup_steps
+    elif config.schedule == "onecycle" and warmup_steps == 0:
+        warmup_steps = round(0.25 * total_steps)  # the one-cycle peak comes a quarter of the way in
     milestones = tuple(
         round(m * steps_per_epoch) if config.milestone_unit == "epoch" else int(m) for m in config.milestones
     )
@@ -50,7 +53,7 @@ def build_schedule(config: TrainConfig, total_steps: int, steps_per_epoch: int) 
         kind=config.schedule,
         peak=config.lr,
         total_steps=total_steps,
-        warmup_steps=round(warmup * steps_per_epoch),
+        warmup_steps=warmup_steps,
         warmup_start=config.warmup_start,
         final=config.final_lr,
         milestones=milestones,

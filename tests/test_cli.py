@@ -1,0 +1,111 @@
+"""The command line, run as a user would: subprocesses on small real data."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_cifar", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def trained_run(cifar_dir, tmp_path_factory):
+    work = tmp_path_factory.mktemp("cli")
+    (work / "tiny.yaml").write_text(
+        "base: " + str(REPO / "configs" / "fast80.yaml") + "\n"
+        "train_size: 1000\nval_size: 500\nepochs: 2\nbatch_size: 100\n"
+        "model_options: {widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}\n"
+    )
+    result = cli("train", "--config", "tiny.yaml", "--data-dir", str(cifar_dir), cwd=work)
+    return work, result
+
+
+def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
+    work, result = trained_run
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("test_accuracy=0.")
+    accuracy = float(last_line.split("=")[1])
+    assert 0.15 < accuracy < 1.0
+    run = work / "outputs" / "tiny"
+    expected = [
+        "config.yaml",
+        "metrics.csv",
+        "last.safetensors",
+        "last.json",
+        "best.safetensors",
+        "results.json",
+        "inference.png",
+        "curves.png",
+        "confusion_matrix.png",
+    ]
+    for name in expected:
+        assert (run / name).is_file(), name
+    assert "train_size: 1000" in (run / "config.yaml").read_text()
+    assert (work / "outputs" / "inference.png").is_file()
+    with Image.open(run / "inference.png") as picture:
+        assert picture.size[0] > 1000 and picture.size[1] > 700
+    header = (run / "metrics.csv").read_text().splitlines()[0]
+    assert header == "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s,val_seconds"
+    assert "\r" not in result.stdout  # no progress bar redraws in a log
+
+
+def test_evaluate_reproduces_the_training_accuracy(trained_run, cifar_dir):
+    work, result = trained_run
+    trained = result.stdout.strip().splitlines()[-1]
+    evaluated = cli("evaluate", "outputs/tiny", "--data-dir", str(cifar_dir), cwd=work)
+    assert evaluated.stdout.strip().splitlines()[-1] == trained
+    results = json.loads((work / "outputs" / "tiny" / "results.json").read_text())
+    assert results["images"] == 10_000 and len(results["per_class"]) == 10
+    assert sum(map(sum, results["confusion_matrix"])) == 10_000
+    other = cli("evaluate", "outputs/tiny", "--tta", "0", "--data-dir", str(cifar_dir), cwd=work)
+    assert "TTA level 0" in other.stdout
+    assert (work / "outputs" / "tiny" / "results-last-tta0.json").is_file()
+
+
+def test_plot_rewrites_the_pictures(trained_run, cifar_dir):
+    work, _ = trained_run
+    run = work / "outputs" / "tiny"
+    (run / "curves.png").unlink()
+    out = cli("plot", "outputs/tiny", "--data-dir", str(cifar_dir), cwd=work)
+    assert "curves.png" in out.stdout and (run / "curves.png").is_file()
+
+
+def test_bad_config_fails_at_once_with_one_line(tmp_path):
+    (tmp_path / "bad.yaml").write_text("modle: resnet20\n")
+    result = cli("train", "--config", "bad.yaml", cwd=tmp_path, check=False)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "resnet-cifar: error: unknown config key 'modle'; did you mean 'model'?"
+    assert not (tmp_path / "outputs").exists()
+
+
+def test_models_and_data_verify(cifar_dir, tmp_path):
+    table = cli("models", "resnet*0", cwd=tmp_path).stdout
+    assert "| resnet20 | cifar-resnet | 20 | 0.27M | 0.27M |" in table
+    verify = cli("data", "verify", "--data-dir", str(cifar_dir), cwd=tmp_path).stdout
+    assert "data_batch_3.bin   OK" in verify and "all files verified" in verify
+
+
+def test_missing_data_is_one_clear_message(tmp_path):
+    env = {"RESNET_CIFAR_DATA": str(tmp_path / "nowhere"), "RESNET_CIFAR_URL": "http://127.0.0.1:9/none.tar.gz"}
+    result = cli("data", "verify", cwd=tmp_path, env=env, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("resnet-cifar: error: CIFAR-10 not found. Looked in:")
+    assert "Traceback" not in result.stderr

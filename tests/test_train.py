@@ -1,0 +1,205 @@
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+
+from resnet_cifar.errors import CheckpointError, ConfigError
+from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy, summarize
+from resnet_cifar.train.checkpoint import load_checkpoint, save_checkpoint
+from resnet_cifar.train.config import TrainConfig, load_config
+from resnet_cifar.train.loop import TIMING_COLUMNS, Callback, Interrupted, Trainer, read_metrics
+from resnet_cifar.train.schedule import Schedule, build_schedule
+
+TINY = {
+    "model": "fastnet",
+    "model_options": {"widths": [16, 32, 64], "blocks": [1, 0, 1], "stem_width": 16},
+    "train_size": 1000,
+    "val_size": 500,
+    "batch_size": 100,
+    "epochs": 3,
+    "lr": 0.2,
+    "label_smoothing": 0.1,
+    "progress": "none",
+    "plots": False,
+    "test_at_end": False,
+    "threads": 2,
+}
+
+
+def tiny_config(**overrides) -> TrainConfig:
+    return load_config(None, {**TINY, **overrides})
+
+
+def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = load_checkpoint(run_dir / "last.safetensors")
+    return {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+
+
+def without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in rows]
+
+
+# --- learning ------------------------------------------------------------------------------------------------------
+
+
+def test_a_tiny_real_run_learns(cifar_dir, tmp_path):
+    trainer = Trainer(tiny_config(epochs=4, data_dir=str(cifar_dir)), tmp_path / "run")
+    trainer.fit()
+    rows = trainer.history
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.2
+    assert rows[-1]["val_acc"] > 0.25  # chance is 0.10
+    assert trainer.position.best_val_acc == max(r["val_acc"] for r in rows if r["val_acc"] is not None)
+
+
+class StopAt(Callback):
+    """Sends this process SIGINT after `step` steps, as a user pressing Ctrl-C would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer):
+        if trainer.position.step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("stop_step", [7, 10, 23])  # mid-epoch, epoch boundary, last epoch
+def test_resume_is_exact(cifar_dir, tmp_path, stop_step):
+    config = tiny_config(data_dir=str(cifar_dir), ema=0.9)
+    Trainer(config, tmp_path / "straight").fit()
+
+    with pytest.raises(Interrupted):
+        Trainer(config, tmp_path / "resumed", callbacks=[StopAt(stop_step)]).fit()
+    _, meta = load_checkpoint(tmp_path / "resumed" / "last.safetensors")
+    assert meta["step"] == stop_step
+    resumed = Trainer(config, tmp_path / "resumed")
+    resumed.load(tmp_path / "resumed" / "last.safetensors")
+    resumed.fit()
+
+    straight, again = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    assert straight.keys() == again.keys()
+    for name in straight:
+        assert torch.equal(straight[name], again[name]), name
+    assert without_timing(read_metrics(tmp_path / "straight" / "metrics.csv")) == without_timing(
+        read_metrics(tmp_path / "resumed" / "metrics.csv")
+    )
+
+
+def test_same_seed_same_run_other_seed_other_run(cifar_dir, tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        Trainer(tiny_config(data_dir=str(cifar_dir), seed=seed, epochs=1), tmp_path / name).fit()
+    a, b, c = (final_state(tmp_path / n) for n in "abc")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+# --- schedules -----------------------------------------------------------------------------------------------------
+
+
+def test_schedules_by_hand():
+    step = Schedule("step", 0.1, 100, milestones=(50, 75))
+    assert [step(s) for s in (0, 49, 50, 74, 75, 99)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+    onecycle = Schedule("onecycle", 1.0, 100, warmup_steps=25, warmup_start=0.2)
+    assert onecycle(0) == pytest.approx(0.2)
+    assert onecycle(25) == pytest.approx(1.0)
+    assert onecycle(100) == pytest.approx(0.0)
+    assert onecycle(62.5) == pytest.approx(0.5)
+    cosine = Schedule("cosine", 1.0, 110, warmup_steps=10, final=0.1)
+    assert cosine(60) == pytest.approx(0.55)
+    assert cosine(110) == pytest.approx(0.1)
+
+
+def test_paper_schedule_from_its_config():
+    config = load_config(Path(__file__).parents[1] / "configs" / "paper-resnet110.yaml")
+    schedule = build_schedule(config, config.steps, 351)
+    assert config.steps == 64_000 and config.batch_size == 128 and config.weight_decay == 1e-4
+    assert [schedule(s) for s in (0, 399, 400, 31_999, 32_000, 48_000)] == pytest.approx(
+        [0.01, 0.01, 0.1, 0.1, 0.01, 0.001]
+    )
+
+
+# --- metrics -------------------------------------------------------------------------------------------------------
+
+
+def test_metrics_by_hand():
+    logits = torch.tensor([[3.0, 1.0, 0.0], [0.0, 2.0, 1.0], [0.0, 1.0, 2.0], [2.0, 0.0, 1.0]])
+    labels = torch.tensor([0, 2, 2, 1])
+    assert accuracy(logits, labels) == pytest.approx(0.5)
+    assert accuracy(logits, labels, k=2) == pytest.approx(0.75)
+    confusion = confusion_matrix(logits.argmax(1), labels, 3)
+    assert confusion.tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 1]]
+    assert per_class_accuracy(confusion).tolist() == pytest.approx([1.0, 0.0, 0.5])
+    summary = summarize(logits, labels, ("a", "b", "c"))
+    assert summary["per_class"] == {"a": 1.0, "b": 0.0, "c": 0.5}
+    assert summary["top1"] == pytest.approx(0.5)
+
+
+# --- configuration -------------------------------------------------------------------------------------------------
+
+
+def test_yaml_then_flags(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: resnet32\nlr: 0.05\nepochs: 7\n")
+    (tmp_path / "child.yaml").write_text("base: base.yaml\nlr: 0.3\n")
+    config = load_config(tmp_path / "child.yaml", {"epochs": 2})
+    assert (config.model, config.lr, config.epochs, config.name) == ("resnet32", 0.3, 2.0, "child")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"learning_rate": 0.1}, "unknown config key 'learning_rate'"),
+        ({"batch_sise": 64}, "did you mean 'batch_size'"),
+        ({"lr": "fast"}, "lr: expected float"),
+        ({"epochs": True}, "epochs: expected float"),
+        ({"batch_size": 0}, "batch_size: must be positive"),
+        ({"lr": -0.1}, "lr: must not be negative"),
+        ({"train_size": 45_010}, "larger than the 45000 images"),
+        ({"train_size": 1005}, "multiple of 10"),
+        ({"model": "resnet21"}, "unknown model 'resnet21'"),
+        ({"schedule": "exponential"}, "schedule: must be one of"),
+        ({"tta": 3}, "tta: must be one of"),
+    ],
+)
+def test_bad_configs_fail_with_one_clear_line(overrides, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(None, overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_yaml_files(tmp_path):
+    (tmp_path / "broken.yaml").write_text("lr: [0.1\n")
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(tmp_path / "broken.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_every_shipped_config_is_valid():
+    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+        load_config(path)
+
+
+# --- checkpoints ---------------------------------------------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_and_tamper_detection(tmp_path):
+    path = tmp_path / "ckpt.safetensors"
+    tensors = {"model.w": torch.randn(3, 4), "model.b": torch.zeros(2, dtype=torch.bfloat16), "n": torch.tensor(5)}
+    save_checkpoint(path, tensors, {"step": 3})
+    loaded, meta = load_checkpoint(path)
+    assert meta["step"] == 3 and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    assert (tmp_path / "ckpt.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary files left
+
+    raw = bytearray(path.read_bytes())
+    raw[-3] ^= 0xFF  # flip bits inside the tensor data
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="ckpt.safetensors: checksum mismatch"):
+        load_checkpoint(path)
+    path.write_bytes(bytes(raw[: len(raw) // 2]))
+    with pytest.raises(CheckpointError, match="ckpt.safetensors is not a readable safetensors checkpoint"):
+        load_checkpoint(path)
