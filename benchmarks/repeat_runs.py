@@ -1,0 +1,90 @@
+"""Train one config with several seeds, each as its own `resnet-cifar train` process, and report mean ± std.
+
+Wall-clock time is measured around the whole process (start-up, data loading, training, test evaluation, pictures),
+which is what a user waits for. The last line is machine-readable.
+
+    python benchmarks/repeat_runs.py --config configs/default.yaml --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def run_seed(config: str, seed: int, output_dir: Path, extra: list[str]) -> dict:
+    name = f"{Path(config).stem}-seed{seed}"
+    command = [
+        sys.executable,
+        "-m",
+        "resnet_cifar",
+        "train",
+        "--config",
+        config,
+        "--seed",
+        str(seed),
+        "--name",
+        name,
+        "--output-dir",
+        str(output_dir),
+        "--overwrite",
+        "--progress",
+        "none",
+        *extra,
+    ]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"seed {seed} failed:\n{result.stderr}")
+    results = json.loads((output_dir / name / "results.json").read_text())
+    return {
+        "seed": seed,
+        "test_acc": results["top1"],
+        "wall_s": wall,
+        "train_s": results["train_seconds"],
+        "train_images": results["train_images"],
+    }
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--output-dir", default="outputs/repeat")
+    parser.add_argument("extra", nargs="*", help="more train flags, after --")
+    args = parser.parse_args()
+    rows = []
+    print(f"config {args.config}, seeds {args.seeds}")
+    print(f"{'seed':>4} {'test acc':>9} {'wall s':>7} {'train s':>8} {'train images':>13}")
+    for seed in args.seeds:
+        row = run_seed(args.config, seed, Path(args.output_dir), args.extra)
+        rows.append(row)
+        print(
+            f"{seed:>4} {row['test_acc']:>9.4f} {row['wall_s']:>7.1f} {row['train_s']:>8.1f} "
+            f"{row['train_images']:>13,}",
+            flush=True,
+        )
+    acc_mean, acc_std = mean_std([r["test_acc"] for r in rows])
+    wall_mean, wall_std = mean_std([r["wall_s"] for r in rows])
+    print(
+        f"test accuracy {acc_mean:.4f} ± {acc_std:.4f} (min {min(r['test_acc'] for r in rows):.4f}); "
+        f"wall {wall_mean:.1f} ± {wall_std:.1f} s"
+    )
+    print(
+        f"test_acc_mean={acc_mean:.4f} test_acc_std={acc_std:.4f} test_acc_min={min(r['test_acc'] for r in rows):.4f} "
+        f"wall_s_mean={wall_mean:.1f} seeds={len(rows)}"
+    )
+
+
+if __name__ == "__main__":
+    main()
