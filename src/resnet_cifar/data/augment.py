@@ -1,0 +1,139 @@
+"""Augmentation on whole batches of tensors (no per-image PIL calls): random crop with padding, horizontal flip,
+cutout, and CIFAR-10 normalisation. Every random draw comes from a caller-supplied `torch.Generator`, so a batch is
+reproduced exactly by reseeding it (the basis of exact resume).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# Per-channel statistics of the 50,000 training images, pixels scaled to [0, 1].
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+PAD_MODES = ("reflect", "zeros")
+
+
+def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 (or [0, 255] float) N x 3 x H x W -> float, zero mean and unit variance per channel."""
+    mean = torch.tensor(CIFAR10_MEAN, dtype=dtype).view(1, 3, 1, 1) * 255
+    inv_std = 1 / (torch.tensor(CIFAR10_STD, dtype=dtype).view(1, 3, 1, 1) * 255)
+    out = images.to(dtype, copy=True)  # a fresh tensor, so the in-place ops below never touch the input
+    return out.sub_(mean).mul_(inv_std)
+
+
+def _source_index(offsets: torch.Tensor, size: int, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per image, the source coordinate of each output coordinate after shifting by `offsets` (N,) pixels."""
+    index = torch.arange(size).view(1, size) + offsets.view(-1, 1)
+    if mode == "reflect":  # mirror without repeating the edge pixel, like numpy's "reflect"
+        index = index.abs()
+        index = torch.where(index >= size, 2 * (size - 1) - index, index)
+        return index, None
+    inside = (index >= 0) & (index < size)
+    return index.clamp(0, size - 1), inside
+
+
+def shift(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, mode: str = "reflect") -> torch.Tensor:
+    """Translate image i by (dy[i], dx[i]) pixels, filling the border by reflection or zeros.
+
+    The same as padding and cropping at an offset, done as two gathers without materialising the padded batch.
+    """
+    if mode not in PAD_MODES:
+        raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
+    n, c, h, w = images.shape
+    rows, row_inside = _source_index(dy, h, mode)
+    cols, col_inside = _source_index(dx, w, mode)
+    out = images.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
+    out = out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+    if mode == "zeros":
+        inside = row_inside.view(n, 1, h, 1) & col_inside.view(n, 1, 1, w)
+        out = out * inside.to(out.dtype)
+    return out
+
+
+def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator, mode: str = "reflect") -> torch.Tensor:
+    """Pad each image by `padding` pixels and crop back to its size at a random offset of its own."""
+    if padding <= 0:
+        return images
+    dy = torch.randint(-padding, padding + 1, (len(images),), generator=generator)
+    dx = torch.randint(-padding, padding + 1, (len(images),), generator=generator)
+    return shift(images, dy, dx, mode)
+
+
+def random_flip(images: torch.Tensor, generator: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left-right with probability p."""
+    return apply_flip(images, torch.rand(len(images), generator=generator) < p)
+
+
+def apply_flip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    return torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+
+
+def cutout_mask(top: torch.Tensor, left: torch.Tensor, size: int, h: int = 32, w: int = 32) -> torch.Tensor:
+    """N x 1 x h x w boolean mask of size x size squares with top-left corners (top, left)."""
+    top, left = top.view(-1, 1, 1), left.view(-1, 1, 1)
+    ys = torch.arange(h).view(1, h, 1)
+    xs = torch.arange(w).view(1, 1, w)
+    return ((ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)).unsqueeze(1)
+
+
+def cutout(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero a size x size square per image at a random centre (DeVries & Taylor 2017); apply after normalising,
+    so zero means the mean colour. The square may fall partly outside the image, as in the paper."""
+    if size <= 0:
+        return images
+    n, _, h, w = images.shape
+    top = torch.randint(0, h, (n,), generator=generator) - size // 2
+    left = torch.randint(0, w, (n,), generator=generator) - size // 2
+    return images.masked_fill(cutout_mask(top, left, size, h, w), 0.0)
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """The random draws for a batch, one row per image; slicing them gives a sub-batch's draws."""
+
+    dy: torch.Tensor
+    dx: torch.Tensor
+    flip: torch.Tensor
+    cut_top: torch.Tensor
+    cut_left: torch.Tensor
+
+    def __getitem__(self, index) -> AugmentParams:
+        return AugmentParams(*(t[index] for t in (self.dy, self.dx, self.flip, self.cut_top, self.cut_left)))
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """The training augmentation: crop with padding, flip, cutout; uint8 in, normalised float out.
+
+    `sample` draws every random number for n images first and `apply` uses them, so processes that each handle a
+    slice of a batch (DDP) augment exactly as one process handling the whole batch would.
+    """
+
+    crop_padding: int = 4  # pixels padded on each side before the random 32x32 crop (0: no crop)
+    pad_mode: str = "reflect"  # "reflect" or "zeros" (the paper's zero padding)
+    flip: bool = True  # random horizontal flip with probability 0.5
+    cutout: int = 0  # side of the cutout square in pixels (0: off)
+
+    def sample(self, n: int, generator: torch.Generator, size: int = 32) -> AugmentParams:
+        p = self.crop_padding
+        dy = torch.randint(-p, p + 1, (n,), generator=generator)
+        dx = torch.randint(-p, p + 1, (n,), generator=generator)
+        flip = torch.rand(n, generator=generator) < (0.5 if self.flip else 0.0)
+        cut_top = torch.randint(0, size, (n,), generator=generator) - self.cutout // 2
+        cut_left = torch.randint(0, size, (n,), generator=generator) - self.cutout // 2
+        return AugmentParams(dy, dx, flip, cut_top, cut_left)
+
+    def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+        if self.crop_padding:
+            images = shift(images, params.dy, params.dx, self.pad_mode)
+        if self.flip:
+            images = apply_flip(images, params.flip)
+        out = normalize(images)
+        if self.cutout:
+            out = out.masked_fill(cutout_mask(params.cut_top, params.cut_left, self.cutout, *out.shape[-2:]), 0.0)
+        return out
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return self.apply(images, self.sample(len(images), generator, images.shape[-1]))
