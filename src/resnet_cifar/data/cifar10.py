@@ -12,7 +12,7 @@ import io
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ def parse_binary(raw: bytes, name: str) -> Split:
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays, and refuses every other global (no code execution)."""
 
-    ALLOWED = {
+    ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),

@@ -19,8 +19,8 @@ from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from resnet_cifar.data.cifar10 import detect_format
 from resnet_cifar.data.checksums import ARCHIVES, FileCheck, md5_file, verify_file
+from resnet_cifar.data.cifar10 import detect_format
 from resnet_cifar.errors import DataError, DataNotFoundError
 
 ENV_VAR = "RESNET_CIFAR_DATA"
