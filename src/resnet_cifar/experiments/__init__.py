@@ -1,0 +1,1 @@
+"""Experiments that measure why residual connections work: gradient flow and the degradation of deep plain nets."""

@@ -1,0 +1,79 @@
+"""Plots of the experiments: gradient flow per layer, and the degradation curves in the style of He et al. Fig. 6."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+DEPTH_COLORS = {20: "#1f77b4", 32: "#2ca02c", 44: "#ff7f0e", 56: "#d62728", 110: "#9467bd"}
+
+
+def _depth(label: str) -> int:
+    digits = "".join(ch for ch in label.split("-")[0] if ch.isdigit())
+    return int(digits)
+
+
+def plot_gradient_flow(results: dict, path: Path) -> Path:
+    """Rows: conv-weight gradient norms, activation gradient norms. Columns: (with/without BN) x (init/trained).
+    Solid lines residual, dashed plain; colour = depth; log scale; x = position from input (0) to output (1)."""
+    nets = results["nets"]
+    norms = sorted({net["norm"] for net in nets.values()}, key=lambda n: n != "bn")
+    columns = [(norm, stage) for norm in norms for stage in ("init", "trained")]
+    fig = Figure(figsize=(4.2 * len(columns), 8), dpi=100)
+    axes = fig.subplots(2, len(columns), squeeze=False)
+    steps = results["settings"]["steps"]
+    for col, (norm, stage) in enumerate(columns):
+        for label, net in nets.items():
+            if net["norm"] != norm:
+                continue
+            data = net[stage]
+            style = "-" if net["model"].startswith("resnet") else "--"
+            color = DEPTH_COLORS.get(_depth(label), "black")
+            for row, key in enumerate(("conv_grad_norms", "activation_grad_norms")):
+                values = data[key]
+                xs = [i / max(len(values) - 1, 1) for i in range(len(values))]
+                axes[row][col].plot(xs, values, style, color=color, lw=1.3, label=label.replace("-nobn", ""))
+        when = "at init" if stage == "init" else f"after {steps} steps"
+        title = f"{'with' if norm == 'bn' else 'without'} batch norm, {when}"
+        axes[0][col].set_title(title, fontsize=10)
+        for row in range(2):
+            axes[row][col].set_yscale("log")
+            axes[row][col].grid(alpha=0.3, which="both")
+            axes[row][col].set_xlabel("relative depth (0 = input, 1 = output)")
+        axes[0][col].legend(fontsize=7, ncol=2)
+    axes[0][0].set_ylabel("||dL/dW|| per conv layer")
+    axes[1][0].set_ylabel("||dL/da|| per block output")
+    fig.suptitle("Gradient flow on a fixed batch: residual (solid) vs plain (dashed)")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def plot_degradation(results: dict, path: Path) -> Path:
+    """He et al. Fig. 6 layout: plain nets left, residual nets right; thin lines training error, bold test error."""
+    fig = Figure(figsize=(12, 4.8), dpi=100)
+    axes = fig.subplots(1, 2, sharey=True)
+    for ax, kind in zip(axes, ("plain", "resnet"), strict=True):
+        for name, net in results["nets"].items():
+            if not name.startswith(kind):
+                continue
+            color = DEPTH_COLORS.get(_depth(name), "black")
+            epochs = range(1, len(net["test_error_per_epoch"]) + 1)
+            ax.plot(epochs, [100 * e for e in net["train_error_per_epoch"]], color=color, lw=1, ls="--")
+            ax.plot(
+                epochs,
+                [100 * e for e in net["test_error_per_epoch"]],
+                color=color,
+                lw=2.6,
+                label=f"{kind}-{_depth(name)}",
+            )
+        ax.set_title("plain networks" if kind == "plain" else "residual networks (ResNet)")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[0].set_ylabel("error (%)   thin dashed: training, bold: test")
+    fig.suptitle("Degradation: the same recipe and budget for every net")
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
