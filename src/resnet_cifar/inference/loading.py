@@ -31,8 +31,15 @@ class LoadedModel:
         return self.path.parent
 
 
-def resolve_weights(source: Path | str, which: str = "last") -> Path:
-    """A run folder -> its `<which>.safetensors`; a file -> itself."""
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
+
+
+def resolve_weights(source: Path | str | None, which: str = "last") -> Path:
+    """A run folder -> its `<which>.safetensors`; a file -> itself; None -> the shipped default weights."""
+    if source is None:
+        if not DEFAULT_WEIGHTS.is_file():
+            raise CheckpointError(f"the shipped default weights are missing ({DEFAULT_WEIGHTS}); pass --weights")
+        return DEFAULT_WEIGHTS
     source = Path(source)
     if source.is_dir():
         path = source / f"{which}.safetensors"

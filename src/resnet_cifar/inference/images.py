@@ -1,0 +1,91 @@
+"""Read image files of any common format, size and mode into CIFAR-sized uint8 tensors.
+
+The rule: the first frame (GIF, animated WebP); transparency composited onto white; 16-bit and float images scaled
+to 8 bits; palette, grayscale and CMYK converted to RGB; then the largest centred square is cropped and resized to
+32x32 with Lanczos filtering (antialiased), which keeps the aspect ratio of the object the way CIFAR-10 does.
+
+Every failure is an ImageError naming the file: not an image, an unsupported format, an empty or truncated file,
+or absurd dimensions (a decompression bomb is refused from its header, before anything is decoded).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from resnet_cifar.errors import ImageError
+
+FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
+EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
+MAX_PIXELS = 50_000_000  # width x height above which a file is refused unread (50 megapixels)
+MAX_SIDE = 30_000
+SIZE = 32
+
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently half-grey
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode -> 8-bit RGB, compositing transparency onto white."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I") and array.max(initial=0) > 255 else 255.0
+        if image.mode == "F" and array.max(initial=0) <= 1.0:
+            top = 1.0
+        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert("RGB")
+
+
+def center_square(image: Image.Image) -> Image.Image:
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def to_cifar_tensor(image: Image.Image) -> torch.Tensor:
+    """A PIL image (any mode, any size) -> 3 x 32 x 32 uint8 tensor by the rule above."""
+    square = center_square(_to_rgb(image))
+    small = square.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+    return torch.from_numpy(np.asarray(small, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: Path | str) -> torch.Tensor:
+    """Read one image file as a 3 x 32 x 32 uint8 tensor, or raise ImageError with a clear reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=FORMATS) as image:
+                width, height = image.size
+                if width < 1 or height < 1 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+                    raise ImageError(f"{path}: absurd dimensions {width}x{height} (limit {MAX_PIXELS:,} pixels)")
+                image.seek(0)  # first frame of animations
+                image.load()
+                return to_cifar_tensor(image)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{path}: not an image, or not one of {', '.join(FORMATS)}") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"{path}: absurd dimensions (decompression bomb refused)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, MemoryError) as error:
+        reason = (
+            "truncated or corrupted"
+            if "truncated" in str(error) or isinstance(error, (EOFError, SyntaxError))
+            else "cannot be decoded"
+        )
+        raise ImageError(f"{path}: {reason} ({error})") from None

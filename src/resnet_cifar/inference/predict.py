@@ -1,0 +1,111 @@
+"""`resnet-cifar predict`: top-k classes of image files, folders and globs, in batches, with per-file errors."""
+
+from __future__ import annotations
+
+import glob
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from resnet_cifar.data.cifar10 import CLASSES
+from resnet_cifar.errors import ImageError
+from resnet_cifar.evaluate.inference import predict_logits
+from resnet_cifar.inference.images import EXTENSIONS, load_image
+
+
+@dataclass
+class Prediction:
+    path: str
+    top: list[tuple[str, float]] | None = None  # (class, probability), most likely first
+    error: str | None = None
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Prediction]]:
+    """Files as given, folders by their image files (recursively, sorted), globs expanded; unmatched inputs are
+    returned as errors."""
+    files: list[Path] = []
+    problems: list[Prediction] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+            if not found:
+                problems.append(Prediction(item, error=f"folder holds no {'/'.join(EXTENSIONS)} files"))
+            files += found
+        elif path.exists():
+            files.append(path)
+        elif glob.has_magic(item):
+            matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
+            if not matches:
+                problems.append(Prediction(item, error="no file matches"))
+            files += matches
+        else:
+            problems.append(Prediction(item, error="no such file or folder"))
+    return files, problems
+
+
+def classify(
+    model: nn.Module,
+    images: torch.Tensor,
+    top_k: int = 3,
+    tta: int = 0,
+    class_names: tuple[str, ...] = CLASSES,
+    batch_size: int = 256,
+) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32."""
+    if len(images) == 0:
+        return []
+    probabilities = predict_logits(model, images, tta=tta, batch_size=batch_size).softmax(dim=1)
+    values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
+    return [
+        [(class_names[i], round(float(p), 6)) for p, i in zip(row_p, row_i, strict=True)]
+        for row_p, row_i in zip(values, indices, strict=True)
+    ]
+
+
+def predict_files(model: nn.Module, inputs: list[str], top_k: int = 3, tta: int = 0) -> list[Prediction]:
+    """Predict every readable image; unreadable ones come back with their error, in input order."""
+    files, problems = expand_inputs(inputs)
+    results: list[Prediction] = []
+    tensors, readable = [], []
+    for path in files:
+        try:
+            tensors.append(load_image(path))
+            readable.append(len(results))
+            results.append(Prediction(str(path)))
+        except ImageError as error:
+            results.append(Prediction(str(path), error=str(error).removeprefix(f"{path}: ")))
+    if tensors:
+        for index, top in zip(readable, classify(model, torch.stack(tensors), top_k, tta), strict=True):
+            results[index].top = top
+    return results + problems
+
+
+def format_table(predictions: list[Prediction], top_k: int) -> str:
+    width = max([len(p.path) for p in predictions] + [4])
+    header = f"{'file':<{width}}  " + "  ".join(f"{'top' + str(i + 1):<18}" for i in range(top_k))
+    lines = [header, "-" * len(header)]
+    for p in predictions:
+        if p.error:
+            lines.append(f"{p.path:<{width}}  ERROR: {p.error}")
+        else:
+            cells = [f"{name} {prob:6.1%}" for name, prob in p.top]
+            lines.append(f"{p.path:<{width}}  " + "  ".join(f"{c:<18}" for c in cells))
+    return "\n".join(lines)
+
+
+def format_json(predictions: list[Prediction]) -> str:
+    return json.dumps(
+        [
+            {
+                "file": p.path,
+                "top": [{"class": c, "probability": q} for c, q in p.top] if p.top else None,
+                "error": p.error,
+            }
+            for p in predictions
+        ],
+        indent=2,
+    )
