@@ -123,6 +123,10 @@ def download_file(url: str, destination: Path, check: FileCheck, timeout_s: floa
 
 def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     path = PurePosixPath(member.name)
+    if not path.parts:  # "." or "": harmless for the archive's own folder entry, meaningless for anything else
+        if member.isdir():
+            return
+        raise DataError(f"{archive.name}: refusing member with an empty name {member.name!r}")
     if path.is_absolute() or member.name.startswith(("/", "\\")) or ":" in path.parts[0]:
         raise DataError(f"{archive.name}: refusing absolute path {member.name!r}")
     if ".." in path.parts:
