@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -60,3 +61,70 @@ def barrier(info: DistInfo) -> None:
 def shutdown(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
         dist.destroy_process_group()
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum of the ranks' gradients (each rank's statistics feed every rank)."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad
+
+
+class CPUSyncBatchNorm2d(nn.BatchNorm2d):
+    """Batch norm whose training statistics are taken over the global batch of all ranks, on any device.
+
+    PyTorch's SyncBatchNorm only runs on accelerators; this one sums per-channel (count, sum, sum of squares)
+    with the autograd-aware all_reduce, so gradients flow through the global statistics exactly as they do through
+    a single process's batch norm over the whole batch.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        work = x.float()
+        local = torch.stack([work.sum(dim=(0, 2, 3)), (work * work).sum(dim=(0, 2, 3))])
+        count = torch.full((1, x.shape[1]), float(x.numel() // x.shape[1]), device=x.device)
+        totals = _AllReduceSum.apply(torch.cat([local, count]))
+        n = totals[2]
+        mean = totals[0] / n
+        var = totals[1] / n - mean * mean
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                unbiased = var * n / (n - 1).clamp(min=1)
+                self.running_mean.lerp_(mean, momentum)
+                self.running_var.lerp_(unbiased, momentum)
+        scale = torch.rsqrt(var + self.eps)
+        if self.affine:
+            shift = self.bias - mean * scale * self.weight
+            scale = scale * self.weight
+        else:
+            shift = -mean * scale
+        return (work * scale.view(1, -1, 1, 1) + shift.view(1, -1, 1, 1)).to(x.dtype)
+
+
+def convert_sync_batchnorm(model: nn.Module, device_type: str) -> nn.Module:
+    """Replace every BatchNorm2d with a synchronised one (PyTorch's on CUDA, CPUSyncBatchNorm2d elsewhere)."""
+    if device_type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    for name, child in model.named_children():
+        if type(child) is nn.BatchNorm2d:
+            synced = CPUSyncBatchNorm2d(
+                child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
+            )
+            synced.load_state_dict(child.state_dict())
+            synced.to(device=child.weight.device if child.affine else None)
+            setattr(model, name, synced)
+        else:
+            convert_sync_batchnorm(child, device_type)
+    return model
