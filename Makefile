@@ -19,15 +19,16 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,export]'
 	touch $@
 
+# `make train RESUME=outputs/default` continues an interrupted run exactly where it stopped.
 train: $(BIN)/.installed
-	$(BIN)/resnet-cifar train --config $(CONFIG)
+	$(BIN)/resnet-cifar train $(if $(RESUME),--resume $(RESUME),--config $(CONFIG))
 
 test: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/python -m pytest -q
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/ruff format --check src tests benchmarks
 
 models: $(BIN)/.installed

@@ -95,6 +95,22 @@ def _overrides(args: argparse.Namespace) -> dict:
     return overrides
 
 
+def _stop_with_parent() -> None:
+    """If the parent process dies (e.g. `make train` is killed with SIGKILL), get SIGTERM, which checkpoints and
+    stops training, instead of running on as an orphan. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        pass
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -102,6 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from resnet_cifar.train.loop import Interrupted
     from resnet_cifar.train.runner import exit_code_for, print_final_line, resume_config, run_training
 
+    _stop_with_parent()
     overrides = _overrides(args)
     if args.resume:
         config = resume_config(Path(args.resume), overrides)
@@ -190,9 +207,149 @@ def _plot_parser(sub) -> None:
     parser.set_defaults(func=cmd_plot)
 
 
+# --- predict and export ------------------------------------------------------------------------------------------
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from resnet_cifar.inference.loading import load_model
+    from resnet_cifar.inference.predict import format_json, format_table, predict_files
+
+    loaded = load_model(args.weights, args.which)
+    predictions = predict_files(loaded.model, args.images, top_k=args.top_k, tta=args.tta)
+    print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
+    failed = [p for p in predictions if p.error]
+    if failed:
+        print(f"{len(failed)} of {len(predictions)} inputs failed", file=sys.stderr)
+    return 1 if failed or not predictions else 0
+
+
+def _predict_parser(sub) -> None:
+    parser = sub.add_parser("predict", help="classify image files (PNG, JPEG, WebP, BMP, GIF), folders or globs")
+    parser.add_argument("images", nargs="+", help="files, folders (searched recursively) or glob patterns")
+    parser.add_argument(
+        "--weights", default=None, help="run folder or .safetensors file (default: the shipped weights, offline)"
+    )
+    parser.add_argument("--which", default="last", choices=("last", "best"), help="checkpoint of a run folder")
+    parser.add_argument("--top-k", type=int, default=3)
+    parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=cmd_predict)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from resnet_cifar.inference.export import export_model
+    from resnet_cifar.inference.loading import load_model
+
+    loaded = load_model(args.weights, args.which)
+    suffix = ".onnx" if args.format == "onnx" else ".pt"
+    output = Path(args.output) if args.output else Path("outputs") / f"{loaded.name}{suffix}"
+    export_model(loaded.model, args.format, output, opset=args.opset)
+    print(
+        f"exported {loaded.name} ({loaded.path}) to {output}: input float32 N x 3 x 32 x 32 in [0, 1], "
+        "output logits N x 10"
+    )
+    return 0
+
+
+def _export_parser(sub) -> None:
+    parser = sub.add_parser("export", help="export to ONNX or TorchScript (dynamic batch, normalisation inside)")
+    parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
+    parser.add_argument("--weights", default=None, help="run folder or .safetensors file (default: shipped weights)")
+    parser.add_argument("--which", default="last", choices=("last", "best"))
+    parser.add_argument("--output", default=None, help="output file (default: outputs/<model>.onnx or .pt)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    parser.set_defaults(func=cmd_export)
+
+
+# --- experiments -------------------------------------------------------------------------------------------------
+
+
+def cmd_gradient_flow(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from resnet_cifar.experiments.gradient_flow import (
+        GradientFlowSettings,
+        run_gradient_flow,
+        summary_lines,
+        write_gradient_flow,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = GradientFlowSettings(
+        depths=tuple(args.depths), steps=args.steps, batch_size=args.batch_size, seed=args.seed, data_dir=args.data_dir
+    )
+    if args.quick:
+        settings.train_pool = 1000
+    results = run_gradient_flow(settings)
+    print("\n".join(summary_lines(results)))
+    for path in write_gradient_flow(results, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_degradation(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from resnet_cifar.experiments.degradation import (
+        DegradationSettings,
+        run_degradation,
+        table_lines,
+        write_degradation,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    make = DegradationSettings.quick if args.quick else DegradationSettings
+    settings = make(seed=args.seed, data_dir=args.data_dir)
+    if args.epochs:
+        settings.epochs = args.epochs
+    results = run_degradation(settings, Path(args.out))
+    print("\n".join(table_lines(results)))
+    print(f"total {results['total_seconds'] / 60:.1f} minutes")
+    for path in write_degradation(results, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def _experiment_parser(sub) -> None:
+    parser = sub.add_parser("experiment", help="measure why residual connections work")
+    experiments = parser.add_subparsers(dest="experiment", required=True)
+    flow = experiments.add_parser("gradient-flow", help="per-layer gradient norms, plain vs residual, +/- batch norm")
+    flow.add_argument("--out", default="outputs/gradient-flow", help="folder for gradient_flow.json and .png")
+    flow.add_argument("--depths", type=int, nargs="+", default=[20, 56, 110])
+    flow.add_argument("--steps", type=int, default=100, help="K: training steps before the second measurement")
+    flow.add_argument("--batch-size", type=int, default=128)
+    flow.add_argument("--quick", action="store_true", help="draw the K steps from 1,000 images only")
+    degradation = experiments.add_parser("degradation", help="plain vs residual 20/32/44/56, same recipe and budget")
+    degradation.add_argument("--out", default="outputs/degradation", help="folder for the JSON files and the plot")
+    degradation.add_argument("--quick", action="store_true", help="2 epochs of 5,000 images (a few minutes)")
+    degradation.add_argument("--epochs", type=float, default=None, help="override the budget in epochs")
+    for command, func in ((flow, cmd_gradient_flow), (degradation, cmd_degradation)):
+        command.add_argument("--seed", type=int, default=0)
+        command.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
+        command.add_argument("--data-dir", default=None)
+        command.set_defaults(func=func)
+
+
 # --- entry point -------------------------------------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable] = [_train_parser, _evaluate_parser, _plot_parser, _models_parser, _data_parser]
+SUBCOMMANDS: list[Callable] = [
+    _train_parser,
+    _evaluate_parser,
+    _plot_parser,
+    _predict_parser,
+    _export_parser,
+    _experiment_parser,
+    _models_parser,
+    _data_parser,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

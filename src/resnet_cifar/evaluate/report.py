@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -14,11 +15,23 @@ from resnet_cifar.evaluate.metrics import summarize
 from resnet_cifar.train.checkpoint import atomic_write_bytes
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_description() -> str:
-    threads = torch.get_num_threads()
-    cpu = platform.processor() or platform.machine()
+    """e.g. "AMD EPYC (2 cores), 2 torch threads, torch 2.13.0+cpu, Linux" (+ the GPU when there is one)."""
     gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return f"{platform.system()} {cpu}, {threads} threads{gpu}, torch {torch.__version__}"
+    return (
+        f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, "
+        f"torch {torch.__version__}, {platform.system()}{gpu}"
+    )
 
 
 def results_filename(weights: str, tta: int, default_tta: int) -> str:

@@ -37,20 +37,51 @@ class ConvBN(nn.Sequential):
 
 
 class ResidualPair(nn.Module):
-    """x + f(x), f = two ConvBN layers of the same width (Page's ResNet-9 residual block)."""
+    """x + f(x), f = one or two ConvBN layers of the same width (two: Page's ResNet-9 residual block)."""
 
-    def __init__(self, channels: int, *, norm: str, act: str):
+    def __init__(self, channels: int, *, norm: str, act: str, convs: int = 2):
         super().__init__()
-        self.conv1 = ConvBN(channels, channels, pool=False, norm=norm, act=act)
-        self.conv2 = ConvBN(channels, channels, pool=False, norm=norm, act=act)
+        self.branch = nn.Sequential(*(ConvBN(channels, channels, pool=False, norm=norm, act=act) for _ in range(convs)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(self.conv1(x))
+        return x + self.branch(x)
 
     def zero_init_last(self) -> None:
-        bn = self.conv2[1]
+        bn = self.branch[-1][1]
         if isinstance(bn, nn.BatchNorm2d):
             nn.init.zeros_(bn.weight)
+
+
+class WhiteningStem(nn.Module):
+    """A 2x2 convolution (no padding) whose filters whiten image patches, then an activation (airbench's first
+    layer). `whiten_(images)` sets the filters from the eigenvectors of the patch covariance of training images:
+    each eigenvector scaled by 1/sqrt(eigenvalue), and its negative, so the output starts decorrelated."""
+
+    def __init__(self, width: int = 24, act: str = "gelu"):
+        super().__init__()
+        if width % 2 or width > 24:
+            raise ValueError("the whitening stem needs an even width of at most 24 (12 patch dimensions x 2)")
+        self.conv = nn.Conv2d(3, width, kernel_size=2, padding=0, bias=True)
+        self.act = _activation(act)
+
+    @torch.no_grad()
+    def whiten_(self, images: torch.Tensor, eps: float = 5e-4) -> None:
+        """images: normalised float N x 3 x H x W (a few thousand are plenty)."""
+        patches = images.unfold(2, 2, 1).unfold(3, 2, 1)  # N, 3, H-1, W-1, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+        patches = patches - patches.mean(dim=0)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        order = eigenvalues.argsort(descending=True)  # largest first
+        eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
+        half = self.conv.out_channels // 2
+        filters = (eigenvectors.T[:half] / torch.sqrt(eigenvalues[:half, None] + eps)).view(half, 3, 2, 2)
+        self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight.dtype))
+        self.conv.bias.zero_()
+        self.conv.weight.requires_grad_(False)  # the whitening stays fixed; its bias still learns (as in airbench)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
 
 
 class FastResNet(nn.Module):
@@ -74,15 +105,22 @@ class FastResNet(nn.Module):
         act: str = "relu",
         head_scale: float = 0.125,
         zero_init_residual: bool = False,
+        residual_convs: int = 2,
+        stem: str = "conv",
     ):
         super().__init__()
         if len(widths) != len(blocks):
             raise ValueError("widths and blocks must have the same length")
-        self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
+        if stem not in ("conv", "whiten"):
+            raise ValueError(f"stem must be 'conv' or 'whiten', got {stem!r}")
+        if stem == "whiten":
+            self.stem = WhiteningStem(stem_width, act)
+        else:
+            self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
         stages, channels = [], stem_width
         for width, count in zip(widths, blocks, strict=True):
             layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
-            layers += [ResidualPair(width, norm=norm, act=act) for _ in range(count)]
+            layers += [ResidualPair(width, norm=norm, act=act, convs=residual_convs) for _ in range(count)]
             stages.append(nn.Sequential(*layers))
             channels = width
         self.stages = nn.Sequential(*stages)
@@ -93,6 +131,8 @@ class FastResNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, ResidualPair):

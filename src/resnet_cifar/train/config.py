@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -83,6 +84,7 @@ class TrainConfig:
     eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)")
     eval_batch_size: int = _opt(1000, "images per evaluation forward pass")
     checkpoint_every: int = _opt(1, "write the `last` checkpoint every N epochs (and at the end)")
+    stop_after_epochs: int | None = _opt(None, "checkpoint and exit after this many epochs, to --resume later")
     test_at_end: bool = _opt(True, "evaluate on the test set after training and print test_accuracy=")
     plots: bool = _opt(True, "write inference.png, curves.png and confusion_matrix.png at the end")
     sync_bn: bool = _opt(False, "SyncBatchNorm under DDP (batch statistics over all ranks)")
@@ -118,6 +120,8 @@ def _coerce(key: str, value: Any) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key}: must be a finite number, got {value!r}")
             return float(value)
         if option in (str, list, dict) and isinstance(value, option):
             return value
@@ -159,15 +163,19 @@ def read_yaml(path: Path | str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
         raise ConfigError(f"{path}: invalid YAML{line}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
@@ -177,9 +185,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 def validate(config: TrainConfig) -> TrainConfig:
     """Reject impossible values with one clear line each."""
-    from resnet_cifar.models import model_spec
-
-    model_spec(config.model)  # unknown model -> ConfigError with a suggestion
+    _check_model(config)
     positive = {
         "batch_size": config.batch_size,
         "eval_batch_size": config.eval_batch_size,
@@ -241,6 +247,23 @@ def validate(config: TrainConfig) -> TrainConfig:
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {config.device!r}")
     return config
+
+
+def _check_model(config: TrainConfig) -> None:
+    """Build the model on the meta device (no memory, no time) so bad names or options fail before any work."""
+    import torch
+
+    from resnet_cifar.models import create_model
+
+    if not all(isinstance(key, str) for key in config.model_options):
+        raise ConfigError("model_options: keys must be names")
+    try:
+        with torch.device("meta"):
+            create_model(config.model, **config.model_options)
+    except ConfigError:
+        raise
+    except Exception as error:  # whatever a builder raises on bad options is the user's input, reported as such
+        raise ConfigError(f"model_options for {config.model}: {error}") from None
 
 
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:

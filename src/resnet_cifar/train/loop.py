@@ -106,14 +106,16 @@ class Position:
 
 
 class StopSignal:
-    """Turns SIGINT/SIGTERM into a flag the loop checks after each step (finish the step, checkpoint, exit)."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (finish it, checkpoint, exit)."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self):
         self.received: int | None = None
         self._previous = {}
 
     def __enter__(self):
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
                 self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -161,7 +163,7 @@ class Trainer:
         if config.deterministic:
             torch.use_deterministic_algorithms(True)
         torch.manual_seed(config.seed)
-        self.data: TrainingData = prepare_data(config)
+        self.data: TrainingData = self._prepare_data()
         self.stream = BatchStream(
             self.data.train_images,
             self.data.train_labels,
@@ -177,14 +179,35 @@ class Trainer:
         self.schedule = build_schedule(config, self.total_steps, self.steps_per_epoch)
 
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.model = build_model(config).to(self.device, memory_format=self.memory_format)
+        self.model = build_model(config)
+        self._init_from_data(self.model)
+        self.model = self.model.to(self.device, memory_format=self.memory_format)
         if self.dist.enabled and config.sync_bn:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.model = distributed.convert_sync_batchnorm(self.model, self.device.type)
         self.optimizer = build_optimizer(config, self.model)
         self.ema = EMA(self.model, config.ema) if config.ema > 0 else None
         self.train_model = self._wrap(self.model)
         self.position = Position()
         self.history: list[dict] = []
+
+    def _init_from_data(self, model: nn.Module) -> None:
+        """Layers initialised from the training images (a patch-whitening stem), from a fixed sample."""
+        stem = getattr(model, "stem", None)
+        if hasattr(stem, "whiten_"):
+            generator = torch.Generator().manual_seed(derive_seed(self.config.seed, 2))
+            sample = torch.randperm(len(self.data.train_labels), generator=generator)[:5000]
+            from resnet_cifar.data.augment import normalize
+
+            stem.whiten_(normalize(self.data.train_images[sample]))
+
+    def _prepare_data(self) -> TrainingData:
+        """Rank 0 first, so that only one process ever downloads or extracts the dataset."""
+        if not self.dist.is_main:
+            distributed.barrier(self.dist)
+        data = prepare_data(self.config)
+        if self.dist.is_main:
+            distributed.barrier(self.dist)
+        return data
 
     def _wrap(self, model: nn.Module) -> nn.Module:
         if self.dist.enabled:
@@ -280,11 +303,25 @@ class Trainer:
             self._announce()
         with StopSignal() as stop:
             while self.position.epoch < self.epochs:
+                if self.config.stop_after_epochs is not None and self.position.epoch >= self.config.stop_after_epochs:
+                    return self._pause()
                 self._train_epoch(stop)
                 self._end_epoch()
         results = self.test() if self.config.test_at_end else {}
         distributed.barrier(self.dist)
         return results
+
+    def _pause(self) -> dict:
+        """Stop at an epoch boundary as configured (stop_after_epochs); the checkpoint is there to resume from."""
+        if self.dist.is_main:
+            self.save("last")
+            say(
+                f"stopped after {self.position.epoch} epochs as asked (stop_after_epochs); "
+                f"resume with: resnet-cifar train --resume {self.run_dir}",
+                "lines",
+            )
+        distributed.barrier(self.dist)
+        return {}
 
     def _announce(self) -> None:
         c = self.config
@@ -407,7 +444,7 @@ class Trainer:
         improved = False
         if self.dist.is_main and len(self.data.val_labels) and (epoch % c.eval_every == 0 or last_epoch):
             started = time.perf_counter()
-            logits = self._predict(self.data.val_images, tta=0)
+            logits = self.predict(self.data.val_images, tta=0)
             row["val_loss"] = F.cross_entropy(logits, self.data.val_labels).item()
             row["val_acc"] = (logits.argmax(1) == self.data.val_labels).double().mean().item()
             row["val_seconds"] = time.perf_counter() - started
@@ -427,7 +464,7 @@ class Trainer:
             callback.on_epoch_end(self, row)
         distributed.barrier(self.dist)
 
-    def _predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:
         return predict_logits(
             self.eval_model,
             images,
@@ -454,7 +491,7 @@ class Trainer:
 
         test = self.data.load_test()
         started = time.perf_counter()
-        logits = self._predict(test.images, tta=self.config.tta)
+        logits = self.predict(test.images, tta=self.config.tta)
         seconds = time.perf_counter() - started
         results = write_results(
             self.run_dir,

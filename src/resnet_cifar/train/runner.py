@@ -13,7 +13,7 @@ from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
 from resnet_cifar.train.loop import Interrupted, Trainer, resolve_device
 
 # Keys that may change when resuming, because they do not change the computation.
-RUNTIME_KEYS = ("threads", "device", "progress", "data_dir", "download", "compile", "plots")
+RUNTIME_KEYS = ("threads", "device", "progress", "data_dir", "download", "compile", "plots", "stop_after_epochs")
 
 
 def new_run_dir(config: TrainConfig, overwrite: bool = False) -> Path:

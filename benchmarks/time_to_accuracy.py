@@ -1,0 +1,143 @@
+"""Wall-clock time until the full 10,000-image test accuracy first reaches a target.
+
+The run is timed from the start (data loading and model set-up included). The test set is evaluated at fixed points
+(`--every` epochs, and at the end) with the config's TTA level; that evaluation time is excluded from the clock and
+reported separately. Nothing is selected on the test set: training follows the config exactly as `resnet-cifar
+train` would. Several seeds give mean ± std; the last line is machine-readable:
+
+    time_to_target_s=<s> target=<acc> reached=<acc> total_s=<s>     (means over seeds)
+
+    python benchmarks/time_to_accuracy.py --config configs/fast80.yaml --target 0.80 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import time
+
+IMPORT_STARTED = time.perf_counter()  # before torch is imported: start-up cost is reported, not hidden
+
+import argparse
+import dataclasses
+import math
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from resnet_cifar.train.config import load_config
+from resnet_cifar.train.loop import Callback, Trainer
+
+IMPORT_SECONDS = time.perf_counter() - IMPORT_STARTED
+
+
+class TestAtFixedPoints(Callback):
+    """Evaluates the test set every `every` epochs; records (training wall seconds, accuracy)."""
+
+    def __init__(self, images, labels, every: float, started: float):
+        self.images, self.labels, self.every, self.started = images, labels, every, started
+        self.eval_seconds = 0.0
+        self.points: list[tuple[int, float, float]] = []  # (epoch, clock seconds excluding evaluations, accuracy)
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.started - self.eval_seconds
+
+    def on_epoch_end(self, trainer, row):
+        epoch = row["epoch"]
+        if epoch % self.every and epoch != trainer.epochs:
+            return
+        at = self.clock()
+        began = time.perf_counter()
+        logits = trainer.predict(self.images, tta=trainer.config.tta)
+        accuracy = (logits.argmax(1) == self.labels).double().mean().item()
+        self.eval_seconds += time.perf_counter() - began
+        self.points.append((epoch, at, accuracy))
+
+
+def run_once(config_path: str, seed: int, every: float, overrides: dict) -> dict:
+    started = time.perf_counter()
+    config = load_config(
+        config_path, {"seed": seed, "progress": "none", "plots": False, "test_at_end": False, **overrides}
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        config = dataclasses.replace(config, output_dir=folder)
+        load_started = time.perf_counter()
+        trainer = Trainer(config, Path(folder) / "run")
+        test = trainer.data.load_test()
+        data_seconds = time.perf_counter() - load_started  # includes building the model
+        tracker = TestAtFixedPoints(test.images, test.labels, every, started)
+        trainer.callbacks.append(tracker)
+        trainer.fit()
+        total = tracker.clock()
+    return {
+        "seed": seed,
+        "points": tracker.points,
+        "total_s": total,
+        "eval_s": tracker.eval_seconds,
+        "data_s": data_seconds,
+        "final": tracker.points[-1][2],
+    }
+
+
+def first_reaching(points: list[tuple[int, float, float]], target: float) -> tuple[float, float] | None:
+    for _epoch, seconds, accuracy in points:
+        if accuracy >= target:
+            return seconds, accuracy
+    return None
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.80")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--every", type=float, default=1, help="evaluate the test set every N epochs (and at the end)")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    overrides = {"threads": args.threads} if args.threads else {}
+    config = load_config(args.config, overrides)
+    print(
+        f"config {args.config}: {config.model} {config.model_options}, {config.epochs:g} epochs, batch "
+        f"{config.batch_size}, TTA level {config.tta}; target {args.target:.2%}; torch threads "
+        f"{args.threads or torch.get_num_threads()}; importing torch and the package took {IMPORT_SECONDS:.1f} s "
+        "(not in the times below)"
+    )
+    runs = []
+    for seed in args.seeds:
+        run = run_once(args.config, seed, args.every, overrides)
+        hit = first_reaching(run["points"], args.target)
+        run["hit"] = hit
+        runs.append(run)
+        trail = "  ".join(f"ep{e}:{a:.4f}@{s:.0f}s" for e, s, a in run["points"])
+        when = f"{hit[0]:.1f} s ({hit[1]:.4f})" if hit else "not reached"
+        print(
+            f"seed {seed}: target {when}; total {run['total_s']:.1f} s (data+setup {run['data_s']:.1f} s, "
+            f"evaluations excluded {run['eval_s']:.1f} s); final {run['final']:.4f}\n  {trail}",
+            flush=True,
+        )
+    reached = [r["hit"] for r in runs if r["hit"]]
+    finals = [r["final"] for r in runs]
+    totals = [r["total_s"] for r in runs]
+    print(
+        f"final test accuracy {mean_std(finals)} (min {min(finals):.4f}); total {mean_std(totals)} s; "
+        f"reached the target in {len(reached)}/{len(runs)} runs"
+    )
+    if len(reached) == len(runs):
+        seconds = statistics.mean(h[0] for h in reached)
+        accuracy = statistics.mean(h[1] for h in reached)
+    else:
+        seconds, accuracy = math.nan, statistics.mean(finals)
+    print(
+        f"time_to_target_s={seconds:.1f} target={args.target} reached={accuracy:.4f} "
+        f"total_s={statistics.mean(totals):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
