@@ -1,5 +1,13 @@
-"""torchrun on CPU with gloo: 2 processes train exactly like 1 with the same global batch, and their checkpoints
-resume in a single process."""
+"""torchrun on CPU with gloo: 2 processes train like 1 with the same global batch, and their checkpoints resume in a
+single process.
+
+Without batch norm the two agree to float32 rounding. With batch norm they cannot agree that closely: the gradients
+of a BN network are ill-conditioned enough that float32 alone moves ResNet-20's first-layer gradient by ~2e-3
+(relative) from its float64 value, and summing the statistics in two halves rounds differently. The BN test
+therefore compares a few steps with a tolerance well inside the gap to what unsynchronised (per-rank) statistics
+give, and checks that gap is really there. The exact float64 check of the synchronised statistics and their
+gradients is in test_sync_batchnorm_matches_full_batch_batchnorm_in_float64.
+"""
 
 import subprocess
 import sys
@@ -34,7 +42,8 @@ BASE = [
     "--no-test-at-end",
     "--deterministic",
 ]
-BN_NET = ["--model-options", "{widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}", "--sync-bn"]
+# ResNet-20 (no max-pool whose ties could route gradients differently), 3 steps at a gentle learning rate
+BN_NET = ["--model", "resnet20", "--lr", "0.02", "--epochs", "1", "--train-size", "300", "--no-channels-last"]
 NO_BN_NET = ["--model-options", "{widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16, norm: none}"]
 
 
@@ -43,7 +52,8 @@ def train(cwd: Path, processes: int, *args: str) -> str:
         ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else []
     )
     command = [sys.executable, *launcher, "-m", "resnet_cifar", "train", *args]
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+    # A short timeout: torch.distributed's shutdown can, rarely, leave a gloo worker waiting (pytorch#75097)
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -53,20 +63,21 @@ def model_weights(run: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in tensors.items() if k.startswith("model.")}
 
 
-def assert_close(a: dict, b: dict, tolerance: float = 1e-5) -> None:
+def largest_difference(a: dict, b: dict) -> float:
     assert a.keys() == b.keys()
-    for name in a:
-        if a[name].is_floating_point():
-            difference = (a[name] - b[name]).abs().max().item()
-            assert difference <= tolerance, f"{name}: {difference}"
+    return max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
+
+
+def assert_close(a: dict, b: dict, tolerance: float = 1e-5) -> None:
+    difference = largest_difference(a, b)
+    assert difference <= tolerance, difference
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("net", [BN_NET, NO_BN_NET], ids=["sync-bn", "no-bn"])
-def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path, net):
+def test_two_processes_match_one_without_batch_norm(cifar_dir, tmp_path):
     data = ["--data-dir", str(cifar_dir)]
-    single = train(tmp_path, 1, *BASE, *net, *data, "--name", "one")
-    double = train(tmp_path, 2, *BASE, *net, *data, "--name", "two")
+    single = train(tmp_path, 1, *BASE, *NO_BN_NET, *data, "--name", "one")
+    double = train(tmp_path, 2, *BASE, *NO_BN_NET, *data, "--name", "two")
     assert "x2 processes" in double and "x2 processes" not in single
     assert double.count("epoch   1/2") == 1  # one process does all the logging
     run_folders = sorted(p.name for p in (tmp_path / "outputs").iterdir())
@@ -75,10 +86,83 @@ def test_two_processes_match_one_with_the_same_global_batch(cifar_dir, tmp_path,
 
 
 @pytest.mark.slow
+def test_sync_bn_two_processes_match_one_and_per_rank_statistics_do_not(cifar_dir, tmp_path):
+    data = ["--data-dir", str(cifar_dir)]
+    train(tmp_path, 1, *BASE, *BN_NET, *data, "--name", "one")
+    train(tmp_path, 2, *BASE, *BN_NET, *data, "--sync-bn", "--name", "synced")
+    train(tmp_path, 2, *BASE, *BN_NET, *data, "--name", "per-rank")
+    one = model_weights(tmp_path / "outputs" / "one")
+    synced = largest_difference(one, model_weights(tmp_path / "outputs" / "synced"))
+    per_rank = largest_difference(one, model_weights(tmp_path / "outputs" / "per-rank"))
+    # measured: synced 1.4e-4 (float32 rounding), per-rank statistics 3.6e-2
+    assert synced <= 1e-3 < per_rank, (synced, per_rank)
+
+
+def _sync_bn_worker(rank: int, world_size: int, port: int, images, queue) -> None:
+    import os
+
+    import torch.distributed as dist
+
+    from resnet_cifar.train.distributed import convert_sync_batchnorm
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        net = convert_sync_batchnorm(_bn_net(), "cpu")
+        half = images.shape[0] // world_size
+        mine = images[rank * half : (rank + 1) * half]
+        net(mine).square().sum().backward()  # a loss that is a sum over samples: the ranks' gradients add up
+        grads = [p.grad.clone() for p in net.parameters()]
+        for g in grads:
+            dist.all_reduce(g)
+        queue.put((rank, grads, [b.clone() for b in net.buffers()]))
+    finally:
+        dist.destroy_process_group()
+
+
+def _bn_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3, padding=1),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+    )
+    return net.double()
+
+
+def test_sync_batchnorm_matches_full_batch_batchnorm_in_float64():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    images = torch.randn(8, 3, 6, 6, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 3 + 1
+    reference = _bn_net()
+    reference(images).square().sum().backward()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_sync_bn_worker, args=(r, 2, port, images, queue)) for r in range(2)]
+    for w in workers:
+        w.start()
+    results = [queue.get(timeout=120) for _ in workers]
+    for w in workers:
+        w.join(timeout=60)
+    for _, grads, buffers in results:
+        for g, p in zip(grads, reference.parameters(), strict=True):
+            torch.testing.assert_close(g, p.grad, rtol=1e-10, atol=1e-10)
+        for b, r in zip(buffers, reference.buffers(), strict=True):  # running mean/var/count
+            torch.testing.assert_close(b, r, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.slow
 def test_a_two_process_checkpoint_resumes_in_one_process(cifar_dir, tmp_path):
     data = ["--data-dir", str(cifar_dir)]
-    train(tmp_path, 1, *BASE, *BN_NET, *data, "--name", "straight")
-    paused = train(tmp_path, 2, *BASE, *BN_NET, *data, "--name", "moved", "--stop-after-epochs", "1")
+    train(tmp_path, 1, *BASE, *NO_BN_NET, *data, "--name", "straight")
+    paused = train(tmp_path, 2, *BASE, *NO_BN_NET, *data, "--name", "moved", "--stop-after-epochs", "1")
     assert "stopped after 1 epochs" in paused
     _, meta = load_checkpoint(tmp_path / "outputs" / "moved" / "last.safetensors")
     assert meta["world_size"] == 2 and meta["step"] == 6

@@ -90,9 +90,9 @@ class CPUSyncBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        work = x.float()
+        work = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x  # statistics in at least float32
         local = torch.stack([work.sum(dim=(0, 2, 3)), (work * work).sum(dim=(0, 2, 3))])
-        count = torch.full((1, x.shape[1]), float(x.numel() // x.shape[1]), device=x.device)
+        count = torch.full((1, x.shape[1]), float(x.numel() // x.shape[1]), device=x.device, dtype=work.dtype)
         totals = _AllReduceSum.apply(torch.cat([local, count]))
         n = totals[2]
         mean = totals[0] / n
@@ -122,8 +122,10 @@ def convert_sync_batchnorm(model: nn.Module, device_type: str) -> nn.Module:
             synced = CPUSyncBatchNorm2d(
                 child.num_features, child.eps, child.momentum, child.affine, child.track_running_stats
             )
+            like = next(iter(child.parameters()), child.running_mean)
+            if like is not None:  # keep the replaced layer's device and dtype
+                synced.to(device=like.device, dtype=like.dtype)
             synced.load_state_dict(child.state_dict())
-            synced.to(device=child.weight.device if child.affine else None)
             setattr(model, name, synced)
         else:
             convert_sync_batchnorm(child, device_type)
