@@ -8,6 +8,13 @@ train` would. Several seeds give mean ± std; the last line is machine-readable:
     time_to_target_s=<s> target=<acc> reached=<acc> total_s=<s>     (means over seeds)
 
     python benchmarks/time_to_accuracy.py --config configs/fast80.yaml --target 0.80 --seeds 0 1 2
+
+`--baseline CONFIG` also times a second config (typically the paper's recipe on the same model) with the same target
+and seeds in the same run, stopping each baseline run once it reaches the target, and prints the ratio of the two
+times-to-target before the machine-readable line:
+
+    python benchmarks/time_to_accuracy.py --config configs/fast-resnet20.yaml --baseline configs/paper-resnet20.yaml \
+        --target 0.80
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ IMPORT_SECONDS = time.perf_counter() - IMPORT_STARTED
 class TestAtFixedPoints(Callback):
     """Evaluates the test set every `every` epochs; records (training wall seconds, accuracy)."""
 
-    def __init__(self, images, labels, every: float, started: float):
+    def __init__(self, images, labels, every: float, started: float, stop_at: float | None = None):
         self.images, self.labels, self.every, self.started = images, labels, every, started
+        self.stop_at = stop_at
         self.eval_seconds = 0.0
         self.points: list[tuple[int, float, float]] = []  # (epoch, clock seconds excluding evaluations, accuracy)
 
@@ -52,9 +60,11 @@ class TestAtFixedPoints(Callback):
         accuracy = (logits.argmax(1) == self.labels).double().mean().item()
         self.eval_seconds += time.perf_counter() - began
         self.points.append((epoch, at, accuracy))
+        if self.stop_at is not None and accuracy >= self.stop_at:
+            trainer.epochs = epoch  # ends the loop after this epoch; the rest of the schedule is not needed
 
 
-def run_once(config_path: str, seed: int, every: float, overrides: dict) -> dict:
+def run_once(config_path: str, seed: int, every: float, overrides: dict, stop_at: float | None = None) -> dict:
     started = time.perf_counter()
     config = load_config(
         config_path, {"seed": seed, "progress": "none", "plots": False, "test_at_end": False, **overrides}
@@ -65,7 +75,7 @@ def run_once(config_path: str, seed: int, every: float, overrides: dict) -> dict
         trainer = Trainer(config, Path(folder) / "run")
         test = trainer.data.load_test()
         data_seconds = time.perf_counter() - load_started  # includes building the model
-        tracker = TestAtFixedPoints(test.images, test.labels, every, started)
+        tracker = TestAtFixedPoints(test.images, test.labels, every, started, stop_at)
         trainer.callbacks.append(tracker)
         trainer.fit()
         total = tracker.clock()
@@ -92,25 +102,18 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.80")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--every", type=float, default=1, help="evaluate the test set every N epochs (and at the end)")
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args()
-    overrides = {"threads": args.threads} if args.threads else {}
-    config = load_config(args.config, overrides)
+def run_config(config_path: str, args, overrides: dict, stop_at: float | None = None) -> list[dict]:
+    config = load_config(config_path, overrides)
     print(
-        f"config {args.config}: {config.model} {config.model_options}, {config.epochs:g} epochs, batch "
+        f"config {config_path}: {config.model} {config.model_options}, {config.epochs:g} epochs, batch "
         f"{config.batch_size}, TTA level {config.tta}; target {args.target:.2%}; torch threads "
         f"{args.threads or torch.get_num_threads()}; importing torch and the package took {IMPORT_SECONDS:.1f} s "
-        "(not in the times below)"
+        "(not in the times below)" + ("; each run stops at the target" if stop_at else ""),
+        flush=True,
     )
     runs = []
     for seed in args.seeds:
-        run = run_once(args.config, seed, args.every, overrides)
+        run = run_once(config_path, seed, args.every, overrides, stop_at)
         hit = first_reaching(run["points"], args.target)
         run["hit"] = hit
         runs.append(run)
@@ -121,22 +124,42 @@ def main() -> None:
             f"evaluations excluded {run['eval_s']:.1f} s); final {run['final']:.4f}\n  {trail}",
             flush=True,
         )
+    return runs
+
+
+def summarise(runs: list[dict], target: float) -> tuple[float, float, float]:
+    """(mean seconds to target or nan when any run missed it, mean accuracy reached, mean total seconds)."""
     reached = [r["hit"] for r in runs if r["hit"]]
     finals = [r["final"] for r in runs]
     totals = [r["total_s"] for r in runs]
     print(
         f"final test accuracy {mean_std(finals)} (min {min(finals):.4f}); total {mean_std(totals)} s; "
         f"reached the target in {len(reached)}/{len(runs)} runs"
+        + (f"; time to target {mean_std([h[0] for h in reached])} s" if reached else "")
     )
     if len(reached) == len(runs):
-        seconds = statistics.mean(h[0] for h in reached)
-        accuracy = statistics.mean(h[1] for h in reached)
-    else:
-        seconds, accuracy = math.nan, statistics.mean(finals)
-    print(
-        f"time_to_target_s={seconds:.1f} target={args.target} reached={accuracy:.4f} "
-        f"total_s={statistics.mean(totals):.1f}"
-    )
+        return statistics.mean(h[0] for h in reached), statistics.mean(h[1] for h in reached), statistics.mean(totals)
+    return math.nan, statistics.mean(finals), statistics.mean(totals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.80")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--every", type=float, default=1, help="evaluate the test set every N epochs (and at the end)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--baseline", help="a second config timed to the same target (stopping there), for a ratio")
+    args = parser.parse_args()
+    overrides = {"threads": args.threads} if args.threads else {}
+    seconds, accuracy, total = summarise(run_config(args.config, args, overrides), args.target)
+    if args.baseline:
+        base_seconds, _, _ = summarise(run_config(args.baseline, args, overrides, stop_at=args.target), args.target)
+        print(
+            f"baseline_vs_ours={base_seconds / seconds:.2f}  ({args.baseline}: {base_seconds:.1f} s, "
+            f"{args.config}: {seconds:.1f} s to {args.target:.0%})"
+        )
+    print(f"time_to_target_s={seconds:.1f} target={args.target} reached={accuracy:.4f} total_s={total:.1f}")
 
 
 if __name__ == "__main__":

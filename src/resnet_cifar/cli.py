@@ -7,6 +7,7 @@ cause is a ResnetCifarError and is printed as one line (exit code 2), never as a
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -365,6 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _run(args)
+    try:
+        code = _run(args)
+    except BaseException:  # a bug: show it, then still exit without teardown
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    _exit_without_teardown(code)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except ResnetCifarError as error:
@@ -373,6 +387,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("resnet-cifar: interrupted", file=sys.stderr)
         return 130
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End a torchrun worker without running destructors. Freeing DDP's reducer drops the last reference to the gloo
+    process group, whose destructor joins its worker thread while holding the GIL; if that thread is still freeing a
+    finished collective's tensors it needs the GIL too, and the process hangs for ever (seen here under load; the
+    same family as pytorch#75097 and pytorch#179291). Everything has been written (checkpoints are fsynced and renamed),
+    so only the output streams are flushed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

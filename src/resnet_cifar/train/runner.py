@@ -39,6 +39,9 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
     return validate(apply_overrides(config, changed))
 
 
+_KEPT_UNTIL_EXIT: list = []
+
+
 def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: bool = False) -> dict:
     """Train (or resume) and return the test results; raises Interrupted after a signal (checkpoint written)."""
     info = distributed.init_distributed(resolve_device(config.device).type)
@@ -49,6 +52,8 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
         if info.enabled:  # every rank must use rank 0's folder
             run_dir = Path(_broadcast_text(str(run_dir), info))
         trainer = Trainer(config, run_dir, info)
+        if info.enabled:  # freed only at process exit: see cli._exit_without_teardown
+            _KEPT_UNTIL_EXIT.append(trainer)
         if resume:
             trainer.load(run_dir / "last.safetensors")
         return trainer.fit()
