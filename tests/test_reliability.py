@@ -231,3 +231,16 @@ def trainer_pids(name: str) -> list[int]:
         if b"resnet_cifar" in argv and b"train" in argv and name.encode() in argv:
             pids.append(int(entry.name))
     return pids
+
+
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
+    import os
+
+    from resnet_cifar.train.checkpoint import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "metrics.csv", b"epoch\n")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "metrics.csv").stat().st_mode & 0o777 == 0o644  # not mkstemp's 0600

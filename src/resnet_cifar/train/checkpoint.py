@@ -46,12 +46,19 @@ def fsync_directory(folder: Path) -> None:
         os.close(handle)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old content or the new, never a mix."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as out:
+            os.fchmod(out.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions open() would
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
