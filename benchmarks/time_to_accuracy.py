@@ -105,7 +105,9 @@ def mean_std(values: list[float]) -> str:
 def run_config(config_path: str, args, overrides: dict, stop_at: float | None = None) -> list[dict]:
     config = load_config(config_path, overrides)
     print(
-        f"config {config_path}: {config.model} {config.model_options}, {config.epochs:g} epochs, batch "
+        f"config {config_path}: {config.model} {config.model_options}, "
+        + (f"{config.steps} steps" if config.steps else f"{config.epochs:g} epochs")
+        + f", batch "
         f"{config.batch_size}, TTA level {config.tta}; target {args.target:.2%}; torch threads "
         f"{args.threads or torch.get_num_threads()}; importing torch and the package took {IMPORT_SECONDS:.1f} s "
         "(not in the times below)" + ("; each run stops at the target" if stop_at else ""),
