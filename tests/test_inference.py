@@ -111,23 +111,27 @@ def test_predict_mixes_good_and_bad_files(tmp_path, model):
     Image.new("RGB", (40, 40), (9, 9, 9)).save(folder / "a.png")
     Image.new("L", (40, 40), 9).save(folder / "b.jpg")
     (folder / "c.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    (folder / "notes.txt").write_text("not a picture")
     results = predict_files(model, [str(folder), str(tmp_path / "missing.png"), str(folder / "*.jpg")], top_k=2)
     by_name = {Path(r.path).name: r for r in results}
     assert by_name["a.png"].top and len(by_name["a.png"].top) == 2
     assert by_name["b.jpg"].top is not None
     assert "truncated" in by_name["c.png"].error or "not an image" in by_name["c.png"].error
     assert by_name["missing.png"].error == "no such file or folder"
+    assert by_name["notes.txt"].error.startswith("not an image")
     probabilities = [p for _, p in by_name["a.png"].top]
     assert probabilities == sorted(probabilities, reverse=True) and 0 < sum(probabilities) <= 1.0001
 
 
 def test_expand_inputs_recurses_folders_and_globs(tmp_path):
     (tmp_path / "sub").mkdir()
-    for name in ("x.png", "sub/y.JPG", "sub/z.txt"):
+    (tmp_path / ".cache").mkdir()
+    for name in ("x.png", "sub/y.JPG", "sub/z.txt", ".hidden.png", ".cache/w.png"):
         (tmp_path / name).write_bytes(b"")
     files, problems = expand_inputs([str(tmp_path), str(tmp_path / "**" / "*.png"), str(tmp_path / "*.gif")])
     names = [p.name for p in files]
-    assert names == ["y.JPG", "x.png", "x.png"] and [p.error for p in problems] == ["no file matches"]
+    # a folder gives every visible file (z.txt too, so that it is reported rather than silently skipped)
+    assert names == ["y.JPG", "z.txt", "x.png", "x.png"] and [p.error for p in problems] == ["no file matches"]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])

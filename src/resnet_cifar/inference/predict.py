@@ -13,7 +13,7 @@ from torch import nn
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
 from resnet_cifar.evaluate.inference import predict_logits
-from resnet_cifar.inference.images import EXTENSIONS, load_image
+from resnet_cifar.inference.images import load_image
 
 
 @dataclass
@@ -23,17 +23,22 @@ class Prediction:
     error: str | None = None
 
 
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Prediction]]:
-    """Files as given, folders by their image files (recursively, sorted), globs expanded; unmatched inputs are
+    """Files as given, folders by their visible files (recursively, sorted), globs expanded; unmatched inputs are
     returned as errors."""
     files: list[Path] = []
     problems: list[Prediction] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+            # every visible file: one that is not an image is reported by name rather than silently skipped
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
             if not found:
-                problems.append(Prediction(item, error=f"folder holds no {'/'.join(EXTENSIONS)} files"))
+                problems.append(Prediction(item, error="empty folder"))
             files += found
         elif path.exists():
             files.append(path)
