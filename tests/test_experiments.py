@@ -83,3 +83,16 @@ def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path
     curves = json.loads((tmp_path / "degradation_curves.json").read_text())
     assert len(curves["nets"]["plain20"]["test_error_per_epoch"]) == 1
     assert (tmp_path / "degradation.png").stat().st_size > 10_000
+
+
+def test_paper_step_schedule_keeps_lr_0_1_until_half_the_budget(cifar_dir, tmp_path):
+    settings = DegradationSettings(
+        depths=(20,), epochs=2, train_size=500, test_images=100, clean_train_sample=100, data_dir=str(cifar_dir)
+    )
+    settings.use_paper_step_schedule()
+    results = run_degradation(settings, tmp_path, log=lambda _: None)
+    write_degradation(results, tmp_path)
+    rows = (tmp_path / "runs" / "resnet20" / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    lrs = [float(row.split(",")[header.index("lr")]) for row in rows[1:]]
+    assert lrs == pytest.approx([0.1, 0.001])  # last lr of epoch 1 (before the 50% milestone), of epoch 2 (after 75%)

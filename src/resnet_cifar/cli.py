@@ -311,6 +311,8 @@ def cmd_degradation(args: argparse.Namespace) -> int:
     settings = make(seed=args.seed, data_dir=args.data_dir)
     if args.epochs:
         settings.epochs = args.epochs
+    if args.schedule == "step":
+        settings.use_paper_step_schedule()
     results = run_degradation(settings, Path(args.out))
     print("\n".join(table_lines(results)))
     print(f"total {results['total_seconds'] / 60:.1f} minutes")
@@ -332,6 +334,12 @@ def _experiment_parser(sub) -> None:
     degradation.add_argument("--out", default="outputs/degradation", help="folder for the JSON files and the plot")
     degradation.add_argument("--quick", action="store_true", help="2 epochs of 5,000 images (a few minutes)")
     degradation.add_argument("--epochs", type=float, default=None, help="override the budget in epochs")
+    degradation.add_argument(
+        "--schedule",
+        choices=("onecycle", "step"),
+        default="onecycle",
+        help="onecycle (default: warm-up to lr 0.1, then down) or step (the paper's, compressed; lr 0.1 at once)",
+    )
     for command, func in ((flow, cmd_gradient_flow), (degradation, cmd_degradation)):
         command.add_argument("--seed", type=int, default=0)
         command.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")

@@ -55,6 +55,17 @@ class DegradationSettings:
         }
     )
 
+    def use_paper_step_schedule(self) -> None:
+        """The paper's step schedule compressed to the budget: lr 0.1 from the first step, divided by 10 after 50%
+        and 75% of it (the run kept in docs/experiments/paper-step-schedule/)."""
+        self.recipe = {
+            **self.recipe,
+            "schedule": "step",
+            "milestones": [0.5, 0.75],
+            "milestone_unit": "fraction",
+            "gamma": 0.1,
+        }
+
     @classmethod
     def quick(cls, **kwargs) -> DegradationSettings:
         """A few minutes: 2 epochs of 5,000 images, 2,000 test images."""
