@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -57,10 +58,10 @@ class TestAtFixedPoints(Callback):
         at = self.clock()
         began = time.perf_counter()
         logits = trainer.predict(self.images, tta=trainer.config.tta)
-        accuracy = (logits.argmax(1) == self.labels).double().mean().item()
+        reached = accuracy(logits, self.labels)
         self.eval_seconds += time.perf_counter() - began
-        self.points.append((epoch, at, accuracy))
-        if self.stop_at is not None and accuracy >= self.stop_at:
+        self.points.append((epoch, at, reached))
+        if self.stop_at is not None and reached >= self.stop_at:
             trainer.epochs = epoch  # ends the loop after this epoch; the rest of the schedule is not needed
 
 
@@ -90,9 +91,9 @@ def run_once(config_path: str, seed: int, every: float, overrides: dict, stop_at
 
 
 def first_reaching(points: list[tuple[int, float, float]], target: float) -> tuple[float, float] | None:
-    for _epoch, seconds, accuracy in points:
-        if accuracy >= target:
-            return seconds, accuracy
+    for _epoch, seconds, reached in points:
+        if reached >= target:
+            return seconds, reached
     return None
 
 

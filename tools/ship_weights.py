@@ -18,6 +18,7 @@ from pathlib import Path
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.evaluate.inference import predict_logits
+from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.evaluate.report import machine_description
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 from resnet_cifar.models import count_parameters
@@ -34,10 +35,10 @@ def main() -> None:
     config = loaded.config
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
-    accuracy = {}
+    measured = {}
     for tta in (0, 1, 2):
         logits = predict_logits(loaded.model, test.images, tta=tta)
-        accuracy[f"tta{tta}"] = round((logits.argmax(1) == test.labels).double().mean().item(), 4)
+        measured[f"tta{tta}"] = round(accuracy(logits, test.labels), 4)
     state = {f"model.{k}": v.contiguous() for k, v in loaded.model.state_dict().items()}
     card = {
         "model": loaded.name,
@@ -53,9 +54,9 @@ def main() -> None:
         "test_accuracy": {
             "images": len(test.labels),
             "precision": "fp32 (as resnet-cifar predict runs it)",
-            "no_tta": accuracy["tta0"],
-            "tta_flip": accuracy["tta1"],
-            "tta_flip_translate": accuracy["tta2"],
+            "no_tta": measured["tta0"],
+            "tta_flip": measured["tta1"],
+            "tta_flip_translate": measured["tta2"],
         },
         "source_run": Path(args.run).name,
     }
@@ -63,7 +64,7 @@ def main() -> None:
     save_checkpoint(DEFAULT_WEIGHTS, state, {"model": loaded.name, "model_options": loaded.options, "card": card})
     DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     size = DEFAULT_WEIGHTS.stat().st_size
-    print(f"wrote {DEFAULT_WEIGHTS} ({size / 1e6:.2f} MB) and its model card; test accuracy {accuracy}")
+    print(f"wrote {DEFAULT_WEIGHTS} ({size / 1e6:.2f} MB) and its model card; test accuracy {measured}")
     assert size <= 5e6, "the shipped weights must stay under 5 MB"
 
 

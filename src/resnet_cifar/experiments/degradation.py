@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from resnet_cifar.data.splits import balanced_subset
+from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -79,7 +80,7 @@ class TestErrorEachEpoch(Callback):
 
     def on_epoch_end(self, trainer, row):
         logits = trainer.predict(self.images, tta=0)
-        self.errors.append(1 - (logits.argmax(1) == self.labels).double().mean().item())
+        self.errors.append(1 - accuracy(logits, self.labels))
 
 
 def train_one(net: str, settings: DegradationSettings, out: Path, test_images, test_labels) -> dict:
@@ -113,7 +114,7 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
     trainer.fit()
     sample = balanced_subset(trainer.data.train_labels, settings.clean_train_sample, settings.seed)
     logits = trainer.predict(trainer.data.train_images[sample], tta=0)
-    clean_train_error = 1 - (logits.argmax(1) == trainer.data.train_labels[sample]).double().mean().item()
+    clean_train_error = 1 - accuracy(logits, trainer.data.train_labels[sample])
     return {
         "train_error_per_epoch": [1 - row["train_acc"] for row in trainer.history],
         "test_error_per_epoch": tracker.errors,

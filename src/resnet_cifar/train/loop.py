@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.data.augment import Augmentation
+from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import CheckpointError, ConfigError, TrainingError
 from resnet_cifar.evaluate.inference import autocast_context, predict_logits
@@ -196,8 +196,6 @@ class Trainer:
         if hasattr(stem, "whiten_"):
             generator = torch.Generator().manual_seed(derive_seed(self.config.seed, 2))
             sample = torch.randperm(len(self.data.train_labels), generator=generator)[:5000]
-            from resnet_cifar.data.augment import normalize
-
             stem.whiten_(normalize(self.data.train_images[sample]))
 
     def _prepare_data(self) -> TrainingData:
