@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from resnet_cifar.runtime import machine_description
+
 
 def train(folder: Path, processes: int, threads: int, args: argparse.Namespace) -> tuple[float, float]:
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
@@ -65,6 +67,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         one = train(Path(folder), 1, args.threads, args)
         many = train(Path(folder), args.processes, max(1, args.threads // args.processes), args)
+    print(f"machine: {machine_description()}")
     print(f"{args.config}, {args.epochs:g} epoch(s), {args.threads} threads in all, {os.cpu_count()} cores")
     print(f"1 process  x {args.threads} threads: {one[0]:7.0f} img/s training, {one[1]:6.1f} s wall")
     print(

@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from resnet_cifar.runtime import machine_description
+
 
 def run_seed(config: str, seed: int, output_dir: Path, extra: list[str]) -> dict:
     name = f"{Path(config).stem}-seed{seed}"
@@ -64,6 +66,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more train flags, after --")
     args = parser.parse_args()
     rows = []
+    print(f"machine: {machine_description()}")
     print(f"config {args.config}, seeds {args.seeds}")
     print(f"{'seed':>4} {'test acc':>9} {'wall s':>7} {'train s':>8} {'train images':>13}")
     for seed in args.seeds:

@@ -24,6 +24,7 @@ import yaml
 
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.models import count_macs, create_model
+from resnet_cifar.runtime import choose_runtime, cpu_has_native_bf16, machine_description
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 
@@ -69,9 +70,17 @@ def images_per_second(
 
 
 def bare_loop(
-    images: torch.Tensor, labels: torch.Tensor, model_name: str, options: dict, batch: int, steps: int, lr: float
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    model_name: str,
+    options: dict,
+    batch: int,
+    steps: int,
+    lr: float,
+    bf16: bool,
 ) -> float:
-    """What one writes by hand: shuffle, pad + random crop + flip per batch, normalise, bf16 forward/backward.
+    """What one writes by hand: shuffle, pad + random crop + flip per batch, normalise, forward/backward in the
+    precision our loop chose for this machine.
 
     Runs 2 x `steps` steps and times the second half, as the first epoch of our loop is not timed either.
     """
@@ -89,7 +98,7 @@ def bare_loop(
         x = torch.stack([x[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32] for i in range(batch)])
         x = torch.where(torch.rand(batch, 1, 1, 1) < 0.5, x.flip(3), x)
         x = normalize(x).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = F.cross_entropy(model(x).float(), labels[index], label_smoothing=0.2)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -145,19 +154,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of ours vs bare")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--emulated-bf16",
+        action="store_true",
+        help="also time bf16 where it is emulated (AVX2)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    chosen = choose_runtime("cpu", "auto")
+    print(f"machine: {machine_description()}; auto precision: {chosen.reason}")
+    precisions = (False, True) if cpu_has_native_bf16() or args.emulated_bf16 else (False,)
+    if precisions == (False,):
+        print("bf16 rows skipped: this CPU has no native bf16 (--emulated-bf16 to measure them anyway)")
     options = yaml.safe_load(args.model_options) or {}
     macs = count_macs(create_model(args.model, **options))
-    peaks = {False: matmul_peak(torch.float32), True: matmul_peak(torch.bfloat16)}
+    peaks = {bf16: matmul_peak(torch.bfloat16 if bf16 else torch.float32) for bf16 in precisions}
     print(
-        f"{args.model} {options}: {macs / 1e6:.1f} MMACs/image; {torch.get_num_threads()} threads; "
-        f"matmul peak fp32 {peaks[False]:.0f} GFLOP/s, bf16 {peaks[True]:.0f} GFLOP/s"
+        f"{args.model} {options}: {macs / 1e6:.1f} MMACs/image; {torch.get_num_threads()} threads; matmul peak "
+        + ", ".join(f"{'bf16' if bf16 else 'fp32'} {peak:.0f} GFLOP/s" for bf16, peak in peaks.items())
     )
     print(f"{'mode':<10} {'precision':<9} {'layout':<14} {'images/s':>9} {'GFLOP/s':>8} {'of peak':>8}")
     for train in (True, False):
-        for bf16 in (False, True):
+        for bf16 in precisions:
             for channels_last in (False, True):
                 rate = images_per_second(
                     args.model,
@@ -180,7 +199,7 @@ def main() -> None:
         rate, images, labels = our_loop(args.model, options, args.batch_size, args.loop_images, 2, lr, args.data_dir)
         ours.append(rate)
         steps = len(labels) // args.batch_size
-        bare.append(bare_loop(images, labels, args.model, options, args.batch_size, steps, lr))
+        bare.append(bare_loop(images, labels, args.model, options, args.batch_size, steps, lr, chosen.bf16))
         print(f"loop round: ours {ours[-1]:,.0f} images/s, bare {bare[-1]:,.0f} images/s", flush=True)
     ratio = statistics.median(ours) / statistics.median(bare)
     print(

@@ -9,6 +9,19 @@ train` would. Several seeds give mean ± std; the last line is machine-readable:
 
     python benchmarks/time_to_accuracy.py --config configs/fast80.yaml --target 0.80 --seeds 0 1 2
 
+`--whole-command` also runs the real command (`resnet-cifar train --config CONFIG --seed S`) once per seed as a
+subprocess and splits its wall-clock time into start-up (interpreter, imports, exit), data, model set-up, training,
+validation, the test evaluation and the pictures (from the run's results.json):
+
+    python benchmarks/time_to_accuracy.py --config configs/default.yaml --target 0.80 --seeds 0 1 2 --whole-command
+
+`--profile` instead prints the operators that take the time in a few training steps of the config (torch.profiler),
+so the next speed-up is found by measurement:
+
+    python benchmarks/time_to_accuracy.py --config configs/default.yaml --profile
+
+Every report starts with the machine (CPU model, ISA, threads, GPU) and the precision chosen for the config.
+
 `--baseline CONFIG` also times a second config (typically the paper's recipe on the same model) with the same target
 and seeds in the same run, stopping each baseline run once it reaches the target, and prints the ratio of the two
 times-to-target before the machine-readable line:
@@ -25,14 +38,18 @@ IMPORT_STARTED = time.perf_counter()  # before torch is imported: start-up cost 
 
 import argparse
 import dataclasses
+import json
 import math
 import statistics
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.runtime import choose_runtime, cpu_isa, machine_description
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -145,16 +162,79 @@ def summarise(runs: list[dict], target: float) -> tuple[float, float, float]:
     return math.nan, statistics.mean(finals), statistics.mean(totals)
 
 
+PARTS = ("data_s", "setup_s", "train_s", "validation_s", "test_s", "pictures_s")
+
+
+def whole_command(config_path: str, seed: int, threads: int) -> dict:
+    """Wall-clock time of `resnet-cifar train` in a fresh process, split by the run's own timings."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "resnet_cifar", "train", "--config", config_path, "--seed", str(seed)]
+        command += ["--output-dir", folder, "--name", "run", "--progress", "none"]
+        command += ["--threads", str(threads)] if threads else []
+        started = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        wall = time.perf_counter() - started
+        results = json.loads((Path(folder) / "run" / "results.json").read_text())
+    parts = {key: results["timings"].get(key, 0.0) for key in PARTS}
+    return {"wall_s": wall, "startup_s": wall - sum(parts.values()), **parts, "accuracy": results["top1"]}
+
+
+def report_whole_commands(config_path: str, args) -> float:
+    runs = [whole_command(config_path, seed, args.threads) for seed in args.seeds]
+    columns = ("wall_s", "startup_s", *PARTS)
+    print(f"whole command `resnet-cifar train --config {config_path}` (start-up = interpreter, imports and exit):")
+    print("  seed  " + "  ".join(f"{c.removesuffix('_s'):>10}" for c in columns) + "   test acc")
+    for seed, run in zip(args.seeds, runs, strict=True):
+        print(f"  {seed:>4}  " + "  ".join(f"{run[c]:>9.1f}s" for c in columns) + f"   {run['accuracy']:.4f}")
+    walls = [r["wall_s"] for r in runs]
+    print(f"  whole command {mean_std(walls)} s; test accuracy {mean_std([r['accuracy'] for r in runs])}", flush=True)
+    return statistics.mean(walls)
+
+
+def profile_steps(config_path: str, overrides: dict, steps: int = 5, rows: int = 15) -> None:
+    """The operators that take the time in `steps` training steps (after 2 warm-up steps), by self time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    config = load_config(config_path, {"progress": "none", "plots": False, "test_at_end": False, **overrides})
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(dataclasses.replace(config, output_dir=folder), Path(folder) / "run")
+        plan = trainer.stream.plan(0, 0, trainer.crop_size(0))
+        batches = [trainer.stream.batch(plan, index) for index in range(steps + 2)]
+        for images, labels in batches[:2]:
+            trainer._step(images, labels)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+        with profile(activities=activities, record_shapes=True) as profiler:
+            for images, labels in batches[2:]:
+                trainer._step(images, labels)
+    sort = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    print(f"top operators over {steps} training steps of batch {config.batch_size} ({sort}):")
+    table = profiler.key_averages(group_by_input_shape=True).table(
+        sort_by=sort, row_limit=rows, max_name_column_width=36
+    )
+    print(table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True)
-    parser.add_argument("--target", type=float, required=True, help="test accuracy to reach, e.g. 0.80")
+    parser.add_argument("--target", type=float, help="test accuracy to reach, e.g. 0.80")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--every", type=float, default=1, help="evaluate the test set every N epochs (and at the end)")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--baseline", help="a second config timed to the same target (stopping there), for a ratio")
+    parser.add_argument("--whole-command", action="store_true", help="also time `resnet-cifar train` per seed, split")
+    parser.add_argument("--profile", action="store_true", help="only profile a few training steps of the config")
     args = parser.parse_args()
     overrides = {"threads": args.threads} if args.threads else {}
+    config = load_config(args.config, overrides)
+    chosen = choose_runtime(config.device, config.bf16, config.threads)
+    print(f"machine: {machine_description(chosen.device)}; {config.model} runs on {chosen.describe()}", flush=True)
+    if args.profile:
+        profile_steps(args.config, overrides)
+        return
+    if args.target is None:
+        parser.error("--target is required (unless --profile)")
+    whole = report_whole_commands(args.config, args) if args.whole_command else math.nan
     seconds, accuracy, total = summarise(run_config(args.config, args, overrides), args.target)
     if args.baseline:
         base_seconds, _, _ = summarise(run_config(args.baseline, args, overrides, stop_at=args.target), args.target)
@@ -162,7 +242,10 @@ def main() -> None:
             f"baseline_vs_ours={base_seconds / seconds:.2f}  ({args.baseline}: {base_seconds:.1f} s, "
             f"{args.config}: {seconds:.1f} s to {args.target:.0%})"
         )
-    print(f"time_to_target_s={seconds:.1f} target={args.target} reached={accuracy:.4f} total_s={total:.1f}")
+    print(
+        f"time_to_target_s={seconds:.1f} target={args.target} reached={accuracy:.4f} total_s={total:.1f} "
+        f"whole_command_s={whole:.1f} precision={chosen.precision} isa={cpu_isa()} device={chosen.device}"
+    )
 
 
 if __name__ == "__main__":

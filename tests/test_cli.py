@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,7 @@ def trained_run(cifar_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("cli")
     (work / "tiny.yaml").write_text(
         "base: " + str(REPO / "configs" / "fast80.yaml") + "\n"
-        "train_size: 1000\nval_size: 500\nepochs: 2\nbatch_size: 100\n"
+        "train_size: 1000\nval_size: 500\nepochs: 2\nbatch_size: 100\nbf16: false\ndevice: cpu\n"
         "model_options: {widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}\n"
     )
     result = cli("train", "--config", "tiny.yaml", "--data-dir", str(cifar_dir), cwd=work)
@@ -65,6 +66,14 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
     header = (run / "metrics.csv").read_text().splitlines()[0]
     assert header == "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s,val_seconds"
     assert "\r" not in result.stdout  # no progress bar redraws in a log
+    header = result.stdout.splitlines()[0]  # the run header says where and in what precision, and why
+    assert re.search(r"; cpu \(\w+, fp32 as asked\), \d+ threads$", header), header
+    assert json.loads((run / "results.json").read_text())["runtime"]["precision"] == "fp32"
+
+
+def test_bf16_flag_takes_auto_true_false_and_nothing_else(tmp_path):
+    bad = cli("train", "--bf16", "maybe", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "expected auto, true or false" in bad.stderr
 
 
 def test_evaluate_reproduces_the_training_accuracy(trained_run, cifar_dir):

@@ -71,7 +71,13 @@ def test_gradient_flow_tiny_settings_write_the_documented_json(cifar_dir, tmp_pa
 
 def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path):
     settings = DegradationSettings(
-        depths=(20,), epochs=1, train_size=500, test_images=200, clean_train_sample=100, data_dir=str(cifar_dir)
+        depths=(20,),
+        epochs=1,
+        train_size=500,
+        test_images=200,
+        clean_train_sample=100,
+        val_size=100,
+        data_dir=str(cifar_dir),
     )
     results = run_degradation(settings, tmp_path, log=lambda _: None)
     write_degradation(results, tmp_path)
@@ -87,7 +93,13 @@ def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path
 
 def test_paper_step_schedule_keeps_lr_0_1_until_half_the_budget(cifar_dir, tmp_path):
     settings = DegradationSettings(
-        depths=(20,), epochs=2, train_size=500, test_images=100, clean_train_sample=100, data_dir=str(cifar_dir)
+        depths=(20,),
+        epochs=2,
+        train_size=500,
+        test_images=100,
+        clean_train_sample=100,
+        val_size=100,
+        data_dir=str(cifar_dir),
     )
     settings.use_paper_step_schedule()
     results = run_degradation(settings, tmp_path, log=lambda _: None)

@@ -137,3 +137,31 @@ def test_bad_depths_are_rejected():
         cifar_resnet(21)
     with pytest.raises(ValueError):
         wide_resnet(19)
+
+
+def test_global_max_pool_matches_adaptive_max_pool_in_values_and_gradients():
+    """fastnet's amax pool (deterministic on CUDA) computes what nn.AdaptiveMaxPool2d(1) did, forward and backward
+    (no ties in random data), so `--deterministic` works on a GPU without changing results."""
+    from resnet_cifar.models.layers import GlobalMaxPool
+
+    x = torch.randn(4, 8, 5, 5, generator=torch.Generator().manual_seed(0))
+    a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    weights = torch.randn(4, 8, 1, 1)
+    out_a, out_b = GlobalMaxPool()(a), torch.nn.AdaptiveMaxPool2d(1)(b)
+    assert torch.equal(out_a, out_b)
+    (out_a * weights).sum().backward()
+    (out_b * weights).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fastnet_trains_under_deterministic_algorithms_on_cuda():
+    from resnet_cifar.runtime import enable_determinism
+
+    enable_determinism(torch.device("cuda"))
+    try:
+        model = create_model("fastnet", widths=[16, 32, 64], stem_width=16).cuda()
+        x = torch.randn(8, 3, 32, 32, device="cuda")
+        torch.nn.functional.cross_entropy(model(x), torch.arange(8, device="cuda")).backward()
+    finally:
+        torch.use_deterministic_algorithms(False)

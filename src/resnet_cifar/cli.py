@@ -67,6 +67,33 @@ def _data_parser(sub) -> None:
 # --- train -------------------------------------------------------------------------------------------------------
 
 
+def _parse_switch(text: str) -> bool | str:
+    value = {"true": True, "false": False, "auto": "auto"}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected auto, true or false, got {text!r}")
+    return value
+
+
+def add_switch_or_auto(parser, name: str, help_text: str, default=None) -> None:
+    """`--NAME` (true), `--NAME auto|true|false` and `--no-NAME` (false), e.g. for bf16."""
+    flag = "--" + name.replace("_", "-")
+    parser.add_argument(
+        flag, dest=name, nargs="?", const=True, type=_parse_switch, default=default, metavar="auto", help=help_text
+    )
+    parser.add_argument("--no-" + flag[2:], dest=name, action="store_const", const=False, help=argparse.SUPPRESS)
+
+
+def _add_runtime(parser: argparse.ArgumentParser) -> None:
+    """--device and --bf16 for the commands that run a model (default: chosen from the hardware)."""
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    add_switch_or_auto(
+        parser,
+        "bf16",
+        "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false",
+        default="auto",
+    )
+
+
 def _config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (`--batch-size 256`, `--bf16/--no-bf16`); values parse like YAML."""
     from resnet_cifar.train.config import FIELDS
@@ -79,6 +106,8 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
             help_text += f" ({'/'.join(map(str, spec.metadata['choices']))})"
         if spec.type in ("bool", bool):
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif spec.type == "bool | str":
+            add_switch_or_auto(group, name, help_text)
         else:
             group.add_argument(flag, dest=name, default=None, metavar="V", help=help_text)
 
@@ -162,6 +191,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         download=not args.no_download,
         model_name=args.model,
         batch_size=args.batch_size,
+        device=args.device,
         bf16=args.bf16,
     )
     print(format_results(results))
@@ -182,13 +212,8 @@ def _evaluate_parser(sub) -> None:
         help="test-time augmentation: 0 none, 1 flip, 2 flip + translate (default: the run's)",
     )
     parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
-    parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument(
-        "--bf16",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="bfloat16 autocast (default: as the run was trained)",
-    )
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
+    _add_runtime(parser)
     _add_data_dir(parser)
     parser.set_defaults(func=cmd_evaluate)
 
@@ -196,7 +221,9 @@ def _evaluate_parser(sub) -> None:
 def cmd_plot(args: argparse.Namespace) -> int:
     from resnet_cifar.evaluate.runner import plot_run
 
-    for path in plot_run(args.run, data_dir=args.data_dir, download=not args.no_download):
+    for path in plot_run(
+        args.run, data_dir=args.data_dir, download=not args.no_download, device=args.device, bf16=args.bf16
+    ):
         print(f"wrote {path}")
     return 0
 
@@ -204,6 +231,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def _plot_parser(sub) -> None:
     parser = sub.add_parser("plot", help="(re)write inference.png, curves.png and confusion_matrix.png of a run")
     parser.add_argument("run", help="run folder")
+    _add_runtime(parser)
     _add_data_dir(parser)
     parser.set_defaults(func=cmd_plot)
 
@@ -215,8 +243,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.loading import load_model
     from resnet_cifar.inference.predict import format_json, format_table, predict_files
 
-    loaded = load_model(args.weights, args.which)
-    predictions = predict_files(loaded.model, args.images, top_k=args.top_k, tta=args.tta)
+    loaded = load_model(args.weights, args.which, device=args.device)
+    predictions = predict_files(loaded.model, args.images, top_k=args.top_k, tta=args.tta, bf16=args.bf16)
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
     failed = [p for p in predictions if p.error]
     if failed:
@@ -234,6 +262,7 @@ def _predict_parser(sub) -> None:
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_runtime(parser)
     parser.set_defaults(func=cmd_predict)
 
 
@@ -243,7 +272,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.export import export_model
     from resnet_cifar.inference.loading import load_model
 
-    loaded = load_model(args.weights, args.which)
+    loaded = load_model(args.weights, args.which, device=args.device)
     suffix = ".onnx" if args.format == "onnx" else ".pt"
     output = Path(args.output) if args.output else Path("outputs") / f"{loaded.name}{suffix}"
     export_model(loaded.model, args.format, output, opset=args.opset)
@@ -261,6 +290,9 @@ def _export_parser(sub) -> None:
     parser.add_argument("--which", default="last", choices=("last", "best"))
     parser.add_argument("--output", default=None, help="output file (default: outputs/<model>.onnx or .pt)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    parser.add_argument(
+        "--device", default="cpu", help="where to trace the model (default cpu: a file that runs anywhere; or auto)"
+    )
     parser.set_defaults(func=cmd_export)
 
 

@@ -17,15 +17,18 @@ PAD_MODES = ("reflect", "zeros")
 
 def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """uint8 (or [0, 255] float) N x 3 x H x W -> float, zero mean and unit variance per channel."""
-    mean = torch.tensor(CIFAR10_MEAN, dtype=dtype).view(1, 3, 1, 1) * 255
-    inv_std = 1 / (torch.tensor(CIFAR10_STD, dtype=dtype).view(1, 3, 1, 1) * 255)
+    mean = torch.tensor(CIFAR10_MEAN, dtype=dtype, device=images.device).view(1, 3, 1, 1) * 255
+    inv_std = 1 / (torch.tensor(CIFAR10_STD, dtype=dtype, device=images.device).view(1, 3, 1, 1) * 255)
     out = images.to(dtype, copy=True)  # a fresh tensor, so the in-place ops below never touch the input
     return out.sub_(mean).mul_(inv_std)
 
 
-def _source_index(offsets: torch.Tensor, size: int, mode: str) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per image, the source coordinate of each output coordinate after shifting by `offsets` (N,) pixels."""
-    index = torch.arange(size).view(1, size) + offsets.view(-1, 1)
+def _source_index(
+    offsets: torch.Tensor, size: int, mode: str, out_size: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per image, the source coordinate of each of `out_size` output coordinates after shifting by `offsets` (N,)."""
+    out_size = out_size or size
+    index = torch.arange(out_size, device=offsets.device).view(1, out_size) + offsets.view(-1, 1)
     if mode == "reflect":  # mirror without repeating the edge pixel, like numpy's "reflect"
         index = index.abs()
         index = torch.where(index >= size, 2 * (size - 1) - index, index)
@@ -34,20 +37,24 @@ def _source_index(offsets: torch.Tensor, size: int, mode: str) -> tuple[torch.Te
     return index.clamp(0, size - 1), inside
 
 
-def shift(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, mode: str = "reflect") -> torch.Tensor:
-    """Translate image i by (dy[i], dx[i]) pixels, filling the border by reflection or zeros.
+def shift(
+    images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, mode: str = "reflect", size: int | None = None
+) -> torch.Tensor:
+    """Translate image i by (dy[i], dx[i]) pixels, filling the border by reflection or zeros, and keep the top-left
+    `size` x `size` window (default: the whole image).
 
     The same as padding and cropping at an offset, done as two gathers without materialising the padded batch.
     """
     if mode not in PAD_MODES:
         raise ValueError(f"pad mode must be one of {PAD_MODES}, got {mode!r}")
     n, c, h, w = images.shape
-    rows, row_inside = _source_index(dy, h, mode)
-    cols, col_inside = _source_index(dx, w, mode)
-    out = images.gather(2, rows.view(n, 1, h, 1).expand(n, c, h, w))
-    out = out.gather(3, cols.view(n, 1, 1, w).expand(n, c, h, w))
+    oh, ow = size or h, size or w
+    rows, row_inside = _source_index(dy, h, mode, oh)
+    cols, col_inside = _source_index(dx, w, mode, ow)
+    out = images.gather(2, rows.view(n, 1, oh, 1).expand(n, c, oh, w))
+    out = out.gather(3, cols.view(n, 1, 1, ow).expand(n, c, oh, ow))
     if mode == "zeros":
-        inside = row_inside.view(n, 1, h, 1) & col_inside.view(n, 1, 1, w)
+        inside = row_inside.view(n, 1, oh, 1) & col_inside.view(n, 1, 1, ow)
         out = out * inside.to(out.dtype)
     return out
 
@@ -73,8 +80,8 @@ def apply_flip(images: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
 def cutout_mask(top: torch.Tensor, left: torch.Tensor, size: int, h: int = 32, w: int = 32) -> torch.Tensor:
     """N x 1 x h x w boolean mask of size x size squares with top-left corners (top, left)."""
     top, left = top.view(-1, 1, 1), left.view(-1, 1, 1)
-    ys = torch.arange(h).view(1, h, 1)
-    xs = torch.arange(w).view(1, 1, w)
+    ys = torch.arange(h, device=top.device).view(1, h, 1)
+    xs = torch.arange(w, device=top.device).view(1, 1, w)
     return ((ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)).unsqueeze(1)
 
 
@@ -99,13 +106,26 @@ class AugmentParams:
     cut_top: torch.Tensor
     cut_left: torch.Tensor
 
+    def _fields(self) -> tuple[torch.Tensor, ...]:
+        return (self.dy, self.dx, self.flip, self.cut_top, self.cut_left)
+
     def __getitem__(self, index) -> AugmentParams:
-        return AugmentParams(*(t[index] for t in (self.dy, self.dx, self.flip, self.cut_top, self.cut_left)))
+        return AugmentParams(*(t[index] for t in self._fields()))
+
+    def to(self, device: torch.device | str) -> AugmentParams:
+        return AugmentParams(*(t.to(device) for t in self._fields()))
+
+    @staticmethod
+    def cat(parts: list[AugmentParams]) -> AugmentParams:
+        return AugmentParams(*(torch.cat(column) for column in zip(*(p._fields() for p in parts), strict=True)))
 
 
 @dataclass(frozen=True)
 class Augmentation:
     """The training augmentation: crop with padding, flip, cutout; uint8 in, normalised float out.
+
+    `size` < 32 trains on random `size` x `size` windows of the padded image (cheaper steps; the networks end in a
+    global pool, so they test on whole 32 x 32 images).
 
     `sample` draws every random number for n images first and `apply` uses them, so processes that each handle a
     slice of a batch (DDP) augment exactly as one process handling the whole batch would.
@@ -115,19 +135,20 @@ class Augmentation:
     pad_mode: str = "reflect"  # "reflect" or "zeros" (the paper's zero padding)
     flip: bool = True  # random horizontal flip with probability 0.5
     cutout: int = 0  # side of the cutout square in pixels (0: off)
+    size: int = 32  # side of the training crop in pixels
 
-    def sample(self, n: int, generator: torch.Generator, size: int = 32) -> AugmentParams:
-        p = self.crop_padding
-        dy = torch.randint(-p, p + 1, (n,), generator=generator)
-        dx = torch.randint(-p, p + 1, (n,), generator=generator)
+    def sample(self, n: int, generator: torch.Generator, image_size: int = 32) -> AugmentParams:
+        p, slack = self.crop_padding, image_size - self.size  # the window's top-left may also move by `slack`
+        dy = torch.randint(-p, p + slack + 1, (n,), generator=generator)
+        dx = torch.randint(-p, p + slack + 1, (n,), generator=generator)
         flip = torch.rand(n, generator=generator) < (0.5 if self.flip else 0.0)
-        cut_top = torch.randint(0, size, (n,), generator=generator) - self.cutout // 2
-        cut_left = torch.randint(0, size, (n,), generator=generator) - self.cutout // 2
+        cut_top = torch.randint(0, self.size, (n,), generator=generator) - self.cutout // 2
+        cut_left = torch.randint(0, self.size, (n,), generator=generator) - self.cutout // 2
         return AugmentParams(dy, dx, flip, cut_top, cut_left)
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-        if self.crop_padding:
-            images = shift(images, params.dy, params.dx, self.pad_mode)
+        if self.crop_padding or self.size != images.shape[-1]:
+            images = shift(images, params.dy, params.dx, self.pad_mode, self.size)
         if self.flip:
             images = apply_flip(images, params.flip)
         out = normalize(images)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from resnet_cifar.data.augment import normalize
+from resnet_cifar.runtime import choose_precision
 
 TTA_LEVELS = (0, 1, 2)
 
@@ -41,6 +42,10 @@ def autocast_context(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
+def model_device(model: nn.Module) -> torch.device:
+    return next(iter(model.parameters()), torch.empty(0)).device
+
+
 @torch.no_grad()
 def predict_logits(
     model: nn.Module,
@@ -48,12 +53,17 @@ def predict_logits(
     *,
     tta: int = 0,
     batch_size: int = 1000,
-    device: torch.device | str = "cpu",
-    bf16: bool = False,
+    device: torch.device | str | None = None,
+    bf16: bool | str = "auto",
     channels_last: bool = False,
 ) -> torch.Tensor:
-    """float32 logits (N x classes) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views."""
-    device = torch.device(device)
+    """float32 logits (N x classes, on the CPU) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views.
+
+    `device`: where the model is (default: where its parameters are). `bf16`: True, False or "auto" (where the
+    hardware runs it natively and faster; see resnet_cifar.runtime).
+    """
+    device = model_device(model) if device is None else torch.device(device)
+    bf16, _ = choose_precision(device, bf16)
     was_training = model.training
     model.eval()
     outputs = []

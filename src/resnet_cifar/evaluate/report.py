@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -12,26 +10,8 @@ import torch
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.evaluate.metrics import summarize
+from resnet_cifar.runtime import machine_description
 from resnet_cifar.train.checkpoint import atomic_write_bytes
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_description() -> str:
-    """e.g. "AMD EPYC (2 cores), 2 torch threads, torch 2.13.0+cpu, Linux" (+ the GPU when there is one)."""
-    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
-    return (
-        f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}, {platform.system()}{gpu}"
-    )
 
 
 def results_filename(weights: str, tta: int, default_tta: int) -> str:

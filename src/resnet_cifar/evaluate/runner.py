@@ -13,6 +13,7 @@ from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.evaluate.inference import predict_logits
 from resnet_cifar.evaluate.report import results_filename, write_results
 from resnet_cifar.inference.loading import load_model
+from resnet_cifar.runtime import choose_runtime
 
 LOGITS_FILE = "test_logits.safetensors"
 
@@ -32,14 +33,17 @@ def evaluate_source(
     data_dir=None,
     download: bool = True,
     model_name: str | None = None,
-    batch_size: int = 1000,
-    bf16: bool | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    bf16: bool | str = "auto",
 ) -> dict:
-    """Evaluate a run folder's (or a weights file's) model on the full test set; write results JSON beside it."""
-    loaded = load_model(source, which, model_name=model_name)
+    """Evaluate a run folder's (or a weights file's) model on the full test set; write results JSON beside it.
+
+    `device` and `bf16` default to what the hardware runs best (resnet_cifar.runtime), as training does."""
+    runtime = choose_runtime(device, bf16)
+    loaded = load_model(source, which, model_name=model_name, device=runtime.device)
     config = loaded.config
     tta = config.get("tta", 1) if tta is None else tta
-    bf16 = config.get("bf16", False) if bf16 is None else bf16
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     started = time.perf_counter()
@@ -47,8 +51,8 @@ def evaluate_source(
         loaded.model,
         test.images,
         tta=tta,
-        batch_size=batch_size,
-        bf16=bf16,
+        batch_size=batch_size or config.get("eval_batch_size", 250),
+        bf16=runtime.bf16,
         channels_last=config.get("channels_last", False),
     )
     seconds = time.perf_counter() - started
@@ -64,17 +68,20 @@ def evaluate_source(
         model=loaded.name,
         ema=loaded.averaged,
         source=str(loaded.path),
+        runtime=runtime.as_dict(),
     )
     results["path"] = str(loaded.run_dir / filename)
     return results
 
 
-def plot_run(run: str | Path, *, data_dir=None, download: bool = True) -> list[Path]:
+def plot_run(
+    run: str | Path, *, data_dir=None, download: bool = True, device: str = "auto", bf16: bool | str = "auto"
+) -> list[Path]:
     """Write the run's pictures from its saved test logits (or by evaluating its final weights)."""
     from resnet_cifar.viz.report import write_run_pictures
 
     run = Path(run)
-    loaded = load_model(run, "last")
+    loaded = load_model(run, "last", device=device)
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     if (run / LOGITS_FILE).is_file():
@@ -85,7 +92,8 @@ def plot_run(run: str | Path, *, data_dir=None, download: bool = True) -> list[P
             loaded.model,
             test.images,
             tta=config.get("tta", 1),
-            bf16=config.get("bf16", False),
+            batch_size=config.get("eval_batch_size", 250),
+            bf16=bf16,
             channels_last=config.get("channels_last", False),
         )
     return write_run_pictures(run, test.images, test.labels, logits, seed=loaded.config.get("seed", 0))

@@ -31,6 +31,7 @@ class DegradationSettings:
     train_size: int = 45_000
     test_images: int = 10_000  # test images evaluated after every epoch (the full test set by default)
     clean_train_sample: int = 10_000  # training images for the final clean training error
+    val_size: int = 5000  # carved from the training set as in every run (validated once at the end, not used here)
     seed: int = 0
     data_dir: str | None = None
     # The paper's recipe (§4.2: SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, zero-padded crop + flip)
@@ -51,7 +52,7 @@ class DegradationSettings:
             "pad_mode": "zeros",
             "flip": True,
             "label_smoothing": 0.0,
-            "bf16": True,
+            "bf16": "auto",
             "channels_last": True,
         }
     )
@@ -96,7 +97,7 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
             "model": net,
             "epochs": total_epochs,
             "train_size": settings.train_size,
-            "val_size": 5000,
+            "val_size": settings.val_size,
             "seed": settings.seed,
             "data_dir": settings.data_dir,
             "name": net,

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from resnet_cifar.data.augment import CIFAR10_MEAN, CIFAR10_STD
+from resnet_cifar.evaluate.inference import model_device
 
 FORMATS = ("onnx", "torchscript")
 
@@ -33,8 +34,9 @@ class Deployable(nn.Module):
 def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
-    wrapped = Deployable(model).eval()
-    example = torch.rand(2, 3, 32, 32)
+    device = model_device(model)  # traced where the model is (default CPU: a file that runs anywhere)
+    wrapped = Deployable(model).to(device).eval()
+    example = torch.rand(2, 3, 32, 32, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about deprecations; the parity test is the check

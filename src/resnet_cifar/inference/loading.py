@@ -10,6 +10,7 @@ from torch import nn
 
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.models import create_model
+from resnet_cifar.runtime import resolve_device
 from resnet_cifar.train.checkpoint import clean_state_dict, load_checkpoint, split_prefix
 
 
@@ -67,8 +68,9 @@ def load_model(
     model_name: str | None = None,
     model_options: dict | None = None,
     prefer_ema: bool = True,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "auto",
 ) -> LoadedModel:
+    """The model of a run folder or weights file, in eval mode on `device` (auto: CUDA when available)."""
     path = resolve_weights(source, which)
     tensors, metadata = load_checkpoint(path)
     name = model_name or metadata.get("model")
@@ -82,4 +84,4 @@ def load_model(
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{path} does not fit model {name}: {first}") from None
-    return LoadedModel(model.to(device).eval(), name, options, path, metadata, averaged)
+    return LoadedModel(model.to(resolve_device(device)).eval(), name, options, path, metadata, averaged)

@@ -59,11 +59,12 @@ def classify(
     tta: int = 0,
     class_names: tuple[str, ...] = CLASSES,
     batch_size: int = 256,
+    bf16: bool | str = "auto",
 ) -> list[list[tuple[str, float]]]:
-    """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32."""
+    """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32, on the model's device."""
     if len(images) == 0:
         return []
-    probabilities = predict_logits(model, images, tta=tta, batch_size=batch_size).softmax(dim=1)
+    probabilities = predict_logits(model, images, tta=tta, batch_size=batch_size, bf16=bf16).softmax(dim=1)
     values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [
         [(class_names[i], round(float(p), 6)) for p, i in zip(row_p, row_i, strict=True)]
@@ -71,7 +72,9 @@ def classify(
     ]
 
 
-def predict_files(model: nn.Module, inputs: list[str], top_k: int = 3, tta: int = 0) -> list[Prediction]:
+def predict_files(
+    model: nn.Module, inputs: list[str], top_k: int = 3, tta: int = 0, bf16: bool | str = "auto"
+) -> list[Prediction]:
     """Predict every readable image; unreadable ones come back with their error, in input order."""
     files, problems = expand_inputs(inputs)
     results: list[Prediction] = []
@@ -84,7 +87,7 @@ def predict_files(model: nn.Module, inputs: list[str], top_k: int = 3, tta: int 
         except ImageError as error:
             results.append(Prediction(str(path), error=str(error).removeprefix(f"{path}: ")))
     if tensors:
-        for index, top in zip(readable, classify(model, torch.stack(tensors), top_k, tta), strict=True):
+        for index, top in zip(readable, classify(model, torch.stack(tensors), top_k, tta, bf16=bf16), strict=True):
             results[index].top = top
     return results + problems
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from resnet_cifar.models.layers import conv3x3, norm_layer
+from resnet_cifar.models.layers import GlobalMaxPool, conv3x3, norm_layer
 from resnet_cifar.models.registry import register_model
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -124,7 +124,7 @@ class FastResNet(nn.Module):
             stages.append(nn.Sequential(*layers))
             channels = width
         self.stages = nn.Sequential(*stages)
-        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.pool = GlobalMaxPool()
         self.num_features = channels
         self.head_scale = head_scale
         self.fc = nn.Linear(channels, num_classes, bias=False)

@@ -27,6 +27,16 @@ def norm_layer(norm: str, channels: int) -> nn.Module:
     raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
 
 
+class GlobalMaxPool(nn.Module):
+    """The maximum over all positions, N x C x H x W -> N x C x 1 x 1, as `amax` (same values as
+    `nn.AdaptiveMaxPool2d(1)`). Its backward is deterministic on CUDA, which adaptive max-pooling's is not (it refuses
+    to run under `torch.use_deterministic_algorithms`); on a tie it splits the gradient evenly instead of picking one
+    position."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3), keepdim=True)
+
+
 class ZeroPadShortcut(nn.Module):
     """He et al. 2015 option A: identity that subsamples by `stride` and zero-pads the extra channels.
 

@@ -20,6 +20,8 @@ import yaml
 
 from resnet_cifar.errors import ConfigError
 
+BF16_CHOICES = (True, False, "auto")  # auto: resnet_cifar.runtime decides from the hardware
+
 
 def _opt(default: Any, help: str, choices: tuple | None = None, **kwargs) -> Any:
     metadata = {"help": help, "choices": choices}
@@ -36,6 +38,9 @@ class TrainConfig:
     seed: int = _opt(0, "seed for weight init, data order and augmentation")
     data_seed: int = _opt(0, "seed for the validation split and the training subset (kept fixed across seeds)")
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
+    accumulate: int = _opt(
+        1, "micro-batches per step and process, gradients summed (same step in less memory; BN sees micro-batches)"
+    )
     threads: int = _opt(0, "CPU threads for PyTorch (0: one per core)")
     deterministic: bool = _opt(False, "use deterministic algorithms only (bit-identical reruns on CPU)")
     # --- data ----------------------------------------------------------------------------------------------------
@@ -75,8 +80,12 @@ class TrainConfig:
     pad_mode: str = _opt("reflect", "random crop padding", choices=("reflect", "zeros"))
     flip: bool = _opt(True, "random horizontal flip")
     cutout: int = _opt(0, "cutout square side in pixels (0: off)")
+    crop_size: int = _opt(32, "side of the random training crop in pixels (< 32: cheaper steps, see full_size_epochs)")
+    full_size_epochs: int = _opt(1, "with crop_size < 32: the last epochs train on full 32-pixel crops")
     # --- speed ---------------------------------------------------------------------------------------------------
-    bf16: bool = _opt(True, "bfloat16 autocast (CPU with AVX-512 bf16, or CUDA)")
+    bf16: bool | str = _opt(
+        "auto", "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false"
+    )
     channels_last: bool = _opt(True, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model (pays a one-off compile time)")
     # --- evaluation and outputs ----------------------------------------------------------------------------------
@@ -153,9 +162,7 @@ def read_yaml(path: Path | str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("base", None)
     if base is None:
         return data
-    if not isinstance(base, str):
-        raise ConfigError(f"{path}: base must be a file name, got {base!r}")
-    base_path = (path.parent / base).resolve()
+    base_path = _relative(path, base, "base")
     if base_path in _seen or base_path == path.resolve():
         raise ConfigError(f"{path}: circular base {base}")
     return {**read_yaml(base_path, (*_seen, path.resolve())), **data}
@@ -191,6 +198,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         "eval_batch_size": config.eval_batch_size,
         "eval_every": config.eval_every,
         "checkpoint_every": config.checkpoint_every,
+        "accumulate": config.accumulate,
     }
     for key, value in positive.items():
         if value <= 0:
@@ -202,6 +210,7 @@ def validate(config: TrainConfig) -> TrainConfig:
         "warmup_epochs": config.warmup_epochs,
         "grad_clip": config.grad_clip,
         "crop_padding": config.crop_padding,
+        "full_size_epochs": config.full_size_epochs,
         "cutout": config.cutout,
         "threads": config.threads,
         "val_size": config.val_size,
@@ -223,6 +232,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"ema: must be in [0, 1), got {config.ema}")
     if not 0 < config.warmup_start <= 1:
         raise ConfigError(f"warmup_start: must be in (0, 1], got {config.warmup_start}")
+    if not 8 <= config.crop_size <= 32:
+        raise ConfigError(f"crop_size: must be between 8 and 32 pixels, got {config.crop_size}")
     if config.val_size % 10:
         raise ConfigError(f"val_size: must be a multiple of 10 (classes), got {config.val_size}")
     if config.val_size > 49_990:
@@ -244,6 +255,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         choices = value.metadata.get("choices")
         if choices and getattr(config, key) not in choices:
             raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {getattr(config, key)!r}")
+    if config.bf16 not in BF16_CHOICES:
+        raise ConfigError(f"bf16: must be true, false or auto; got {config.bf16!r}")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {config.device!r}")
     return config
@@ -267,15 +280,42 @@ def _check_model(config: TrainConfig) -> None:
 
 
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then `overrides` (CLI flags); validated."""
+    """Defaults, then the YAML file, then `overrides` (CLI flags); validated.
+
+    A file may name another recipe for machines that end up in fp32 (`in_fp32: other.yaml`, relative to the file):
+    when the precision chosen for this machine and device is fp32, that file is read instead (the run keeps this
+    file's name). That is how `make train` runs a bf16 recipe on AVX-512-bf16 CPUs and GPUs and an fp32 one on AVX2.
+    """
     config = TrainConfig()
     if path is not None:
-        config = apply_overrides(config, read_yaml(path))
+        data = read_yaml(path)
+        alternative = data.pop("in_fp32", None)
+        if alternative is not None and _runs_in_fp32({**data, **(overrides or {})}):
+            data = {"name": data.get("name", Path(path).stem), **read_yaml(_relative(path, alternative, "in_fp32"))}
+            data.pop("in_fp32", None)
+        config = apply_overrides(config, data)
         if config.name is None:
             config = dataclasses.replace(config, name=Path(path).stem)
     if overrides:
         config = apply_overrides(config, overrides)
     return validate(config)
+
+
+def _relative(path: Path | str, other: Any, key: str) -> Path:
+    if not isinstance(other, str):
+        raise ConfigError(f"{path}: {key} must be a file name, got {other!r}")
+    return (Path(path).parent / other).resolve()
+
+
+def _runs_in_fp32(values: dict[str, Any]) -> bool:
+    """Whether the precision chosen for these settings' device and bf16 is fp32 (resnet_cifar.runtime decides)."""
+    from resnet_cifar.runtime import choose_precision, resolve_device
+
+    device = _coerce("device", values.get("device", FIELDS["device"].default))
+    bf16 = _coerce("bf16", values.get("bf16", FIELDS["bf16"].default))
+    if bf16 not in BF16_CHOICES:
+        raise ConfigError(f"bf16: must be true, false or auto; got {bf16!r}")
+    return not choose_precision(resolve_device(device), bf16)[0]
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

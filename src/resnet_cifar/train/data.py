@@ -7,13 +7,14 @@ after a resume, and under DDP each rank takes its slice of the same global batch
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from resnet_cifar.data.augment import Augmentation
+from resnet_cifar.data.augment import Augmentation, AugmentParams
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import balanced_subset, train_val_split
@@ -56,8 +57,22 @@ def prepare_data(config: TrainConfig) -> TrainingData:
 
 
 @dataclass(frozen=True)
+class EpochPlan:
+    """Everything random about one epoch, drawn up front and moved to the device once: the order of the images and
+    every batch's augmentation draws. Batches are then slices of it, with no host-to-device copy per step."""
+
+    order: torch.Tensor  # this rank's image indices, batch after batch
+    params: AugmentParams  # one row per position in `order`
+    augmentation: Augmentation  # with this epoch's crop size
+
+
+@dataclass(frozen=True)
 class BatchStream:
-    """Global batches of an epoch, each split into `world_size` equal per-rank slices."""
+    """Global batches of an epoch, each split into `world_size` equal per-rank slices.
+
+    `images` may live on the GPU (uint8): augmentation then runs there on whole batches; the random draws are still
+    made on the CPU from the same seeded generators, so a batch is the same on any device and after any resume.
+    """
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -77,16 +92,32 @@ class BatchStream:
     def steps_per_epoch(self) -> int:
         return len(self.labels) // self.global_batch  # the incomplete last batch is dropped
 
+    @property
+    def per_rank(self) -> int:
+        return self.global_batch // self.world_size
+
     def permutation(self, epoch: int) -> torch.Tensor:
         generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch))
         return torch.randperm(len(self.labels), generator=generator)
 
-    def batch(self, epoch: int, index: int, permutation: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """This rank's slice of global batch `index` of `epoch`: (normalised float images, labels)."""
-        chosen = permutation[index * self.global_batch : (index + 1) * self.global_batch]
-        generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, index))
-        params = self.augmentation.sample(len(chosen), generator)
-        per_rank = self.global_batch // self.world_size
-        mine = slice(self.rank * per_rank, (self.rank + 1) * per_rank)
-        chosen = chosen[mine]
-        return self.augmentation.apply(self.images[chosen], params[mine]), self.labels[chosen]
+    def plan(self, epoch: int, first_step: int = 0, crop_size: int = 32) -> EpochPlan:
+        """This rank's share of the epoch's batches from `first_step` on, on the images' device."""
+        augmentation = dataclasses.replace(self.augmentation, size=crop_size)
+
+        def draws(index: int) -> AugmentParams:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, epoch, index))
+            return augmentation.sample(self.global_batch, generator, self.images.shape[-1])
+
+        steps = range(first_step, self.steps_per_epoch)
+        mine = slice(self.rank * self.per_rank, (self.rank + 1) * self.per_rank)
+        order = self.permutation(epoch)[: self.steps_per_epoch * self.global_batch].view(-1, self.global_batch)
+        order = order[first_step:, mine].reshape(-1)
+        params = AugmentParams.cat([draws(index)[mine] for index in steps]) if steps else None
+        device = self.images.device
+        return EpochPlan(order.to(device), params.to(device) if params is not None else None, augmentation)
+
+    def batch(self, plan: EpochPlan, position: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's slice of the `position`-th batch of `plan`: (normalised float images, labels)."""
+        window = slice(position * self.per_rank, (position + 1) * self.per_rank)
+        chosen = plan.order[window]
+        return plan.augmentation.apply(self.images[chosen], plan.params[window]), self.labels[chosen]

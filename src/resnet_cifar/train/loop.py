@@ -24,6 +24,7 @@ from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import CheckpointError, ConfigError, TrainingError
 from resnet_cifar.evaluate.inference import autocast_context, predict_logits
 from resnet_cifar.models import create_model
+from resnet_cifar.runtime import choose_runtime, enable_determinism
 from resnet_cifar.train import distributed
 from resnet_cifar.train.checkpoint import (
     atomic_write_bytes,
@@ -35,7 +36,7 @@ from resnet_cifar.train.checkpoint import (
 from resnet_cifar.train.config import TrainConfig, save_config
 from resnet_cifar.train.data import BatchStream, TrainingData, derive_seed, prepare_data
 from resnet_cifar.train.ema import EMA
-from resnet_cifar.train.progress import EpochProgress, say
+from resnet_cifar.train.progress import RunProgress, plural, say
 from resnet_cifar.train.schedule import build_schedule
 
 METRIC_COLUMNS = (
@@ -51,15 +52,7 @@ METRIC_COLUMNS = (
     "val_seconds",
 )
 TIMING_COLUMNS = ("seconds", "images_per_s", "val_seconds")  # the only columns that differ between identical runs
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device: {name} requested but CUDA is not available")
-    return device
+STOP_CHECK_STEPS = 20  # GPU + DDP: steps between the (host-synchronising) checks that all ranks agree to stop
 
 
 def build_model(config: TrainConfig) -> nn.Module:
@@ -157,22 +150,27 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir)
         self.dist = dist or distributed.DistInfo()
-        self.device = resolve_device(config.device)
-        if config.threads:
-            torch.set_num_threads(config.threads)
+        self.runtime = choose_runtime(config.device, config.bf16, config.threads)
+        self.device = self.runtime.device
         if config.deterministic:
-            torch.use_deterministic_algorithms(True)
+            enable_determinism(self.device)
         torch.manual_seed(config.seed)
+        started = time.perf_counter()
         self.data: TrainingData = self._prepare_data()
+        # where the time of a run goes (results.json); the training loop's own time is in metrics.csv
+        self.timings = {"data_s": time.perf_counter() - started}
+        started = time.perf_counter()
         self.stream = BatchStream(
-            self.data.train_images,
-            self.data.train_labels,
+            self.data.train_images.to(self.device),  # uint8: 150 MB for all 50,000 images
+            self.data.train_labels.to(self.device),
             Augmentation(config.crop_padding, config.pad_mode, config.flip, config.cutout),
             config.batch_size,
             derive_seed(config.seed, 1),
             self.dist.rank,
             self.dist.world_size,
         )
+        if config.accumulate > self.stream.per_rank:
+            raise ConfigError(f"accumulate: {config.accumulate} micro-batches of a {self.stream.per_rank}-image batch")
         self.steps_per_epoch = self.stream.steps_per_epoch
         self.total_steps = config.steps or max(1, round(config.epochs * self.steps_per_epoch))
         self.epochs = math.ceil(self.total_steps / self.steps_per_epoch)
@@ -187,6 +185,7 @@ class Trainer:
         self.optimizer = build_optimizer(config, self.model)
         self.ema = EMA(self.model, config.ema) if config.ema > 0 else None
         self.train_model = self._wrap(self.model)
+        self.timings["setup_s"] = time.perf_counter() - started
         self.position = Position()
         self.history: list[dict] = []
 
@@ -260,6 +259,7 @@ class Trainer:
             "ema": self.ema is not None,
             "classes": list(CLASSES),
             "data_folder": str(self.data.folder.resolve()),
+            "runtime": self.runtime.as_dict(),
             "torch_version": torch.__version__,
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
@@ -299,12 +299,13 @@ class Trainer:
             save_config(self.config, self.run_dir / "config.yaml")
             self._write_metrics()
             self._announce()
+        progress = RunProgress(self.config.progress if self.dist.is_main else "none", self.total_steps, self.epochs)
         with StopSignal() as stop:
             while self.position.epoch < self.epochs:
                 if self.config.stop_after_epochs is not None and self.position.epoch >= self.config.stop_after_epochs:
                     return self._pause()
-                self._train_epoch(stop)
-                self._end_epoch()
+                self._train_epoch(stop, progress)
+                self._end_epoch(progress)
         results = self.test() if self.config.test_at_end else {}
         distributed.barrier(self.dist)
         return results
@@ -323,31 +324,34 @@ class Trainer:
 
     def _announce(self) -> None:
         c = self.config
-        where = f"{self.device}" + (f" x{self.dist.world_size} processes" if self.dist.enabled else "")
+        processes = f", x{self.dist.world_size} processes" if self.dist.enabled else ""
         say(
             f"run {self.run_dir}: {c.model} on {len(self.data.train_labels):,} training images "
             f"({len(self.data.val_labels):,} validation), {self.total_steps:,} steps of {c.batch_size} "
-            f"({self.epochs} epochs), {where}, threads={torch.get_num_threads()}",
+            f"({plural(self.epochs, 'epoch')}); {self.runtime.describe()}{processes}",
             c.progress,
         )
+
+    def crop_size(self, epoch: int) -> int:
+        """Progressive resizing: `crop_size` pixels, then full images for the last `full_size_epochs` epochs."""
+        return 32 if epoch >= self.epochs - self.config.full_size_epochs else self.config.crop_size
 
     def _epoch_steps(self, epoch: int) -> int:
         return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
 
-    def _train_epoch(self, stop: StopSignal) -> None:
-        p, c = self.position, self.config
+    def _train_epoch(self, stop: StopSignal, progress: RunProgress) -> None:
+        p = self.position
         epoch, steps = p.epoch, self._epoch_steps(p.epoch)
-        permutation = self.stream.permutation(epoch)
-        progress = EpochProgress(
-            c.progress if self.dist.is_main else "none", epoch + 1, self.epochs, steps, p.epoch_step
-        )
+        plan = self.stream.plan(epoch, p.epoch_step, self.crop_size(epoch))
+        progress.start_epoch(epoch + 1, steps, p.epoch_step)
+        # device counters: read (a host sync on a GPU) only when progress is shown and at the end of the epoch
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        count = 0
+        count, first_step = 0, p.epoch_step
         started = time.perf_counter()
         self.train_model.train()
         while p.epoch_step < steps:
-            images, labels = self.stream.batch(epoch, p.epoch_step, permutation)
+            images, labels = self.stream.batch(plan, p.epoch_step - first_step)
             loss, hits = self._step(images, labels)
             loss_sum += loss.double() * len(labels)
             correct += hits
@@ -359,39 +363,62 @@ class Trainer:
             def stats(ls=loss_sum, hs=correct, n=count, t=elapsed):
                 return ls.item() / n, hs.item() / n, n * self.dist.world_size / max(t, 1e-9)
 
-            progress.update(stats)
+            progress.update(p.step, stats)
             if self.callbacks:
                 paused = time.perf_counter()
                 for callback in self.callbacks:
                     callback.on_step(self)
                 started += time.perf_counter() - paused  # hooks do not count as training time
-            if distributed.any_rank(stop.received is not None, self.dist, self.device):
+            if self._should_stop(stop, p.epoch_step == steps):
                 self._accumulate(loss_sum, correct, count, time.perf_counter() - started)
-                progress.close("")
+                progress.end_epoch("")
                 self._interrupt(stop.received or signal.SIGTERM)
         self._accumulate(loss_sum, correct, count, time.perf_counter() - started)
-        self._summary = progress
+
+    def _should_stop(self, stop: StopSignal, epoch_end: bool) -> bool:
+        """Whether a signal asks to stop after this step, agreed by all ranks. On a GPU under DDP the agreement is a
+        host sync, so it is sought every STOP_CHECK_STEPS steps only (and at each epoch's end)."""
+        if not self.dist.enabled:
+            return stop.received is not None
+        if self.device.type == "cuda" and not epoch_end and self.position.step % STOP_CHECK_STEPS:
+            return False
+        return distributed.any_rank(stop.received is not None, self.dist, self.device)
 
     def _step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        labels = labels.to(self.device, non_blocking=True)
+        """One optimizer step on this rank's batch, in `accumulate` micro-batches whose gradients add up.
+
+        Each micro-batch's mean loss is weighted by its share of the batch, so the summed gradient is the batch
+        mean's; with halves (a weight of 1/2, exact in floating point) two micro-batches in one process give
+        bit-for-bit the gradient of two DDP processes (tests/test_distributed.py relies on that).
+        """
+        images = images.contiguous(memory_format=self.memory_format)
         lr = self.schedule(self.position.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with autocast_context(self.device, self.config.bf16):
-            logits = self.train_model(images)
-            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.config.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        chunks = list(zip(images.chunk(self.config.accumulate), labels.chunk(self.config.accumulate), strict=True))
+        loss_total = torch.zeros((), device=self.device)
+        hits = torch.zeros((), dtype=torch.int64, device=self.device)
+        for index, (x, y) in enumerate(chunks):
+            last = index == len(chunks) - 1
+            sync = contextlib.nullcontext() if last or not self.dist.enabled else self.train_model.no_sync()
+            with sync:
+                with autocast_context(self.device, self.runtime.bf16):
+                    logits = self.train_model(x)
+                    loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+                    loss = loss * (len(y) / len(labels)) if len(chunks) > 1 else loss
+                loss.backward()
+            loss_total += loss.detach()
+            hits += (logits.detach().argmax(1) == y).sum()
         if self.config.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        if self.device.type == "cpu" and not torch.isfinite(loss):
-            self._nonfinite(loss)
+        if self.device.type == "cpu" and not torch.isfinite(loss_total):  # free on a CPU; a host sync on a GPU
+            self._nonfinite(loss_total)
         self.optimizer.step()
         if self.ema is not None:
             warm = self.position.step < self.config.ema_warmup * self.steps_per_epoch
             self.ema.update(self.model, decay=0.0 if warm else None)
-        return loss.detach(), (logits.detach().argmax(1) == labels).sum()
+        return loss_total, hits
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
         last = self.run_dir / "last.safetensors"
@@ -423,7 +450,7 @@ class Trainer:
         distributed.barrier(self.dist)
         raise Interrupted(signum, path)
 
-    def _end_epoch(self) -> None:
+    def _end_epoch(self, progress: RunProgress) -> None:
         p, c = self.position, self.config
         epoch = p.epoch + 1
         last_epoch = epoch == self.epochs
@@ -453,7 +480,7 @@ class Trainer:
         if self.dist.is_main:
             self.history.append(row)
             self._write_metrics()
-            self._summary.close(format_row(row, self.epochs))
+            progress.end_epoch(format_row(row, self.epochs))
             if epoch % c.checkpoint_every == 0 or last_epoch:
                 self.save("last")
             if improved:
@@ -469,7 +496,7 @@ class Trainer:
             tta=tta,
             batch_size=self.config.eval_batch_size,
             device=self.device,
-            bf16=self.config.bf16,
+            bf16=self.runtime.bf16,
             channels_last=self.config.channels_last,
         )
 
@@ -482,33 +509,21 @@ class Trainer:
     # --- the end -------------------------------------------------------------------------------------------------
 
     def test(self) -> dict:
-        """Test-set evaluation of the final weights (rank 0): results.json, pictures, and the summary line."""
+        """Test-set evaluation of the final weights (rank 0): pictures, results.json, and the summary line."""
         if not self.dist.is_main:
             return {}
         from resnet_cifar.evaluate.report import write_results
-
-        test = self.data.load_test()
-        started = time.perf_counter()
-        logits = self.predict(test.images, tta=self.config.tta)
-        seconds = time.perf_counter() - started
-        results = write_results(
-            self.run_dir,
-            logits,
-            test.labels,
-            tta=self.config.tta,
-            weights="last",
-            seconds=seconds,
-            model=self.config.model,
-            ema=self.ema is not None,
-            train_images=len(self.data.train_labels),
-            train_seconds=self.train_seconds(),
-        )
         from resnet_cifar.evaluate.runner import save_logits
 
+        started = time.perf_counter()
+        test = self.data.load_test()
+        logits = self.predict(test.images, tta=self.config.tta)
+        self.timings["test_s"] = time.perf_counter() - started
         save_logits(self.run_dir, logits, self.config.tta, "last")
         if self.config.plots:
             from resnet_cifar.viz.report import write_run_pictures
 
+            started = time.perf_counter()
             write_run_pictures(
                 self.run_dir,
                 test.images,
@@ -517,7 +532,23 @@ class Trainer:
                 seed=self.config.seed,
                 publish_to=Path(self.config.output_dir) / "inference.png",
             )
-        return results
+            self.timings["pictures_s"] = time.perf_counter() - started
+        self.timings["train_s"] = self.train_seconds()
+        self.timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in self.history)
+        return write_results(
+            self.run_dir,
+            logits,
+            test.labels,
+            tta=self.config.tta,
+            weights="last",
+            seconds=self.timings["test_s"],
+            model=self.config.model,
+            ema=self.ema is not None,
+            train_images=len(self.data.train_labels),
+            train_seconds=self.train_seconds(),
+            runtime=self.runtime.as_dict(),
+            timings={key: round(value, 3) for key, value in self.timings.items()},
+        )
 
 
 def format_row(row: dict, epochs: int) -> str:

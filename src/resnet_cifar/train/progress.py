@@ -1,5 +1,10 @@
-"""Progress output that reads well both in a terminal (a tqdm bar per epoch) and in a file or CI log (one plain
-line per epoch). The choice uses `isatty()` only; nothing probes the terminal (no `stty`, no size queries)."""
+"""Progress output that reads well in a terminal (a tqdm bar per epoch) and in a file or CI log (plain lines: one
+after the first few steps, then at least every 30 s with step/total, images/s and the run's ETA, and one summary line
+per epoch). The choice uses `isatty()` only; nothing probes the terminal (no `stty`, no size queries).
+
+Statistics come from a callable that reads the loop's device counters (a host sync on a GPU), so they are read only
+when something is shown: at most every `REFRESH_S` for the bar, every `EVERY_S` for lines.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+Stats = Callable[[], tuple[float, float, float]]  # () -> (loss, accuracy, images/s) of the epoch so far
+
 
 def resolve_mode(mode: str) -> str:
     if mode == "auto":
@@ -16,20 +23,42 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-class EpochProgress:
-    """One epoch's progress: `update()` after each step, `close()` with the epoch's summary line."""
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
-    REFRESH_S = 0.5  # statistics are read (a host sync on a GPU) at most this often
 
-    def __init__(self, mode: str, epoch: int, epochs: int, steps: int, initial: int = 0):
+def plural(count: float, word: str) -> str:
+    return f"{count:g} {word}" + ("" if count == 1 else "s")
+
+
+class RunProgress:
+    """A run's progress. `start_epoch()`, then `update()` after each step, then `end_epoch()` with its summary."""
+
+    REFRESH_S = 0.5  # the bar's statistics are read at most this often
+    EVERY_S = 30.0  # off-terminal: a line at least this often
+    FIRST_AFTER_STEPS = 3  # off-terminal: the first line, so a slow machine shows its speed early
+
+    def __init__(self, mode: str, total_steps: int, epochs: int, clock: Callable[[], float] = time.monotonic):
         self.mode = resolve_mode(mode)
+        self.total_steps = total_steps
+        self.epochs = epochs
+        self.clock = clock
         self.bar = None
-        self.last_refresh = 0.0
+        self.started = clock()
+        self.steps_here = 0  # steps done by this process (a resumed run's earlier steps are not timed)
+        self.last_shown = self.started
+
+    def start_epoch(self, epoch: int, steps: int, initial: int = 0) -> None:
+        """`epoch` counts from 1; `initial` steps of it are already done (a resumed run)."""
+        self.epoch = epoch
         if self.mode == "bar":
             self.bar = tqdm(
                 total=steps,
                 initial=initial,
-                desc=f"epoch {epoch}/{epochs}",
+                desc=f"epoch {epoch}/{self.epochs}",
                 unit="step",
                 leave=False,
                 dynamic_ncols=False,
@@ -37,20 +66,38 @@ class EpochProgress:
                 file=sys.stderr,
             )
 
-    def update(self, stats: Callable[[], tuple[float, float, float]]) -> None:
-        """One step done; `stats()` gives (loss, accuracy, images/s) and is called only when the bar refreshes."""
-        if self.bar is None:
-            return
-        now = time.monotonic()
-        if now - self.last_refresh >= self.REFRESH_S:
-            self.last_refresh = now
-            loss, accuracy, images_per_s = stats()
-            self.bar.set_postfix(loss=f"{loss:.3f}", acc=f"{accuracy:.3f}", img_s=f"{images_per_s:.0f}", refresh=False)
-        self.bar.update(1)
+    def update(self, step: int, stats: Stats) -> None:
+        """Global step `step` (1-based) is done; `stats()` is called only when something is shown."""
+        self.steps_here += 1
+        now = self.clock()
+        if self.bar is not None:
+            if now - self.last_shown >= self.REFRESH_S:
+                self.last_shown = now
+                loss, accuracy, images_per_s = stats()
+                self.bar.set_postfix(
+                    loss=f"{loss:.3f}", acc=f"{accuracy:.3f}", img_s=f"{images_per_s:.0f}", refresh=False
+                )
+            self.bar.update(1)
+        elif self.mode == "lines" and self._line_due(now):
+            self.last_shown = now
+            print(self.line(step, stats(), now), flush=True)
 
-    def close(self, summary: str) -> None:
+    def _line_due(self, now: float) -> bool:
+        return self.steps_here == self.FIRST_AFTER_STEPS or now - self.last_shown >= self.EVERY_S
+
+    def line(self, step: int, stats: tuple[float, float, float], now: float) -> str:
+        loss, accuracy, images_per_s = stats
+        seconds_per_step = (now - self.started) / max(self.steps_here, 1)
+        eta = format_duration((self.total_steps - step) * seconds_per_step)
+        return (
+            f"  step {step:,}/{self.total_steps:,} (epoch {self.epoch}/{self.epochs})  loss {loss:.4f}  "
+            f"acc {accuracy:.4f}  {images_per_s:.0f} img/s  ETA {eta} for training"
+        )
+
+    def end_epoch(self, summary: str) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
         if self.mode != "none":
             print(summary, flush=True)
 

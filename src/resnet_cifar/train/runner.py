@@ -7,13 +7,26 @@ import sys
 from pathlib import Path
 
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.runtime import resolve_device
 from resnet_cifar.train import distributed
 from resnet_cifar.train.checkpoint import load_checkpoint
 from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
-from resnet_cifar.train.loop import Interrupted, Trainer, resolve_device
+from resnet_cifar.train.loop import Interrupted, Trainer
 
-# Keys that may change when resuming, because they do not change the computation.
-RUNTIME_KEYS = ("threads", "device", "progress", "data_dir", "download", "compile", "plots", "stop_after_epochs")
+# Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding
+# (precision, micro-batches), not what it computes.
+RUNTIME_KEYS = (
+    "threads",
+    "device",
+    "bf16",
+    "accumulate",
+    "progress",
+    "data_dir",
+    "download",
+    "compile",
+    "plots",
+    "stop_after_epochs",
+)
 
 
 def new_run_dir(config: TrainConfig, overwrite: bool = False) -> Path:

@@ -1,0 +1,172 @@
+"""Device and precision routing (resnet_cifar.runtime), the epoch plan that feeds a GPU, and off-terminal progress."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from resnet_cifar import runtime
+from resnet_cifar.data.augment import Augmentation
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.train.data import BatchStream
+from resnet_cifar.train.progress import RunProgress, format_duration
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def fake_cpu(monkeypatch):
+    """Pretend to be a CPU of a given ISA whose bf16 probe measures a given speed-up (no probe really runs)."""
+
+    def make(isa: str, speedup: float | None):
+        monkeypatch.setattr(runtime, "cpu_isa", lambda: isa)
+        monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: isa in ("AVX512_BF16", "AMX"))
+
+        def probe(_device):
+            if speedup is None:
+                raise AssertionError("the probe must not run here")
+            return speedup
+
+        monkeypatch.setattr(runtime, "bf16_speedup", probe)
+
+    return make
+
+
+def test_auto_is_fp32_without_native_bf16_and_needs_no_probe(fake_cpu):
+    fake_cpu("AVX2", speedup=None)
+    assert runtime.choose_precision(CPU, "auto") == (False, "AVX2, no native bf16 → fp32")
+
+
+@pytest.mark.parametrize(("speedup", "expected"), [(2.4, True), (0.3, False)])
+def test_auto_on_a_bf16_cpu_follows_the_measurement(fake_cpu, speedup, expected):
+    """The flags can claim bf16 while the kernels emulate it (ONEDNN_MAX_CPU_ISA=AVX2): the probe decides."""
+    fake_cpu("AVX512_BF16", speedup)
+    use, reason = runtime.choose_precision(CPU, "auto")
+    assert use is expected
+    assert reason.startswith("AVX512_BF16") and f"{speedup:.1f}" in reason
+
+
+def test_bf16_forced_on_an_avx2_cpu_runs_with_one_warning_line(fake_cpu, capsys):
+    fake_cpu("AVX2", speedup=1 / 400)
+    use, reason = runtime.choose_precision(CPU, True)
+    assert use is True and "400x slower" in reason
+    warning = capsys.readouterr().err.strip().splitlines()
+    assert len(warning) == 1 and "400x slower" in warning[0] and "--bf16 auto" in warning[0]
+
+
+def test_false_is_fp32_everywhere_and_nonsense_is_refused(fake_cpu):
+    fake_cpu("AMX", speedup=None)
+    assert runtime.choose_precision(CPU, False) == (False, "AMX, fp32 as asked")
+    with pytest.raises(ConfigError, match="true, false or auto"):
+        runtime.choose_precision(CPU, "maybe")
+
+
+def test_runtime_describes_itself_for_the_run_header(fake_cpu):
+    fake_cpu("AVX2", speedup=None)
+    chosen = runtime.choose_runtime("cpu", "auto")
+    assert chosen.describe() == f"cpu (AVX2, no native bf16 → fp32), {torch.get_num_threads()} threads"
+    saved = chosen.as_dict()
+    assert saved["precision"] == "fp32" and "AVX2" in saved["machine"]
+
+
+def test_cuda_requested_without_cuda_is_one_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        runtime.resolve_device("cuda")
+    assert runtime.resolve_device("auto") == CPU
+
+
+def test_the_avx2_kernels_of_an_avx512_machine_are_seen_as_avx2():
+    """ATEN_CPU_CAPABILITY=avx2 (with ONEDNN_MAX_CPU_ISA=AVX2) gives an AVX-512 machine an AVX2 CPU's kernels; the
+    choice must then be the AVX2 one, fp32, on either kind of machine."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    code = "from resnet_cifar import runtime; print(runtime.choose_runtime('cpu', 'auto').reason)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "AVX2, no native bf16 → fp32"
+
+
+def test_the_real_probe_measures_a_positive_ratio_once():
+    first = runtime.bf16_speedup(CPU)
+    assert first > 0 and runtime.bf16_speedup(CPU) == first  # cached per process
+
+
+# --- the epoch plan: all random draws up front, so a device-resident dataset needs no copy per step ----------------
+
+
+def _stream(images, rank=0, world_size=1):
+    labels = torch.arange(len(images)) % 10
+    return BatchStream(
+        images, labels, Augmentation(4, "reflect", True, 8), 20, seed=3, rank=rank, world_size=world_size
+    )
+
+
+def test_a_plan_started_mid_epoch_gives_the_same_batches():
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    stream = _stream(images)
+    whole, resumed = stream.plan(epoch=2), stream.plan(epoch=2, first_step=3)
+    for step in range(3, stream.steps_per_epoch):
+        a, la = stream.batch(whole, step)
+        b, lb = stream.batch(resumed, step - 3)
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_ranks_take_their_slices_of_the_global_batch():
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    one = _stream(images)
+    halves = [_stream(images, rank, 2) for rank in range(2)]
+    for step in range(one.steps_per_epoch):
+        full, labels = one.batch(one.plan(1), step)
+        parts = [s.batch(s.plan(1), step) for s in halves]
+        assert torch.equal(torch.cat([p[0] for p in parts]), full)
+        assert torch.equal(torch.cat([p[1] for p in parts]), labels)
+
+
+# --- progress off a terminal ----------------------------------------------------------------------------------------
+
+
+def test_progress_lines_come_after_the_first_steps_then_every_30_seconds(capsys):
+    now = [0.0]
+    progress = RunProgress("lines", total_steps=100, epochs=2, clock=lambda: now[0])
+    progress.start_epoch(1, 50)
+    shown_at = []
+    for step in range(1, 51):
+        now[0] += 4.0  # a slow machine: 4 s per step
+        progress.update(step, lambda: (2.0, 0.25, 64.0))
+        if capsys.readouterr().out:
+            shown_at.append(step)
+    assert shown_at == [3, 11, 19, 27, 35, 43]  # step 3 (12 s), then whenever 30 s have passed since the last line
+    line = progress.line(50, (1.5, 0.5, 64.0), now=200.0)  # 4 s per step so far, 50 steps to go
+    assert line.strip() == "step 50/100 (epoch 1/2)  loss 1.5000  acc 0.5000  64 img/s  ETA 3m20s for training"
+
+
+def test_durations_read_naturally():
+    assert [format_duration(s) for s in (5, 75, 3725)] == ["5s", "1m15s", "1h02m"]
+
+
+def test_a_config_can_name_its_fp32_recipe(tmp_path):
+    """`in_fp32: other.yaml` is read instead where the precision chosen is fp32 (how `make train` picks its recipe)."""
+    from resnet_cifar.train.config import load_config
+
+    (tmp_path / "fp32.yaml").write_text("model: resnet20\nepochs: 3\n")
+    (tmp_path / "main.yaml").write_text("model: fastnet\nepochs: 4\nin_fp32: fp32.yaml\n")
+    in_fp32 = load_config(tmp_path / "main.yaml", {"bf16": False, "device": "cpu"})
+    assert (in_fp32.model, in_fp32.epochs, in_fp32.name) == ("resnet20", 3, "main")
+    kept = load_config(tmp_path / "main.yaml", {"bf16": True, "device": "cpu"})
+    assert (kept.model, kept.epochs) == ("fastnet", 4)
+
+
+def test_the_default_config_follows_the_hardware():
+    """`make train` (configs/default.yaml): the bf16 recipe where bf16 is chosen here, the fp32 recipe elsewhere."""
+    from pathlib import Path
+
+    from resnet_cifar.train.config import load_config
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    chosen = load_config(configs / "default.yaml", {"device": "cpu"})
+    bf16_here = runtime.choose_precision(CPU, "auto")[0]
+    expected = load_config(configs / ("fast80.yaml" if bf16_here else "fast80-fp32.yaml"), {"device": "cpu"})
+    assert chosen.name == "default"
+    assert {**chosen.to_dict(), "name": None} == {**expected.to_dict(), "name": None}
