@@ -69,16 +69,20 @@ def test_gradient_flow_tiny_settings_write_the_documented_json(cifar_dir, tmp_pa
     assert (tmp_path / "gradient_flow.png").stat().st_size > 10_000
 
 
-def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path):
-    settings = DegradationSettings(
+def tiny_degradation(cifar_dir, epochs: int, test_images: int) -> DegradationSettings:
+    return DegradationSettings(
         depths=(20,),
-        epochs=1,
+        epochs=epochs,
         train_size=500,
-        test_images=200,
+        test_images=test_images,
         clean_train_sample=100,
         val_size=100,
         data_dir=str(cifar_dir),
     )
+
+
+def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path):
+    settings = tiny_degradation(cifar_dir, epochs=1, test_images=200)
     results = run_degradation(settings, tmp_path, log=lambda _: None)
     write_degradation(results, tmp_path)
     table = json.loads((tmp_path / "degradation.json").read_text())
@@ -92,15 +96,7 @@ def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path
 
 
 def test_paper_step_schedule_keeps_lr_0_1_until_half_the_budget(cifar_dir, tmp_path):
-    settings = DegradationSettings(
-        depths=(20,),
-        epochs=2,
-        train_size=500,
-        test_images=100,
-        clean_train_sample=100,
-        val_size=100,
-        data_dir=str(cifar_dir),
-    )
+    settings = tiny_degradation(cifar_dir, epochs=2, test_images=100)
     settings.use_paper_step_schedule()
     results = run_degradation(settings, tmp_path, log=lambda _: None)
     write_degradation(results, tmp_path)

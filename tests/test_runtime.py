@@ -67,6 +67,7 @@ def test_runtime_describes_itself_for_the_run_header(fake_cpu):
     fake_cpu("AVX2", speedup=None)
     chosen = runtime.choose_runtime("cpu", "auto")
     assert chosen.describe() == f"cpu (AVX2, no native bf16 → fp32), {torch.get_num_threads()} threads"
+    assert runtime.Runtime(CPU, False, "AVX2, fp32 as asked", 1).describe() == "cpu (AVX2, fp32 as asked), 1 thread"
     saved = chosen.as_dict()
     assert saved["precision"] == "fp32" and "AVX2" in saved["machine"]
 

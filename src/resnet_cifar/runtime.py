@@ -40,7 +40,7 @@ class Runtime:
 
     def describe(self) -> str:
         """One line for a run header, e.g. `cpu (AVX2, no native bf16 → fp32), 2 threads`."""
-        return f"{self.device} ({self.reason}), {self.threads} threads"
+        return f"{self.device} ({self.reason}), {self.threads} thread{'' if self.threads == 1 else 's'}"
 
     def as_dict(self) -> dict:
         return {
@@ -185,10 +185,15 @@ def choose_precision(device: torch.device, requested: bool | str = "auto") -> tu
         return True, f"{isa}, bf16 as asked (emulated: measured {1 / speedup:.0f}x slower than fp32)"
     if requested is True:
         return True, f"{isa}, bf16 as asked"
+    return _by_probe(device, isa)
+
+
+def _by_probe(device: torch.device, label: str) -> tuple[bool, str]:
+    """bf16 where the hardware supports it natively and the probe measures it faster."""
     speedup = bf16_speedup(device)
     if speedup >= BF16_MIN_SPEEDUP:
-        return True, f"{isa}, native bf16 measured {speedup:.1f}x faster → bf16"
-    return False, f"{isa}, bf16 measured only {speedup:.2f}x the speed of fp32 → fp32"
+        return True, f"{label}, bf16 measured {speedup:.1f}x faster → bf16"
+    return False, f"{label}, bf16 measured only {speedup:.2f}x the speed of fp32 → fp32"
 
 
 @functools.cache
@@ -206,10 +211,7 @@ def _choose_cuda(device: torch.device, requested: bool | str) -> tuple[bool, str
         return False, f"{name}, no bf16 → fp32"
     if requested is True:
         return True, f"{name}, bf16 as asked"
-    speedup = bf16_speedup(device)
-    if speedup >= BF16_MIN_SPEEDUP:
-        return True, f"{name}, bf16 measured {speedup:.1f}x faster → bf16"
-    return False, f"{name}, bf16 measured only {speedup:.2f}x the speed of fp32 → fp32"
+    return _by_probe(device, name)
 
 
 def choose_runtime(device: str | torch.device = "auto", bf16: bool | str = "auto", threads: int = 0) -> Runtime:
