@@ -62,7 +62,7 @@ class EpochPlan:
     every batch's augmentation draws. Batches are then slices of it, with no host-to-device copy per step."""
 
     order: torch.Tensor  # this rank's image indices, batch after batch
-    params: AugmentParams  # one row per position in `order`
+    params: AugmentParams | None  # one row per position in `order` (None: no step left in the epoch)
     augmentation: Augmentation  # with this epoch's crop size
 
 
