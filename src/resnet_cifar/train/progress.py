@@ -50,6 +50,7 @@ class RunProgress:
         self.started = clock()
         self.steps_here = 0  # steps done by this process (a resumed run's earlier steps are not timed)
         self.last_shown = self.started
+        self.first_step_done = self.started  # the first step pays one-off costs (kernel selection): not in the ETA
 
     def start_epoch(self, epoch: int, steps: int, initial: int = 0) -> None:
         """`epoch` counts from 1; `initial` steps of it are already done (a resumed run)."""
@@ -70,6 +71,8 @@ class RunProgress:
         """Global step `step` (1-based) is done; `stats()` is called only when something is shown."""
         self.steps_here += 1
         now = self.clock()
+        if self.steps_here == 1:
+            self.first_step_done = now
         if self.bar is not None:
             if now - self.last_shown >= self.REFRESH_S:
                 self.last_shown = now
@@ -87,7 +90,10 @@ class RunProgress:
 
     def line(self, step: int, stats: tuple[float, float, float], now: float) -> str:
         loss, accuracy, images_per_s = stats
-        seconds_per_step = (now - self.started) / max(self.steps_here, 1)
+        if self.steps_here > 1:
+            seconds_per_step = (now - self.first_step_done) / (self.steps_here - 1)
+        else:
+            seconds_per_step = now - self.started
         eta = format_duration((self.total_steps - step) * seconds_per_step)
         return (
             f"  step {step:,}/{self.total_steps:,} (epoch {self.epoch}/{self.epochs})  loss {loss:.4f}  "
