@@ -4,6 +4,9 @@ Wall-clock time is measured around the whole process (start-up, data loading, tr
 which is what a user waits for. The last line is machine-readable.
 
     python benchmarks/repeat_runs.py --config configs/default.yaml --seeds 0 1 2
+
+`--parallel N` runs N seeds at once (on a GPU that one small run leaves mostly idle); their wall-clock times then
+share the machine and are not a single run's time.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from resnet_cifar.runtime import machine_description
@@ -63,17 +67,19 @@ def main() -> None:
     parser.add_argument("--config", required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output-dir", default="outputs/repeat")
+    parser.add_argument("--parallel", type=int, default=1, help="seeds run at once (times then share the machine)")
     parser.add_argument("extra", nargs="*", help="more train flags, after --")
     args = parser.parse_args()
     rows = []
     print(f"machine: {machine_description()}")
     print(f"config {args.config}, seeds {args.seeds}")
     print(f"{'seed':>4} {'test acc':>9} {'wall s':>7} {'train s':>8} {'train images':>13}")
-    for seed in args.seeds:
-        row = run_seed(args.config, seed, Path(args.output_dir), args.extra)
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        runs = pool.map(lambda seed: run_seed(args.config, seed, Path(args.output_dir), args.extra), args.seeds)
+    for row in runs:
         rows.append(row)
         print(
-            f"{seed:>4} {row['test_acc']:>9.4f} {row['wall_s']:>7.1f} {row['train_s']:>8.1f} "
+            f"{row['seed']:>4} {row['test_acc']:>9.4f} {row['wall_s']:>7.1f} {row['train_s']:>8.1f} "
             f"{row['train_images']:>13,}",
             flush=True,
         )

@@ -12,9 +12,43 @@ import sys
 from collections.abc import Callable, Sequence
 
 from resnet_cifar import __version__
-from resnet_cifar.errors import ResnetCifarError
+from resnet_cifar.errors import Interrupted, ResnetCifarError
 
 EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for unknown flags (`--learning-rate` -> `--lr`), for every subcommand."""
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            hints = [hint for word in message.split(":", 1)[1].split() if (hint := self._suggest(word))]
+            if hints:
+                message += "; did you mean " + ", ".join(hints) + "?"
+        super().error(message)
+
+    def _suggest(self, word: str) -> str | None:
+        if not word.startswith("--"):
+            return None
+        import difflib
+
+        from resnet_cifar.train.config import ALIASES
+
+        flag = word.split("=", 1)[0]
+        alias = ALIASES.get(flag[2:].replace("-", "_"))
+        if alias:
+            return "--" + alias.replace("_", "-")
+        close = difflib.get_close_matches(flag, sorted(self._all_flags()), n=1)
+        return close[0] if close else None
+
+    def _all_flags(self) -> set[str]:
+        flags = set()
+        for action in self._actions:
+            flags.update(s for s in action.option_strings if s.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    flags |= sub._all_flags()
+        return flags
 
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
@@ -83,6 +117,27 @@ def add_switch_or_auto(parser, name: str, help_text: str, default=None) -> None:
     parser.add_argument("--no-" + flag[2:], dest=name, action="store_const", const=False, help=argparse.SUPPRESS)
 
 
+def _add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
+    """--weights RUN_OR_FILE and --checkpoint last|best: the same two flags in every command that loads a model."""
+    parser.add_argument(
+        "--weights", default=None, metavar="RUN_OR_FILE", help=f"run folder or .safetensors file {default_help}"
+    )
+    parser.add_argument(
+        "--checkpoint", default="last", choices=("last", "best"), help="which checkpoint of a run folder (default last)"
+    )
+    parser.add_argument("--which", dest="checkpoint", choices=("last", "best"), help=argparse.SUPPRESS)  # old name
+
+
+def _top_k(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10 (CIFAR-10 has 10 classes), got {value}")
+    return value
+
+
 def _add_runtime(parser: argparse.ArgumentParser) -> None:
     """--device and --bf16 for the commands that run a model (default: chosen from the hardware)."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
@@ -144,12 +199,18 @@ def _stop_with_parent() -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from resnet_cifar.errors import ConfigError
     from resnet_cifar.train.config import load_config
     from resnet_cifar.train.loop import Interrupted
     from resnet_cifar.train.runner import exit_code_for, print_final_line, resume_config, run_training
 
     _stop_with_parent()
     overrides = _overrides(args)
+    if args.resume and args.config:
+        raise ConfigError(
+            "--resume continues a run with its own configuration (RUN/config.yaml); drop --config "
+            "(flags that only change where or how fast it runs, such as --device or --threads, may be given)"
+        )
     if args.resume:
         config = resume_config(Path(args.resume), overrides)
     else:
@@ -180,12 +241,23 @@ def _train_parser(sub) -> None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from resnet_cifar.errors import ConfigError
     from resnet_cifar.evaluate.report import format_results
     from resnet_cifar.evaluate.runner import evaluate_source
 
+    if args.source and args.weights:
+        raise ConfigError("give the run folder or weights file once: as the argument or as --weights, not both")
+    source = args.source or args.weights
+    if source is None:
+        raise ConfigError("name a run folder or weights file to evaluate (e.g. outputs/default)")
+    if args.weights in ("last", "best") and not os.path.exists(args.weights):
+        raise ConfigError(
+            f"--weights names a run folder or weights file; for a run's {args.weights} checkpoint use "
+            f"--checkpoint {args.weights}"
+        )
     results = evaluate_source(
-        args.source,
-        which=args.weights,
+        source,
+        which=args.checkpoint,
         tta=args.tta,
         data_dir=args.data_dir,
         download=not args.no_download,
@@ -193,6 +265,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
         bf16=args.bf16,
+        output_dir=args.output_dir,
     )
     print(format_results(results))
     print(f"results written to {results['path']}")
@@ -202,8 +275,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def _evaluate_parser(sub) -> None:
     parser = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy and confusion matrix of a run")
-    parser.add_argument("source", help="run folder or .safetensors weights file")
-    parser.add_argument("--weights", default="last", choices=("last", "best"), help="which checkpoint of a run")
+    parser.add_argument(
+        "source", nargs="?", default=None, metavar="RUN_OR_FILE", help="run folder or .safetensors file"
+    )
+    _add_weights(parser, "(the same as the argument)")
     parser.add_argument(
         "--tta",
         type=int,
@@ -213,6 +288,11 @@ def _evaluate_parser(sub) -> None:
     )
     parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
     parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
+    parser.add_argument(
+        "--output-dir",
+        default="outputs",
+        help="where the results of a weights file outside a run folder go (a run's results go into the run folder)",
+    )
     _add_runtime(parser)
     _add_data_dir(parser)
     parser.set_defaults(func=cmd_evaluate)
@@ -243,7 +323,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.loading import load_model
     from resnet_cifar.inference.predict import format_json, format_table, predict_files
 
-    loaded = load_model(args.weights, args.which, device=args.device)
+    loaded = load_model(args.weights, args.checkpoint, device=args.device)
     predictions = predict_files(loaded.model, args.images, top_k=args.top_k, tta=args.tta, bf16=args.bf16)
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
     failed = [p for p in predictions if p.error]
@@ -255,11 +335,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _predict_parser(sub) -> None:
     parser = sub.add_parser("predict", help="classify image files (PNG, JPEG, WebP, BMP, GIF), folders or globs")
     parser.add_argument("images", nargs="+", help="files, folders (searched recursively) or glob patterns")
-    parser.add_argument(
-        "--weights", default=None, help="run folder or .safetensors file (default: the shipped weights, offline)"
-    )
-    parser.add_argument("--which", default="last", choices=("last", "best"), help="checkpoint of a run folder")
-    parser.add_argument("--top-k", type=int, default=3)
+    _add_weights(parser, "(default: the shipped weights, offline)")
+    parser.add_argument("--top-k", type=_top_k, default=3, help="classes shown per image, 1 to 10 (default 3)")
     parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_runtime(parser)
@@ -267,14 +344,12 @@ def _predict_parser(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from resnet_cifar.inference.export import export_model
+    from resnet_cifar.inference.export import export_model, output_path
     from resnet_cifar.inference.loading import load_model
 
-    loaded = load_model(args.weights, args.which, device=args.device)
-    suffix = ".onnx" if args.format == "onnx" else ".pt"
-    output = Path(args.output) if args.output else Path("outputs") / f"{loaded.name}{suffix}"
+    loaded = load_model(args.weights, args.checkpoint, device=args.device)
+    output = output_path(args.output, loaded.name, args.format)
     export_model(loaded.model, args.format, output, opset=args.opset)
     print(
         f"exported {loaded.name} ({loaded.path}) to {output}: input float32 N x 3 x 32 x 32 in [0, 1], "
@@ -286,9 +361,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _export_parser(sub) -> None:
     parser = sub.add_parser("export", help="export to ONNX or TorchScript (dynamic batch, normalisation inside)")
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
-    parser.add_argument("--weights", default=None, help="run folder or .safetensors file (default: shipped weights)")
-    parser.add_argument("--which", default="last", choices=("last", "best"))
-    parser.add_argument("--output", default=None, help="output file (default: outputs/<model>.onnx or .pt)")
+    _add_weights(parser, "(default: the shipped weights)")
+    parser.add_argument("--output", default=None, help="output file or folder (default: outputs/<model>.onnx or .pt)")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
     parser.add_argument(
         "--device", default="cpu", help="where to trace the model (default cpu: a file that runs anywhere; or auto)"
@@ -353,6 +427,42 @@ def cmd_degradation(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_efficiency(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import torch
+    import yaml
+
+    from resnet_cifar.errors import ConfigError
+    from resnet_cifar.experiments.data_efficiency import (
+        DataEfficiencySettings,
+        run_data_efficiency,
+        table_lines,
+        write_data_efficiency,
+    )
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    make = DataEfficiencySettings.quick if args.quick else DataEfficiencySettings
+    settings = make(data_dir=args.data_dir, device=args.device, threads=args.threads)
+    for key in ("sizes", "seeds", "steps", "model"):
+        if getattr(args, key) is not None:
+            setattr(settings, key, tuple(getattr(args, key)) if key in ("sizes", "seeds") else getattr(args, key))
+    if args.model is not None and args.model_options is None:
+        settings.model_options = {}  # the default options are fastnet's
+    if args.model_options is not None:
+        settings.model_options = yaml.safe_load(args.model_options) or {}
+        if not isinstance(settings.model_options, dict):
+            raise ConfigError(f"--model-options: expected a YAML mapping, got {args.model_options!r}")
+    out = Path(args.out)
+    results = run_data_efficiency(settings, out, train=not args.report_only)
+    print("\n".join(table_lines(results)))
+    print(f"{results['seconds'] / 60:.1f} minutes of training and testing in all ({results['budget']})")
+    for path in write_data_efficiency(results, out):
+        print(f"wrote {path}")
+    return 0
+
+
 def _experiment_parser(sub) -> None:
     parser = sub.add_parser("experiment", help="measure why residual connections work")
     experiments = parser.add_subparsers(dest="experiment", required=True)
@@ -372,11 +482,27 @@ def _experiment_parser(sub) -> None:
         default="onecycle",
         help="onecycle (default: warm-up to lr 0.1, then down) or step (the paper's, compressed; lr 0.1 at once)",
     )
+    efficiency = experiments.add_parser(
+        "data-efficiency", help="test accuracy vs training-set size, residual vs plain twin, same step budget"
+    )
+    efficiency.add_argument("--out", default="outputs/data-efficiency", help="folder for the JSON, plot and points")
+    efficiency.add_argument("--quick", action="store_true", help="4 sizes, 1 seed, 150 steps (about 6 minutes)")
+    efficiency.add_argument("--sizes", type=int, nargs="+", default=None, help="training-set sizes (multiples of 10)")
+    efficiency.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2; quick: 0)")
+    efficiency.add_argument("--steps", type=int, default=None, help="optimizer steps per point (default 1000)")
+    efficiency.add_argument("--model", default=None, help="fastnet (default) or a CIFAR ResNet such as resnet20")
+    efficiency.add_argument("--model-options", default=None, help="YAML mapping of builder options")
+    efficiency.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    efficiency.add_argument(
+        "--report-only", action="store_true", help="summarise the points already in --out (train nothing)"
+    )
     for command, func in ((flow, cmd_gradient_flow), (degradation, cmd_degradation)):
         command.add_argument("--seed", type=int, default=0)
+        command.set_defaults(func=func)
+    efficiency.set_defaults(func=cmd_data_efficiency)
+    for command in (flow, degradation, efficiency):
         command.add_argument("--threads", type=int, default=0, help="CPU threads (0: one per core)")
         command.add_argument("--data-dir", default=None)
-        command.set_defaults(func=func)
 
 
 # --- entry point -------------------------------------------------------------------------------------------------
@@ -394,9 +520,7 @@ SUBCOMMANDS: list[Callable] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="resnet-cifar", description="Residual Networks on CIFAR-10: train, evaluate, show, measure."
-    )
+    parser = Parser(prog="resnet-cifar", description="Residual Networks on CIFAR-10: train, evaluate, show, measure.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in SUBCOMMANDS:
@@ -421,6 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
+    except Interrupted as stop:  # the loop has written its checkpoint and said how to continue
+        return 128 + int(stop.signum)
     except ResnetCifarError as error:
         print(f"resnet-cifar: error: {error}", file=sys.stderr)
         return EXIT_USAGE

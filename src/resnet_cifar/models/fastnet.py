@@ -37,14 +37,17 @@ class ConvBN(nn.Sequential):
 
 
 class ResidualPair(nn.Module):
-    """x + f(x), f = one or two ConvBN layers of the same width (two: Page's ResNet-9 residual block)."""
+    """x + f(x), f = one or two ConvBN layers of the same width (two: Page's ResNet-9 residual block).
 
-    def __init__(self, channels: int, *, norm: str, act: str, convs: int = 2):
+    `shortcut=False` drops the identity and returns f(x): the block of the plain twin (same layers and weights)."""
+
+    def __init__(self, channels: int, *, norm: str, act: str, convs: int = 2, shortcut: bool = True):
         super().__init__()
         self.branch = nn.Sequential(*(ConvBN(channels, channels, pool=False, norm=norm, act=act) for _ in range(convs)))
+        self.shortcut = shortcut
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.branch(x)
+        return x + self.branch(x) if self.shortcut else self.branch(x)
 
     def zero_init_last(self) -> None:
         bn = self.branch[-1][1]
@@ -92,6 +95,7 @@ class FastResNet(nn.Module):
         blocks: residual pairs after each stage's pooling conv.
         stem_width: channels of the stem convolution at full resolution.
         head_scale: the logits are multiplied by this (Page uses 0.125), which tempers the output early on.
+        residual: False builds the plain twin: the same layers with every identity shortcut removed.
     """
 
     def __init__(
@@ -107,12 +111,15 @@ class FastResNet(nn.Module):
         zero_init_residual: bool = False,
         residual_convs: int = 2,
         stem: str = "conv",
+        residual: bool = True,
     ):
         super().__init__()
         if len(widths) != len(blocks):
             raise ValueError("widths and blocks must have the same length")
         if stem not in ("conv", "whiten"):
             raise ValueError(f"stem must be 'conv' or 'whiten', got {stem!r}")
+        if zero_init_residual and not residual:
+            raise ValueError("zero_init_residual would zero the plain twin's blocks: it needs residual=True")
         if stem == "whiten":
             self.stem = WhiteningStem(stem_width, act)
         else:
@@ -120,7 +127,9 @@ class FastResNet(nn.Module):
         stages, channels = [], stem_width
         for width, count in zip(widths, blocks, strict=True):
             layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
-            layers += [ResidualPair(width, norm=norm, act=act, convs=residual_convs) for _ in range(count)]
+            layers += [
+                ResidualPair(width, norm=norm, act=act, convs=residual_convs, shortcut=residual) for _ in range(count)
+            ]
             stages.append(nn.Sequential(*layers))
             channels = width
         self.stages = nn.Sequential(*stages)

@@ -77,3 +77,36 @@ def plot_degradation(results: dict, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path)
     return path
+
+
+def plot_data_efficiency(results: dict, path: Path) -> Path:
+    """Test accuracy against training-set size (log x), mean ± std over seeds, residual vs plain twin."""
+    fig = Figure(figsize=(7.5, 4.8), dpi=100)
+    ax = fig.subplots()
+    styles = {"residual": ("#1f77b4", "o-", "residual"), "plain": ("#d62728", "s--", "plain twin (no shortcuts)")}
+    sizes: set[int] = set()
+    for kind, rows in results["summary"].items():
+        color, fmt, label = styles[kind]
+        xs = [row["train_size"] for row in rows]
+        sizes.update(xs)
+        ax.errorbar(
+            xs,
+            [100 * row["mean"] for row in rows],
+            yerr=[100 * row["std"] for row in rows],
+            fmt=fmt,
+            color=color,
+            capsize=4,
+            lw=1.8,
+            label=f"{label}, {rows[0]['n'] if rows else 0} seeds",
+        )
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(sizes), [f"{n:,}" for n in sorted(sizes)])
+    ax.minorticks_off()
+    ax.set_xlabel("class-balanced training images (log scale)")
+    ax.set_ylabel("test accuracy (%)  mean ± std over seeds")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title(f"Accuracy vs training-set size: {results['budget']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

@@ -1,0 +1,99 @@
+"""Tune on the validation split only: train every candidate of a grid and rank them by final validation accuracy.
+
+A grid file names candidates, each a set of training options laid over one base config:
+
+    base: ../../configs/subset5k.yaml      # relative to the grid file
+    candidates:
+      w48-e70: {}
+      no-cutout: {cutout: 0, crop_padding: 2}
+
+Each candidate runs as its own `resnet-cifar train` process with the test set untouched (`test_at_end: false`);
+`--parallel N` runs N at once (a GPU that one small run leaves mostly idle). The table is sorted by validation
+accuracy, and the last line names the best candidate. Then `benchmarks/repeat_runs.py` measures the chosen config on
+the test set over several seeds.
+
+    python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import yaml
+
+from resnet_cifar.runtime import machine_description
+from resnet_cifar.train.loop import read_metrics
+
+
+def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out: Path) -> Path:
+    """A config file for one candidate: the grid's base, then the candidate's options."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.yaml"
+    base_path = (grid_path.parent / base).resolve()
+    path.write_text(yaml.safe_dump({"base": str(base_path), "name": name, **overrides}, sort_keys=False))
+    return path
+
+
+def run_candidate(config: Path, out: Path, extra: list[str]) -> dict:
+    name = config.stem
+    command = [sys.executable, "-m", "resnet_cifar", "train", "--config", str(config), "--output-dir", str(out)]
+    command += ["--overwrite", "--no-test-at-end", "--no-plots", "--progress", "none", *extra]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        return {"name": name, "error": result.stderr.strip().splitlines()[-1:] or ["failed"], "wall_s": wall}
+    rows = [row for row in read_metrics(out / name / "metrics.csv") if row["val_acc"] is not None]
+    last = rows[-1]
+    return {
+        "name": name,
+        "val_acc": last["val_acc"],
+        "best_val_acc": max(row["val_acc"] for row in rows),
+        "epochs": last["epoch"],
+        "train_s": sum(row["seconds"] for row in read_metrics(out / name / "metrics.csv")),
+        "wall_s": wall,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("grid", help="grid YAML: base + candidates")
+    parser.add_argument("--output-dir", default="outputs/sweep")
+    parser.add_argument("--parallel", type=int, default=1, help="candidates trained at once")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these candidates")
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.extra = argv[split + 1 :]  # more train flags for every candidate, after --
+    grid_path = Path(args.grid)
+    grid = yaml.safe_load(grid_path.read_text())
+    out = Path(args.output_dir)
+    candidates = {k: v or {} for k, v in grid["candidates"].items() if args.only is None or k in args.only}
+    configs = [
+        write_candidate(grid_path, grid["base"], name, opts, out / "configs") for name, opts in candidates.items()
+    ]
+    print(f"machine: {machine_description()}")
+    print(f"grid {grid_path}: {len(configs)} candidates, {args.parallel} at once, extra flags {args.extra}", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+        rows = list(pool.map(lambda config: run_candidate(config, out, args.extra), configs))
+    failed = [row for row in rows if "error" in row]
+    done = sorted((row for row in rows if "error" not in row), key=lambda row: -row["val_acc"])
+    print(f"{'candidate':<24} {'final val':>9} {'best val':>9} {'epochs':>6} {'train s':>8} {'wall s':>7}")
+    for row in done:
+        print(
+            f"{row['name']:<24} {row['val_acc']:>9.4f} {row['best_val_acc']:>9.4f} {row['epochs']:>6} "
+            f"{row['train_s']:>8.1f} {row['wall_s']:>7.1f}"
+        )
+    for row in failed:
+        print(f"{row['name']:<24} FAILED: {row['error'][-1]}")
+    if done:
+        print(f"best={done[0]['name']} val_acc={done[0]['val_acc']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

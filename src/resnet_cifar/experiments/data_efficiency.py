@@ -1,0 +1,274 @@
+"""How much data does a residual network need? Test accuracy against the size of a class-balanced training subset,
+for a residual network and its plain twin (the same layers with the identity shortcuts removed).
+
+Every point gets the same optimizer budget: `steps` steps of `batch_size` images, so every net sees the same number
+of images and a small subset is simply seen more often (500 images: 256 epochs; 45,000: 2.8). The recipe is the
+project's fp32 CPU recipe (`configs/fast80-fp32.yaml`) unchanged, chosen before this experiment and not tuned per
+size. Subsets are nested per seed (a 1,000-image subset contains the 500-image one) and differ between seeds, so
+the spread over seeds includes the luck of which images were drawn. The validation split (5,000 images) is carved
+out first and recorded per point; the test set is measured once per point, at the end.
+
+Each finished point is written to `OUT/points/` at once, so an interrupted experiment continues where it stopped,
+and several processes (say, one per seed) can fill the same folder side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from resnet_cifar.data.splits import balanced_subset
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.models.registry import model_spec
+from resnet_cifar.train.checkpoint import atomic_write_bytes
+from resnet_cifar.train.config import load_config
+from resnet_cifar.train.loop import Trainer
+
+SIZES = (500, 1000, 2500, 5000, 10_000, 20_000, 45_000)
+KINDS = ("residual", "plain")
+
+
+def _fast80_fp32() -> dict:
+    """The recipe of configs/fast80-fp32.yaml (the default on CPUs without native bf16), as training options."""
+    return {
+        "batch_size": 128,
+        "lr": 0.6,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 5e-4,
+        "schedule": "onecycle",
+        "label_smoothing": 0.2,
+        "crop_padding": 2,
+        "pad_mode": "reflect",
+        "flip": True,
+        "tta": 1,
+        "eval_batch_size": 250,
+        "bf16": "auto",
+        "channels_last": True,
+    }
+
+
+@dataclass
+class DataEfficiencySettings:
+    sizes: tuple[int, ...] = SIZES
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int = 1000  # the fixed budget per point: 1,000 steps of 128 = 128,000 images seen
+    model: str = "fastnet"
+    model_options: dict = field(
+        default_factory=lambda: {"widths": [32, 64, 128], "blocks": [1, 1, 1], "stem_width": 24, "stem": "whiten"}
+    )
+    recipe: dict = field(default_factory=_fast80_fp32)
+    test_images: int = 10_000  # the full test set (a class-balanced sample when fewer)
+    val_size: int = 5000
+    device: str = "auto"
+    threads: int = 0  # CPU threads (0: one per core)
+    data_dir: str | None = None
+
+    @classmethod
+    def quick(cls, **kwargs) -> DataEfficiencySettings:
+        """About 6 minutes on 2 CPU cores: 4 sizes, one seed, 150 steps, 2,000 test images."""
+        return cls(sizes=(500, 2500, 10_000, 45_000), seeds=(0,), steps=150, test_images=2000, **kwargs)
+
+    def validate(self) -> None:
+        for size in self.sizes:
+            if size <= 0 or size % 10 or size > 50_000 - self.val_size:
+                raise ConfigError(
+                    f"sizes: {size} is not a positive multiple of 10 (classes) of at most {50_000 - self.val_size}"
+                )
+            if size < self.recipe["batch_size"]:
+                raise ConfigError(f"sizes: {size} is smaller than the batch of {self.recipe['batch_size']} images")
+        if self.steps <= 0:
+            raise ConfigError(f"steps: must be positive, got {self.steps}")
+        for kind in KINDS:
+            twin(self.model, self.model_options, kind)
+
+    def fingerprint(self) -> dict:
+        """What a point's number depends on; a stored point is reused only when this matches."""
+        keys = ("steps", "model", "model_options", "recipe", "test_images", "val_size")
+        return {key: json.loads(json.dumps(getattr(self, key))) for key in keys}
+
+
+def twin(model: str, options: dict, kind: str) -> tuple[str, dict]:
+    """The (model name, builder options) of the residual net or of its plain twin."""
+    if kind == "residual":
+        return model, dict(options)
+    spec = model_spec(model)
+    if spec.family == "cifar-resnet":
+        return f"plain{spec.depth}", dict(options)
+    if spec.family == "fast":
+        return model, {**options, "residual": False}
+    raise ConfigError(f"model: {model!r} has no plain twin here (use a CIFAR ResNet such as resnet20, or fastnet)")
+
+
+def point_name(kind: str, size: int, seed: int) -> str:
+    return f"{kind}-{size}-s{seed}"
+
+
+def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySettings, out: Path, test) -> dict:
+    model, options = twin(settings.model, settings.model_options, kind)
+    name = point_name(kind, size, seed)
+    config = load_config(
+        None,
+        {
+            **settings.recipe,
+            "model": model,
+            "model_options": options,
+            "steps": settings.steps,
+            "train_size": size,
+            "val_size": settings.val_size,
+            "seed": seed,
+            "data_seed": seed,  # a different subset per seed: the spread includes which images were drawn
+            "device": settings.device,
+            "threads": settings.threads,
+            "data_dir": settings.data_dir,
+            "name": name,
+            "output_dir": str(out / "runs"),
+            "eval_every": 1_000_000,  # validate once, at the end
+            "checkpoint_every": 1_000_000,
+            "test_at_end": False,
+            "plots": False,
+            "progress": "none",
+        },
+    )
+    started = time.perf_counter()
+    trainer = Trainer(config, out / "runs" / name)
+    continue_from_checkpoint(trainer)  # an interrupted point goes on where it stopped
+    trainer.fit()
+    images, labels = test
+    test_acc = accuracy(trainer.predict(images, tta=config.tta), labels)
+    batch = config.batch_size
+    return {
+        "kind": kind,
+        "model": model,
+        "model_options": options,
+        "train_size": size,
+        "seed": seed,
+        "steps": settings.steps,
+        "images_seen": settings.steps * batch,
+        "epochs": settings.steps * batch / size,
+        "val_acc": trainer.history[-1]["val_acc"],
+        "test_acc": test_acc,
+        "train_seconds": trainer.train_seconds(),
+        "seconds": time.perf_counter() - started,
+        "runtime": trainer.runtime.describe(),
+        "settings": settings.fingerprint(),
+    }
+
+
+def load_point(path: Path, settings: DataEfficiencySettings) -> dict | None:
+    """A stored point made with the same settings, else None (missing, unreadable or from other settings)."""
+    try:
+        point = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return point if point.get("settings") == settings.fingerprint() else None
+
+
+def _test_set(settings: DataEfficiencySettings):
+    from resnet_cifar.data.cifar10 import load_split
+    from resnet_cifar.data.locate import find_dataset
+
+    dataset = find_dataset(settings.data_dir)
+    test = load_split(dataset.folder, "test", fmt=dataset.format)
+    if settings.test_images >= len(test.labels):
+        return test.images, test.labels
+    keep = balanced_subset(test.labels, settings.test_images, 0)
+    return test.images[keep], test.labels[keep]
+
+
+def run_data_efficiency(
+    settings: DataEfficiencySettings, out: Path, log: Callable[[str], None] = print, *, train: bool = True
+) -> dict:
+    """Train every missing (kind, size, seed) point, then return all points and their summary. With train=False,
+    summarise the points already in `out` (say, filled by several processes) and list the missing ones."""
+    settings.validate()
+    test = _test_set(settings) if train else None
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    points, missing = [], []
+    for seed in settings.seeds:
+        for size in settings.sizes:
+            for kind in KINDS:
+                path = out / "points" / f"{point_name(kind, size, seed)}.json"
+                point = load_point(path, settings)
+                if point is None and not train:
+                    missing.append(path.stem)
+                    continue
+                if point is None:
+                    point = train_point(kind, size, seed, settings, out, test)
+                    atomic_write_bytes(path, (json.dumps(point, indent=1) + "\n").encode())
+                    log(
+                        f"{kind:<8} {size:>6,} images  seed {seed}  test {point['test_acc']:.2%}  "
+                        f"val {point['val_acc']:.2%}  ({point['epochs']:.1f} epochs, {point['seconds']:.0f}s)"
+                    )
+                points.append(point)
+    if missing:
+        log(f"{len(missing)} points missing (not trained here): {', '.join(missing)}")
+    return {
+        "settings": asdict(settings),
+        "missing": missing,
+        "budget": f"{settings.steps} steps of {settings.recipe['batch_size']} images for every point",
+        "summary": summarize(points),
+        "points": points,
+        "seconds": sum(point["seconds"] for point in points),  # compute time of all points, whoever trained them
+    }
+
+
+def summarize(points: list[dict]) -> dict:
+    """{kind: [{train_size, epochs, images_seen, mean, std, n, test_acc: [...]}, ...]} sorted by size; std is the
+    sample standard deviation over seeds (0 for one seed)."""
+    summary: dict = {}
+    for kind in KINDS:
+        rows = []
+        for size in sorted({p["train_size"] for p in points if p["kind"] == kind}):
+            group = [p for p in points if p["kind"] == kind and p["train_size"] == size]
+            accs = [p["test_acc"] for p in sorted(group, key=lambda p: p["seed"])]
+            rows.append(
+                {
+                    "train_size": size,
+                    "epochs": round(group[0]["epochs"], 2),
+                    "images_seen": group[0]["images_seen"],
+                    "mean": statistics.fmean(accs),
+                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                    "n": len(accs),
+                    "test_acc": accs,
+                    "val_acc_mean": statistics.fmean(p["val_acc"] for p in group),
+                }
+            )
+        summary[kind] = rows
+    return summary
+
+
+def table_lines(results: dict) -> list[str]:
+    residual = {row["train_size"]: row for row in results["summary"]["residual"]}
+    plain = {row["train_size"]: row for row in results["summary"]["plain"]}
+    lines = [
+        "| training images | epochs (same steps) | residual: test acc. | plain twin: test acc. | residual − plain |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for size, row in residual.items():
+        other = plain.get(size)
+        gap = f"{100 * (row['mean'] - other['mean']):+.1f} pt" if other else "–"
+        lines.append(
+            f"| {size:,} | {row['epochs']:g} | {_mean_std(row)} | {_mean_std(other) if other else '–'} | {gap} |"
+        )
+    return lines
+
+
+def _mean_std(row: dict) -> str:
+    text = f"{row['mean']:.2%}"
+    return f"{text} ± {100 * row['std']:.2f}" if row["n"] > 1 else text
+
+
+def write_data_efficiency(results: dict, out: Path) -> list[Path]:
+    from resnet_cifar.viz.experiments import plot_data_efficiency
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "data_efficiency.json"
+    atomic_write_bytes(path, (json.dumps(results, indent=1) + "\n").encode())
+    return [path, plot_data_efficiency(results, out / "data_efficiency.png")]

@@ -1,0 +1,28 @@
+"""The training runs inside an experiment: each is continued, not restarted, when the experiment is run again after an
+interruption (Ctrl-C writes the sub-run's checkpoint; the experiment's finished parts are files of their own)."""
+
+from __future__ import annotations
+
+import json
+
+from resnet_cifar import run_folder
+from resnet_cifar.train.checkpoint import load_checkpoint
+from resnet_cifar.train.loop import Trainer
+from resnet_cifar.train.runner import RUNTIME_KEYS
+
+
+def _what_it_computes(config: dict) -> dict:
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in RUNTIME_KEYS}))
+
+
+def continue_from_checkpoint(trainer: Trainer) -> bool:
+    """Load the checkpoint an interrupted experiment left in this sub-run's folder, when it was written for the same
+    configuration (else the sub-run starts afresh). True when training continues from it."""
+    path = run_folder.checkpoint_path(trainer.run_dir)
+    if not path.is_file():
+        return False
+    _, metadata = load_checkpoint(path)
+    if _what_it_computes(metadata.get("config", {})) != _what_it_computes(trainer.config.to_dict()):
+        return False
+    trainer.load(path)
+    return True
