@@ -28,3 +28,13 @@ class ImageError(ResnetCifarError):
 
 class TrainingError(ResnetCifarError):
     """Training cannot continue (e.g. the loss became NaN or infinite)."""
+
+
+class Interrupted(Exception):
+    """A signal (Ctrl-C, SIGTERM, SIGHUP) stopped training after a checkpoint was written; not an error: the CLI
+    exits with 128 + the signal number, as a shell does, and the same command (or --resume) continues."""
+
+    def __init__(self, signum: int, checkpoint):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+        self.checkpoint = checkpoint

@@ -39,11 +39,13 @@ class Dataset:
 def candidate_roots(data_dir: Path | str | None = None, fallback: Path | str | None = None) -> list[tuple[Path, str]]:
     """Where to look, in order, with the reason each place is on the list.
 
-    `fallback` (e.g. the folder a run was trained from) is tried last, after ./data.
+    A folder named explicitly (--data-dir) is the only place looked: silently reading another copy instead would
+    train on data the user did not choose. `fallback` (e.g. the folder a run was trained from) is tried last,
+    after ./data.
     """
-    roots: list[tuple[Path, str]] = []
     if data_dir:
-        roots.append((Path(data_dir), "--data-dir"))
+        return [(Path(data_dir), "--data-dir")]
+    roots: list[tuple[Path, str]] = []
     if os.environ.get(ENV_VAR):
         roots.append((Path(os.environ[ENV_VAR]), ENV_VAR))
     roots.append((DEFAULT_ROOT, "default"))

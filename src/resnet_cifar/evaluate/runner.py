@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import safetensors
 import safetensors.torch
 import torch
 
+from resnet_cifar import run_folder
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.inference import predict_logits
 from resnet_cifar.evaluate.report import results_filename, write_results
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.runtime import choose_runtime
 
-LOGITS_FILE = "test_logits.safetensors"
+LOGITS_FILE = run_folder.LOGITS
 
 
 def save_logits(run_dir: Path, logits: torch.Tensor, tta: int, weights: str) -> None:
@@ -36,12 +39,20 @@ def evaluate_source(
     batch_size: int | None = None,
     device: str = "auto",
     bf16: bool | str = "auto",
+    output_dir: str | Path = "outputs",
 ) -> dict:
-    """Evaluate a run folder's (or a weights file's) model on the full test set; write results JSON beside it.
+    """Evaluate a run folder's (or a weights file's) model on the full test set and write its results JSON: into the
+    run folder for a run (or a checkpoint inside one), else into `output_dir` as `<file stem>-results.json` (never
+    beside a bare weights file, which may sit inside the installed package).
 
     `device` and `bf16` default to what the hardware runs best (resnet_cifar.runtime), as training does."""
     runtime = choose_runtime(device, bf16)
     loaded = load_model(source, which, model_name=model_name, device=runtime.device)
+    in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
+    if Path(
+        source
+    ).is_file():  # a file names its checkpoint itself: last.safetensors, best.safetensors, any.safetensors
+        which = loaded.path.stem
     config = loaded.config
     tta = config.get("tta", 1) if tta is None else tta
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
@@ -56,9 +67,12 @@ def evaluate_source(
         channels_last=config.get("channels_last", False),
     )
     seconds = time.perf_counter() - started
-    filename = results_filename(which, tta, config.get("tta", 1)) if config else f"{loaded.path.stem}-results.json"
+    if in_run:
+        folder, filename = loaded.run_dir, results_filename(which, tta, config.get("tta", 1))
+    else:
+        folder, filename = Path(output_dir), f"{loaded.path.stem}-results.json"
     results = write_results(
-        loaded.run_dir,
+        folder,
         logits,
         test.labels,
         tta=tta,
@@ -70,7 +84,7 @@ def evaluate_source(
         source=str(loaded.path),
         runtime=runtime.as_dict(),
     )
-    results["path"] = str(loaded.run_dir / filename)
+    results["path"] = str(folder / filename)
     return results
 
 
@@ -78,22 +92,38 @@ def plot_run(
     run: str | Path, *, data_dir=None, download: bool = True, device: str = "auto", bf16: bool | str = "auto"
 ) -> list[Path]:
     """Write the run's pictures from its saved test logits (or by evaluating its final weights)."""
-    from resnet_cifar.viz.report import write_run_pictures
+    from resnet_cifar.viz.report import describe_predictions, write_run_pictures
 
     run = Path(run)
+    if not run.is_dir():
+        raise ConfigError(
+            f"plot needs a run folder (it draws the curves from metrics.csv and the pictures from the run's test "
+            f"results); {run} is {'a file' if run.exists() else 'not there'}"
+        )
     loaded = load_model(run, "last", device=device)
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
+    config = loaded.config
     if (run / LOGITS_FILE).is_file():
-        logits = safetensors.torch.load_file(str(run / LOGITS_FILE))["logits"]
+        with safetensors.safe_open(str(run / LOGITS_FILE), "pt") as stored:
+            logits, meta = stored.get_tensor("logits"), stored.metadata() or {}
+        weights, tta = meta.get("weights", "last"), int(meta.get("tta", config.get("tta", 1)))
     else:
-        config = loaded.config
+        weights, tta = "last", config.get("tta", 1)
         logits = predict_logits(
             loaded.model,
             test.images,
-            tta=config.get("tta", 1),
+            tta=tta,
             batch_size=config.get("eval_batch_size", 250),
             bf16=bf16,
             channels_last=config.get("channels_last", False),
         )
-    return write_run_pictures(run, test.images, test.labels, logits, seed=loaded.config.get("seed", 0))
+    return write_run_pictures(
+        run,
+        test.images,
+        test.labels,
+        logits,
+        seed=config.get("seed", 0),
+        label_smoothing=config.get("label_smoothing", 0.0),
+        which=describe_predictions(weights, tta, loaded.averaged),
+    )

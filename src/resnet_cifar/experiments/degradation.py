@@ -18,6 +18,8 @@ import torch
 
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.train.checkpoint import atomic_write_bytes
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -75,13 +77,19 @@ class DegradationSettings:
 
 
 class TestErrorEachEpoch(Callback):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
-        self.errors: list[float] = []
+    """The test error after every epoch, kept in `path` as it grows (so a continued sub-run keeps its first epochs)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, path: Path):
+        self.images, self.labels, self.path = images, labels, path
+        self.errors: list[float] = json.loads(path.read_text()) if path.is_file() else []
+
+    def keep_first(self, epochs: int) -> None:
+        self.errors = self.errors[:epochs]
 
     def on_epoch_end(self, trainer, row):
         logits = trainer.predict(self.images, tta=0)
         self.errors.append(1 - accuracy(logits, self.labels))
+        atomic_write_bytes(self.path, json.dumps(self.errors).encode())
 
 
 def train_one(net: str, settings: DegradationSettings, out: Path, test_images, test_labels) -> dict:
@@ -109,9 +117,13 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
             "progress": "none",
         },
     )
-    tracker = TestErrorEachEpoch(test_images, test_labels)
-    trainer = Trainer(config, out / "runs" / net, callbacks=[tracker])
+    run_dir = out / "runs" / net
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
+    trainer = Trainer(config, run_dir, callbacks=[tracker])
     started = time.perf_counter()
+    continue_from_checkpoint(trainer)  # an interrupted net goes on where it stopped, with its per-epoch test errors
+    tracker.keep_first(trainer.position.epoch)
     trainer.fit()
     sample = balanced_subset(trainer.data.train_labels, settings.clean_train_sample, settings.seed)
     logits = trainer.predict(trainer.data.train_images[sample], tta=0)
@@ -136,17 +148,25 @@ def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str
         test_images, test_labels = test.images[keep], test.labels[keep]
     else:
         test_images, test_labels = test.images, test.labels
-    started = time.perf_counter()
     nets = {}
+    fingerprint = {k: v for k, v in json.loads(json.dumps(asdict(settings))).items() if k != "data_dir"}
     for kind in ("plain", "resnet"):
         for depth in settings.depths:
             name = f"{kind}{depth}"
+            done = out / "nets" / f"{name}.json"  # a finished net is not trained again when the study is rerun
+            stored = json.loads(done.read_text()) if done.is_file() else {}
+            if stored.get("settings") == fingerprint:
+                nets[name] = stored["result"]
+                continue
             nets[name] = train_one(name, settings, out, test_images, test_labels)
+            done.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(done, json.dumps({"settings": fingerprint, "result": nets[name]}).encode())
             log(
                 f"{name:<9} train error {nets[name]['train_error']:.4f}  test error {nets[name]['test_error']:.4f}  "
                 f"({nets[name]['seconds']:.0f}s)"
             )
-    return {"settings": asdict(settings), "nets": nets, "total_seconds": time.perf_counter() - started}
+    total = sum(net["seconds"] for net in nets.values())
+    return {"settings": asdict(settings), "nets": nets, "total_seconds": total}
 
 
 def table(results: dict) -> dict:

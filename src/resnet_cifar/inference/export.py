@@ -6,6 +6,7 @@ logits N x 10 (apply softmax for probabilities), so a user elsewhere needs nothi
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -13,9 +14,29 @@ import torch
 from torch import nn
 
 from resnet_cifar.data.augment import CIFAR10_MEAN, CIFAR10_STD
+from resnet_cifar.errors import ConfigError, ResnetCifarError
 from resnet_cifar.evaluate.inference import model_device
 
 FORMATS = ("onnx", "torchscript")
+
+
+def opset_range() -> tuple[int, int]:
+    """The ONNX opsets this PyTorch's TorchScript-based exporter writes (7 to 20 in PyTorch 2.13)."""
+    try:
+        from torch.onnx import _constants
+
+        return _constants.ONNX_MIN_OPSET, _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+    except (ImportError, AttributeError):  # a private module: keep a range known to work if it moves
+        return 7, 17
+
+
+def output_path(output: str | Path | None, name: str, fmt: str) -> Path:
+    """`--output`: a file, or a folder to put `<model>.onnx` / `.pt` in; default outputs/<model>.<ext>."""
+    filename = f"{name}{'.onnx' if fmt == 'onnx' else '.pt'}"
+    if output is None:
+        return Path("outputs") / filename
+    output = Path(output)
+    return output / filename if output.is_dir() or str(output).endswith(("/", os.sep)) else output
 
 
 class Deployable(nn.Module):
@@ -33,11 +54,28 @@ class Deployable(nn.Module):
 
 def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Path:
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+        raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    low, high = opset_range()
+    if fmt == "onnx" and not low <= opset <= high:
+        raise ConfigError(f"--opset: this PyTorch exports ONNX opsets {low} to {high}, got {opset}")
     device = model_device(model)  # traced where the model is (default CPU: a file that runs anywhere)
     wrapped = Deployable(model).to(device).eval()
     example = torch.rand(2, 3, 32, 32, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")  # written whole, then renamed: no half-written file at `path`
+    try:
+        _export(wrapped, example, fmt, partial, opset)
+    except ResnetCifarError:
+        raise
+    except Exception as error:  # the exporter's own failure (an operator it cannot write at this opset, ...)
+        partial.unlink(missing_ok=True)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ResnetCifarError(f"{fmt} export failed: {first}") from None
+    os.replace(partial, path)
+    return path
+
+
+def _export(wrapped: nn.Module, example: torch.Tensor, fmt: str, path: Path, opset: int) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about deprecations; the parity test is the check
         if fmt == "onnx":
@@ -54,4 +92,3 @@ def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Pat
         else:
             traced = torch.jit.trace(wrapped, example)
             traced.save(str(path))
-    return path

@@ -1,11 +1,17 @@
 """Read image files of any common format, size and mode into CIFAR-sized uint8 tensors.
 
-The rule: the first frame (GIF, animated WebP); transparency composited onto white; 16-bit and float images scaled
-to 8 bits; palette, grayscale and CMYK converted to RGB; then the largest centred square is cropped and resized to
-32x32 with Lanczos filtering (antialiased), which keeps the aspect ratio of the object the way CIFAR-10 does.
+The rule: the first frame (GIF, animated WebP); turned upright as its EXIF orientation says (phone photos are stored
+sideways with a tag); transparency composited onto white; 16-bit and float images scaled to 8 bits; palette,
+grayscale and CMYK converted to RGB; then the largest centred square is cropped and resized to 32x32 with Lanczos
+filtering (antialiased), which keeps the aspect ratio of the object the way CIFAR-10 does.
+
+Size: anything a camera makes is read. A JPEG is decoded at a reduced scale (1/2 to 1/8, by the decoder itself) when
+that still leaves 256 pixels on its short side, so a 60-megapixel photo costs what a 1-megapixel one does. The limit
+is Pillow's own decompression-bomb threshold, 2 x Image.MAX_IMAGE_PIXELS (179 megapixels; a 150 MP medium-format
+back makes 151), checked from the header before anything is decoded.
 
 Every failure is an ImageError naming the file: not an image, an unsupported format, an empty or truncated file,
-or absurd dimensions (a decompression bomb is refused from its header, before anything is decoded).
+or absurd dimensions.
 """
 
 from __future__ import annotations
@@ -15,15 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from resnet_cifar.errors import ImageError
 
 FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
-MAX_PIXELS = 50_000_000  # width x height above which a file is refused unread (50 megapixels)
-MAX_SIDE = 30_000
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # width x height above which a file is refused unread (Pillow's bomb limit)
+MAX_SIDE = 65_535  # the largest side a JPEG can have
 SIZE = 32
+DRAFT_SIDE = 256  # a big JPEG is decoded at the smallest scale that keeps at least this many pixels per side
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently half-grey
 
@@ -68,14 +75,17 @@ def load_image(path: Path | str) -> torch.Tensor:
         raise ImageError(f"{path}: empty file")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns above MAX_IMAGE_PIXELS (89 MP) and refuses above twice that: our limit is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path, formats=FORMATS) as image:
                 width, height = image.size
                 if width < 1 or height < 1 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
                     raise ImageError(f"{path}: absurd dimensions {width}x{height} (limit {MAX_PIXELS:,} pixels)")
                 image.seek(0)  # first frame of animations
+                if image.format == "JPEG":
+                    image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
                 image.load()
-                return to_cifar_tensor(image)
+                return to_cifar_tensor(ImageOps.exif_transpose(image))
     except ImageError:
         raise
     except UnidentifiedImageError:

@@ -27,6 +27,25 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
+def _folder_files(folder: Path) -> tuple[list[Path], list[Prediction]]:
+    """Every visible file under `folder` (a file that is not an image is reported by name later, never skipped), and
+    the entries that cannot be read as files, each with its reason: broken links, links to folders (not followed, so
+    a link loop cannot recurse for ever)."""
+    files, skipped = [], []
+    for entry in sorted(folder.rglob("*")):
+        if _hidden(entry.relative_to(folder)):
+            continue
+        if entry.is_symlink() and not entry.exists():
+            skipped.append(Prediction(str(entry), error="broken symbolic link"))
+        elif entry.is_symlink() and entry.is_dir():
+            skipped.append(
+                Prediction(str(entry), error="symbolic link to a folder: not followed (name it to include it)")
+            )
+        elif entry.is_file():
+            files.append(entry)
+    return files, skipped
+
+
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Prediction]]:
     """Files as given, folders by their visible files (recursively, sorted), globs expanded; unmatched inputs are
     returned as errors."""
@@ -35,11 +54,11 @@ def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Prediction]]:
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            # every visible file: one that is not an image is reported by name rather than silently skipped
-            found = sorted(p for p in path.rglob("*") if p.is_file() and not _hidden(p.relative_to(path)))
-            if not found:
+            found, skipped = _folder_files(path)
+            if not found and not skipped:
                 problems.append(Prediction(item, error="empty folder"))
             files += found
+            problems += skipped
         elif path.exists():
             files.append(path)
         elif glob.has_magic(item):

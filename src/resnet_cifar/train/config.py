@@ -23,8 +23,38 @@ from resnet_cifar.errors import ConfigError
 BF16_CHOICES = (True, False, "auto")  # auto: resnet_cifar.runtime decides from the hardware
 
 
-def _opt(default: Any, help: str, choices: tuple | None = None, **kwargs) -> Any:
-    metadata = {"help": help, "choices": choices}
+@dataclass(frozen=True)
+class Bound:
+    """The range a number must lie in (None: unbounded on that side); `open`: that end is excluded."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def check(self, key: str, value: float) -> None:
+        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
+        if too_low or too_high:
+            raise ConfigError(f"{key}: must be {self}, got {value}")
+
+    def __str__(self) -> str:
+        if self.high is None:
+            if self.low == 0:
+                return "positive" if self.low_open else "zero or more"
+            return f"{'more than' if self.low_open else 'at least'} {self.low:g}"
+        left = "(" if self.low_open else "["
+        right = ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+
+POSITIVE = Bound(0, low_open=True)
+NON_NEGATIVE = Bound(0)
+FRACTION = Bound(0, 1, high_open=True)  # [0, 1)
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | None = None, **kwargs) -> Any:
+    metadata = {"help": help, "choices": choices, "bound": bound}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=metadata, **kwargs)
     return field(default=default, metadata=metadata, **kwargs)
@@ -35,53 +65,73 @@ class TrainConfig:
     # --- run -----------------------------------------------------------------------------------------------------
     name: str | None = _opt(None, "run folder name under output_dir (default: config file stem, else model name)")
     output_dir: str = _opt("outputs", "folder that holds the run folders")
-    seed: int = _opt(0, "seed for weight init, data order and augmentation")
-    data_seed: int = _opt(0, "seed for the validation split and the training subset (kept fixed across seeds)")
+    seed: int = _opt(0, "seed for weight init, data order and augmentation", bound=NON_NEGATIVE)
+    data_seed: int = _opt(
+        0, "seed for the validation split and the training subset (kept fixed across seeds)", bound=NON_NEGATIVE
+    )
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     accumulate: int = _opt(
-        1, "micro-batches per step and process, gradients summed (same step in less memory; BN sees micro-batches)"
+        1,
+        "micro-batches per step and process, gradients summed (same step in less memory; BN sees micro-batches)",
+        bound=POSITIVE,
     )
-    threads: int = _opt(0, "CPU threads for PyTorch (0: one per core)")
+    threads: int = _opt(0, "CPU threads for PyTorch (0: one per core)", bound=NON_NEGATIVE)
     deterministic: bool = _opt(False, "use deterministic algorithms only (bit-identical reruns on CPU)")
     # --- data ----------------------------------------------------------------------------------------------------
     data_dir: str | None = _opt(None, "CIFAR-10 folder or archive (default: $RESNET_CIFAR_DATA, then ./data)")
     download: bool = _opt(True, "download the official archive when no data is found")
-    train_size: int | None = _opt(None, "class-balanced training subset size (default: every non-validation image)")
-    val_size: int = _opt(5000, "stratified validation images carved from the training set (0: none)")
+    train_size: int | None = _opt(
+        None, "class-balanced training subset size (default: every non-validation image)", bound=POSITIVE
+    )
+    val_size: int = _opt(
+        5000, "stratified validation images carved from the training set (0: none)", bound=Bound(0, 49_990)
+    )
     # --- model ---------------------------------------------------------------------------------------------------
     model: str = _opt("resnet20", "registered model name (see `resnet-cifar models`)")
     model_options: dict = _opt({}, "keyword arguments for the model builder, e.g. {shortcut: B}")
     # --- optimisation --------------------------------------------------------------------------------------------
-    epochs: float = _opt(30, "training length in epochs (ignored when steps is set)")
-    steps: int | None = _opt(None, "training length in optimizer steps (overrides epochs)")
-    batch_size: int = _opt(128, "images per optimizer step (global batch; per-rank batch x world size under DDP)")
+    epochs: float = _opt(30, "training length in epochs (ignored when steps is set)", bound=POSITIVE)
+    steps: int | None = _opt(None, "training length in optimizer steps (overrides epochs)", bound=POSITIVE)
+    batch_size: int = _opt(
+        128, "images per optimizer step (global batch; per-rank batch x world size under DDP)", bound=POSITIVE
+    )
     optimizer: str = _opt("sgd", "optimizer", choices=("sgd",))
-    lr: float = _opt(0.1, "peak learning rate (for the global batch)")
-    momentum: float = _opt(0.9, "SGD momentum")
+    lr: float = _opt(0.1, "peak learning rate (for the global batch)", bound=POSITIVE)
+    momentum: float = _opt(0.9, "SGD momentum", bound=FRACTION)
     nesterov: bool = _opt(True, "Nesterov momentum")
-    weight_decay: float = _opt(5e-4, "L2 weight decay")
+    weight_decay: float = _opt(5e-4, "L2 weight decay", bound=NON_NEGATIVE)
     decay_norm_and_bias: bool = _opt(True, "apply weight decay to norm scales and biases too (the paper does)")
     schedule: str = _opt(
         "onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "linear", "step", "constant")
     )
-    warmup_epochs: float = _opt(0.0, "warmup length: linear from lr * warmup_start to lr (constant for step)")
-    warmup_steps: int | None = _opt(None, "warmup length in steps (overrides warmup_epochs)")
-    warmup_start: float = _opt(0.1, "warmup starts at this fraction of lr")
-    final_lr: float = _opt(0.0, "the decay ends at this fraction of lr (cosine/linear/onecycle)")
+    warmup_epochs: float = _opt(
+        0.0, "warmup length: linear from lr * warmup_start to lr (constant for step)", bound=NON_NEGATIVE
+    )
+    warmup_steps: int | None = _opt(None, "warmup length in steps (overrides warmup_epochs)", bound=NON_NEGATIVE)
+    warmup_start: float = _opt(0.1, "warmup starts at this fraction of lr", bound=Bound(0, 1, low_open=True))
+    final_lr: float = _opt(0.0, "the decay ends at this fraction of lr (cosine/linear/onecycle)", bound=Bound(0, 1))
     milestones: list = _opt([], "step schedule: where lr is multiplied by gamma (see milestone_unit)")
     milestone_unit: str = _opt("epoch", "unit of milestones", choices=("epoch", "step"))
-    gamma: float = _opt(0.1, "step schedule: factor at each milestone")
-    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy loss")
-    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value (0: off)")
-    ema: float = _opt(0.0, "exponential moving average of the weights, decay per step (0: off; e.g. 0.999)")
-    ema_warmup: float = _opt(0.0, "epochs before the average starts (it copies the weights until then)")
+    gamma: float = _opt(0.1, "step schedule: factor at each milestone", bound=Bound(0, 1, low_open=True))
+    label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy loss", bound=FRACTION)
+    grad_clip: float = _opt(0.0, "clip the global gradient norm to this value (0: off)", bound=NON_NEGATIVE)
+    ema: float = _opt(
+        0.0, "exponential moving average of the weights, decay per step (0: off; e.g. 0.999)", bound=FRACTION
+    )
+    ema_warmup: float = _opt(
+        0.0, "epochs before the average starts (it copies the weights until then)", bound=NON_NEGATIVE
+    )
     # --- augmentation --------------------------------------------------------------------------------------------
-    crop_padding: int = _opt(4, "random crop: pixels of padding on each side (0: no crop)")
+    crop_padding: int = _opt(4, "random crop: pixels of padding on each side (0: no crop)", bound=Bound(0, 16))
     pad_mode: str = _opt("reflect", "random crop padding", choices=("reflect", "zeros"))
     flip: bool = _opt(True, "random horizontal flip")
-    cutout: int = _opt(0, "cutout square side in pixels (0: off)")
-    crop_size: int = _opt(32, "side of the random training crop in pixels (< 32: cheaper steps, see full_size_epochs)")
-    full_size_epochs: int = _opt(1, "with crop_size < 32: the last epochs train on full 32-pixel crops")
+    cutout: int = _opt(0, "cutout square side in pixels (0: off)", bound=Bound(0, 32))
+    crop_size: int = _opt(
+        32, "side of the random training crop in pixels (< 32: cheaper steps, see full_size_epochs)", bound=Bound(8, 32)
+    )
+    full_size_epochs: int = _opt(
+        1, "with crop_size < 32: the last epochs train on full 32-pixel crops", bound=NON_NEGATIVE
+    )
     # --- speed ---------------------------------------------------------------------------------------------------
     bf16: bool | str = _opt(
         "auto", "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false"
@@ -90,12 +140,17 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model (pays a one-off compile time)")
     # --- evaluation and outputs ----------------------------------------------------------------------------------
     tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=(0, 1, 2))
-    eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)")
-    eval_batch_size: int = _opt(1000, "images per evaluation forward pass")
-    checkpoint_every: int = _opt(1, "write the `last` checkpoint every N epochs (and at the end)")
-    stop_after_epochs: int | None = _opt(None, "checkpoint and exit after this many epochs, to --resume later")
+    eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)", bound=POSITIVE)
+    eval_batch_size: int = _opt(1000, "images per evaluation forward pass", bound=POSITIVE)
+    checkpoint_every: int = _opt(1, "write the `last` checkpoint every N epochs (and at the end)", bound=POSITIVE)
+    stop_after_epochs: int | None = _opt(
+        None, "checkpoint and exit after this many epochs, to --resume later", bound=POSITIVE
+    )
     test_at_end: bool = _opt(True, "evaluate on the test set after training and print test_accuracy=")
     plots: bool = _opt(True, "write inference.png, curves.png and confusion_matrix.png at the end")
+    publish_picture: bool = _opt(
+        False, "also copy inference.png to OUTPUT_DIR/inference.png (the default run's picture, shown in the README)"
+    )
     sync_bn: bool = _opt(False, "SyncBatchNorm under DDP (batch statistics over all ranks)")
     progress: str = _opt(
         "auto", "progress display: bar, lines (one line per epoch) or auto", choices=("auto", "bar", "lines", "none")
@@ -138,8 +193,38 @@ def _coerce(key: str, value: Any) -> Any:
     raise ConfigError(f"{key}: expected {expected}, got {value!r} ({type(value).__name__})")
 
 
-def _unknown_key(key: str) -> ConfigError:
+# Names other trainers use for our keys, suggested when they are given (difflib finds typos, not synonyms).
+ALIASES = {
+    "learning_rate": "lr",
+    "base_lr": "lr",
+    "max_lr": "lr",
+    "lr_schedule": "schedule",
+    "scheduler": "schedule",
+    "wd": "weight_decay",
+    "bs": "batch_size",
+    "num_epochs": "epochs",
+    "max_epochs": "epochs",
+    "max_steps": "steps",
+    "smoothing": "label_smoothing",
+    "arch": "model",
+    "network": "model",
+    "amp": "bf16",
+    "workers": "threads",
+    "out_dir": "output_dir",
+    "data_root": "data_dir",
+}
+
+
+def suggest_key(key: str) -> str | None:
+    """The config key meant by `key` (a synonym or a near spelling), or None."""
+    if key in ALIASES:
+        return ALIASES[key]
     close = difflib.get_close_matches(key, FIELDS, n=1)
+    return close[0] if close else None
+
+
+def _unknown_key(key: str) -> ConfigError:
+    close = [suggest_key(key)] if suggest_key(key) else []
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown config key {key!r}{hint}")
 
@@ -193,73 +278,47 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 def validate(config: TrainConfig) -> TrainConfig:
     """Reject impossible values with one clear line each."""
     _check_model(config)
-    positive = {
-        "batch_size": config.batch_size,
-        "eval_batch_size": config.eval_batch_size,
-        "eval_every": config.eval_every,
-        "checkpoint_every": config.checkpoint_every,
-        "accumulate": config.accumulate,
-    }
-    for key, value in positive.items():
-        if value <= 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    non_negative = {
-        "lr": config.lr,
-        "weight_decay": config.weight_decay,
-        "momentum": config.momentum,
-        "warmup_epochs": config.warmup_epochs,
-        "grad_clip": config.grad_clip,
-        "crop_padding": config.crop_padding,
-        "full_size_epochs": config.full_size_epochs,
-        "cutout": config.cutout,
-        "threads": config.threads,
-        "val_size": config.val_size,
-        "final_lr": config.final_lr,
-        "ema_warmup": config.ema_warmup,
-    }
-    for key, value in non_negative.items():
-        if value < 0:
-            raise ConfigError(f"{key}: must not be negative, got {value}")
-    if config.lr == 0:
-        raise ConfigError("lr: must be positive, got 0")
-    if config.steps is None and config.epochs <= 0:
-        raise ConfigError(f"epochs: must be positive, got {config.epochs}")
-    if config.steps is not None and config.steps <= 0:
-        raise ConfigError(f"steps: must be positive, got {config.steps}")
-    if not 0 <= config.label_smoothing < 1:
-        raise ConfigError(f"label_smoothing: must be in [0, 1), got {config.label_smoothing}")
-    if not 0 <= config.ema < 1:
-        raise ConfigError(f"ema: must be in [0, 1), got {config.ema}")
-    if not 0 < config.warmup_start <= 1:
-        raise ConfigError(f"warmup_start: must be in (0, 1], got {config.warmup_start}")
-    if not 8 <= config.crop_size <= 32:
-        raise ConfigError(f"crop_size: must be between 8 and 32 pixels, got {config.crop_size}")
+    _check_name(config.name)
+    for key, spec in FIELDS.items():
+        value = getattr(config, key)
+        choices, bound = spec.metadata.get("choices"), spec.metadata.get("bound")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+        if bound is not None and value is not None:
+            bound.check(key, value)
     if config.val_size % 10:
         raise ConfigError(f"val_size: must be a multiple of 10 (classes), got {config.val_size}")
-    if config.val_size > 49_990:
-        raise ConfigError(f"val_size: {config.val_size} leaves no training images (50,000 in CIFAR-10)")
     if config.train_size is not None:
         available = 50_000 - config.val_size
-        if config.train_size <= 0 or config.train_size % 10:
+        if config.train_size % 10:
             raise ConfigError(f"train_size: must be a positive multiple of 10 (classes), got {config.train_size}")
         if config.train_size > available:
             raise ConfigError(
                 f"train_size: {config.train_size} is larger than the {available} images left after val_size "
                 f"{config.val_size}"
             )
+        if config.batch_size > config.train_size:
+            raise ConfigError(
+                f"batch_size: {config.batch_size} is larger than train_size {config.train_size}; "
+                f"use --batch-size {config.train_size} or less"
+            )
     if config.schedule == "step" and not all(
         isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in config.milestones
     ):
         raise ConfigError(f"milestones: expected a list of positive numbers, got {config.milestones!r}")
-    for key, value in FIELDS.items():
-        choices = value.metadata.get("choices")
-        if choices and getattr(config, key) not in choices:
-            raise ConfigError(f"{key}: must be one of {', '.join(map(str, choices))}; got {getattr(config, key)!r}")
     if config.bf16 not in BF16_CHOICES:
         raise ConfigError(f"bf16: must be true, false or auto; got {config.bf16!r}")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {config.device!r}")
     return config
+
+
+def _check_name(name: str | None) -> None:
+    """A run name is one folder name: no path separators, nothing that climbs out of output_dir."""
+    if name is None:
+        return
+    if not name.strip() or name in (".", "..") or any(sep in name for sep in ("/", "\\")) or name.startswith("-"):
+        raise ConfigError(f"name: must be a plain folder name (no '/', not '..', not starting with '-'), got {name!r}")
 
 
 def _check_model(config: TrainConfig) -> None:
@@ -279,6 +338,9 @@ def _check_model(config: TrainConfig) -> None:
         raise ConfigError(f"model_options for {config.model}: {error}") from None
 
 
+RUN_KEYS = ("name", "output_dir", "publish_picture")  # what a file says about its run, kept when in_fp32 swaps recipes
+
+
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the YAML file, then `overrides` (CLI flags); validated.
 
@@ -291,7 +353,8 @@ def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None
         data = read_yaml(path)
         alternative = data.pop("in_fp32", None)
         if alternative is not None and _runs_in_fp32({**data, **(overrides or {})}):
-            data = {"name": data.get("name", Path(path).stem), **read_yaml(_relative(path, alternative, "in_fp32"))}
+            own = {"name": data.get("name", Path(path).stem), **{k: data[k] for k in RUN_KEYS if k in data}}
+            data = {**read_yaml(_relative(path, alternative, "in_fp32")), **own}
             data.pop("in_fp32", None)
         config = apply_overrides(config, data)
         if config.name is None:

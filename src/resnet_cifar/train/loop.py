@@ -11,6 +11,7 @@ import csv
 import io
 import math
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,10 +22,10 @@ from torch import nn
 
 from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.data.cifar10 import CLASSES
-from resnet_cifar.errors import CheckpointError, ConfigError, TrainingError
+from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
 from resnet_cifar.evaluate.inference import autocast_context, predict_logits
 from resnet_cifar.models import create_model
-from resnet_cifar.runtime import choose_runtime, enable_determinism
+from resnet_cifar.runtime import choose_runtime, enable_determinism, let_cudnn_choose_kernels
 from resnet_cifar.train import distributed
 from resnet_cifar.train.checkpoint import (
     atomic_write_bytes,
@@ -99,12 +100,16 @@ class Position:
 
 
 class StopSignal:
-    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (finish it, checkpoint, exit)."""
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (finish it, checkpoint, exit).
+
+    A step can take seconds, so an impatient second Ctrl-C is expected: it only says that the checkpoint is coming
+    (stopping mid-step would leave nothing to resume from). A third one stops at once, without a checkpoint."""
 
     SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 
     def __init__(self):
         self.received: int | None = None
+        self.count = 0
         self._previous = {}
 
     def __enter__(self):
@@ -114,20 +119,21 @@ class StopSignal:
         return self
 
     def _handle(self, signum, _frame):
-        if self.received is not None:  # a second signal: stop at once
+        self.count += 1
+        if self.count >= 3:
             raise KeyboardInterrupt
-        self.received = signum
+        if self.received is None:
+            self.received = signum
+        else:
+            print(
+                "finishing the current step to write a checkpoint; press Ctrl-C once more to quit without one",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
-
-
-class Interrupted(Exception):
-    def __init__(self, signum: int, checkpoint: Path):
-        super().__init__(f"stopped by signal {signum}")
-        self.signum = signum
-        self.checkpoint = checkpoint
 
 
 class Callback:
@@ -154,6 +160,8 @@ class Trainer:
         self.device = self.runtime.device
         if config.deterministic:
             enable_determinism(self.device)
+        else:
+            let_cudnn_choose_kernels(self.device)
         torch.manual_seed(config.seed)
         started = time.perf_counter()
         self.data: TrainingData = self._prepare_data()
@@ -315,7 +323,7 @@ class Trainer:
         if self.dist.is_main:
             self.save("last")
             say(
-                f"stopped after {self.position.epoch} epochs as asked (stop_after_epochs); "
+                f"stopped after {plural(self.position.epoch, 'epoch')} as asked (stop_after_epochs); "
                 f"resume with: resnet-cifar train --resume {self.run_dir}",
                 "lines",
             )
@@ -521,7 +529,7 @@ class Trainer:
         self.timings["test_s"] = time.perf_counter() - started
         save_logits(self.run_dir, logits, self.config.tta, "last")
         if self.config.plots:
-            from resnet_cifar.viz.report import write_run_pictures
+            from resnet_cifar.viz.report import describe_predictions, write_run_pictures
 
             started = time.perf_counter()
             write_run_pictures(
@@ -530,7 +538,9 @@ class Trainer:
                 test.labels,
                 logits,
                 seed=self.config.seed,
-                publish_to=Path(self.config.output_dir) / "inference.png",
+                publish_to=Path(self.config.output_dir) / "inference.png" if self.config.publish_picture else None,
+                label_smoothing=self.config.label_smoothing,
+                which=describe_predictions("last", self.config.tta, self.ema is not None),
             )
             self.timings["pictures_s"] = time.perf_counter() - started
         self.timings["train_s"] = self.train_seconds()

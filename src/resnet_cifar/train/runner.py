@@ -6,6 +6,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from resnet_cifar import run_folder
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.runtime import resolve_device
 from resnet_cifar.train import distributed
@@ -30,21 +31,24 @@ RUNTIME_KEYS = (
 
 
 def new_run_dir(config: TrainConfig, overwrite: bool = False) -> Path:
-    """output_dir/name, with -2, -3, ... appended rather than overwriting an existing run (unless asked)."""
-    base = Path(config.output_dir) / (config.name or config.model)
-    if overwrite or not base.exists():
-        return base
-    suffix = 2
-    while (candidate := base.with_name(f"{base.name}-{suffix}")).exists():
-        suffix += 1
-    return candidate
+    """output_dir/name, with -2, -3, ... appended rather than overwriting an existing run (unless asked); created."""
+    return run_folder.claim_new(Path(config.output_dir) / (config.name or config.model), overwrite)
 
 
 def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
+    """The run's own configuration, with the runtime keys of `overrides` applied. A pause (`stop_after_epochs`)
+    belongs to the command that asked for it, not to the run: resuming continues unless asked to pause again."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"--resume: no run folder at {run_dir}")
+    if not run_folder.checkpoint_path(run_dir).is_file():
+        raise ConfigError(
+            f"--resume: {run_dir} has no checkpoint yet (the run stopped before writing its first one); "
+            "start it again with the same command and --overwrite"
+        )
     _, metadata = load_checkpoint(run_dir / "last.safetensors")
     if not metadata:
         raise ConfigError(f"{run_dir / 'last.safetensors'} has no training state")
-    config = apply_overrides(TrainConfig(), metadata["config"])
+    config = apply_overrides(TrainConfig(), {**metadata["config"], "stop_after_epochs": None})
     changed = {k: v for k, v in overrides.items() if getattr(config, k.replace("-", "_")) != v}
     fixed = sorted(k for k in changed if k.replace("-", "_") not in RUNTIME_KEYS)
     if fixed:
@@ -56,22 +60,54 @@ _KEPT_UNTIL_EXIT: list = []
 
 
 def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: bool = False) -> dict:
-    """Train (or resume) and return the test results; raises Interrupted after a signal (checkpoint written)."""
+    """Train (or resume) and return the test results; raises Interrupted after a signal (checkpoint written).
+
+    The run folder is locked while the run writes there (rank 0); --overwrite first removes the old run's files, so
+    results and weights never come from two different runs."""
     info = distributed.init_distributed(resolve_device(config.device).type)
+    lock = None
     try:
         if info.enabled and config.device in ("auto", "cuda") and resolve_device(config.device).type == "cuda":
             config = dataclasses.replace(config, device=f"cuda:{info.local_rank}")
-        run_dir = Path(resume) if resume else new_run_dir(config, overwrite)
+        if info.is_main:
+            run_dir = Path(resume) if resume else new_run_dir(config, overwrite)
+            lock = run_folder.RunLock(run_dir)
+            lock.acquire()
+            if overwrite and not resume:
+                for path in run_folder.run_files(run_dir):
+                    path.unlink()
+        else:
+            run_dir = Path()
         if info.enabled:  # every rank must use rank 0's folder
             run_dir = Path(_broadcast_text(str(run_dir), info))
         trainer = Trainer(config, run_dir, info)
         if info.enabled:  # freed only at process exit: see cli._exit_without_teardown
             _KEPT_UNTIL_EXIT.append(trainer)
         if resume:
-            trainer.load(run_dir / "last.safetensors")
+            trainer.load(run_folder.checkpoint_path(run_dir))
+            finished = finished_results(trainer)
+            if finished is not None:
+                return finished
         return trainer.fit()
     finally:
+        if lock is not None:
+            lock.release()
         distributed.shutdown(info)
+
+
+def finished_results(trainer: Trainer) -> dict | None:
+    """The stored results of a run that has already trained to the end and been tested (None otherwise): resuming
+    it reports them instead of spending a test evaluation on the same weights again."""
+    if trainer.position.step < trainer.total_steps:
+        return None
+    path = trainer.run_dir / run_folder.RESULTS
+    if not path.is_file():
+        return None  # trained but not tested (stopped during the test, or test_at_end off): fit() tests it
+    import json
+
+    if trainer.dist.is_main:
+        print(f"{trainer.run_dir} has finished all {trainer.total_steps:,} steps; its results are in {path}")
+    return json.loads(path.read_text())
 
 
 def _broadcast_text(text: str, info: distributed.DistInfo) -> str:

@@ -76,16 +76,25 @@ def inference_grid(
     return path
 
 
-def training_curves(rows: list[dict], path: Path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, training and validation."""
+def training_curves_figure(rows: list[dict], title: str = "", label_smoothing: float = 0.0) -> Figure:
+    """Loss and accuracy per epoch, training and validation. The training loss is what the optimiser minimised: on
+    augmented batches and, with label smoothing, against smoothed targets, whose floor is well above 0, so the
+    legend says so (a smoothed 1.2 next to a validation 0.66 is not a bug)."""
     epochs = [r["epoch"] for r in rows]
     fig = Figure(figsize=(11, 4.2), dpi=100)
     loss_ax, acc_ax = fig.subplots(1, 2)
+    smoothing = f", label smoothing {label_smoothing:g}" if label_smoothing else ""
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy")):
-        ax.plot(epochs, [r[f"train_{key}"] for r in rows], marker="o", ms=3, label="train (augmented)")
+        train_label = f"train (augmented{smoothing})" if key == "loss" else "train (augmented)"
+        ax.plot(epochs, [r[f"train_{key}"] for r in rows], marker="o", ms=3, label=train_label)
         val = [(r["epoch"], r[f"val_{key}"]) for r in rows if r[f"val_{key}"] is not None]
         if val:
-            ax.plot(*zip(*val, strict=True), marker="s", ms=3, label="validation")
+            ax.plot(
+                *zip(*val, strict=True),
+                marker="s",
+                ms=3,
+                label="validation" + (" (plain cross-entropy)" if key == "loss" and smoothing else ""),
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
@@ -95,12 +104,17 @@ def training_curves(rows: list[dict], path: Path, title: str = "") -> Path:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
+
+
+def training_curves(rows: list[dict], path: Path, title: str = "", label_smoothing: float = 0.0) -> Path:
+    training_curves_figure(rows, title, label_smoothing).savefig(path)
     return path
 
 
-def confusion_picture(confusion: list[list[int]] | torch.Tensor, path: Path, title: str = "") -> Path:
-    """Counts of (true, predicted) pairs with the class names on both axes."""
+def confusion_figure(confusion: list[list[int]] | torch.Tensor, which: str = "") -> Figure:
+    """Counts of (true, predicted) pairs with the class names on both axes; `which` says whose predictions (weights
+    and test-time augmentation) in the title."""
     matrix = np.asarray(confusion)
     fig = Figure(figsize=(8, 7), dpi=100)
     ax = fig.subplots()
@@ -116,7 +130,11 @@ def confusion_picture(confusion: list[list[int]] | torch.Tensor, path: Path, tit
             col, row, str(count), ha="center", va="center", fontsize=8, color="white" if count > threshold else "black"
         )
     accuracy = np.trace(matrix) / max(matrix.sum(), 1)
-    ax.set_title(title or f"Confusion matrix on the test set (accuracy {accuracy:.2%})")
+    ax.set_title(f"Confusion matrix on the test set{': ' + which if which else ''}\n(accuracy {accuracy:.2%})")
     fig.tight_layout()
-    fig.savefig(path)
+    return fig
+
+
+def confusion_picture(confusion: list[list[int]] | torch.Tensor, path: Path, which: str = "") -> Path:
+    confusion_figure(confusion, which).savefig(path)
     return path

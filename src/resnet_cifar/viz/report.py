@@ -19,21 +19,32 @@ def write_run_pictures(
     *,
     seed: int = 0,
     publish_to: Path | None = None,
+    label_smoothing: float = 0.0,
+    which: str = "",
 ) -> list[Path]:
     """inference.png, curves.png (when metrics.csv exists) and confusion_matrix.png in `run_dir`.
 
-    `publish_to` also receives a copy of inference.png (the default run's `outputs/inference.png`).
+    `publish_to` also receives a copy of inference.png (the default run's `outputs/inference.png`); `which` names
+    the weights and test-time augmentation behind `logits` (the confusion matrix's title).
     """
     from resnet_cifar.train.loop import read_metrics
 
     written = [inference_grid(images, labels, logits, run_dir / "inference.png", seed=seed)]
     rows = read_metrics(run_dir / "metrics.csv")
     if rows:
-        written.append(training_curves(rows, run_dir / "curves.png", title=run_dir.name))
+        written.append(training_curves(rows, run_dir / "curves.png", run_dir.name, label_smoothing))
     confusion = confusion_matrix(logits.argmax(1), labels, logits.shape[1])
-    written.append(confusion_picture(confusion, run_dir / "confusion_matrix.png"))
+    written.append(confusion_picture(confusion, run_dir / "confusion_matrix.png", which))
     if publish_to is not None:
         publish_to.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(run_dir / "inference.png", publish_to)
         written.append(publish_to)
     return written
+
+
+TTA_NAMES = {0: "no TTA", 1: "flip TTA", 2: "flip + translate TTA"}
+
+
+def describe_predictions(weights: str, tta: int, ema: bool = False) -> str:
+    """e.g. `last weights (EMA), flip TTA`: which predictions a picture shows."""
+    return f"{weights} weights{' (EMA)' if ema else ''}, {TTA_NAMES.get(tta, f'TTA {tta}')}"

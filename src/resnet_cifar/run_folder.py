@@ -1,0 +1,101 @@
+"""The run folder, `OUTPUT_DIR/NAME/`: the names of the files a run writes, claiming a fresh folder, and one run at a
+time inside it.
+
+    config.yaml               the resolved configuration            metrics.csv       one row per epoch
+    last.safetensors          weights + training state (resume)     best.safetensors  best validation accuracy
+    last.json, best.json      each checkpoint's metadata, readable
+    test_logits.safetensors   the final test logits                 results*.json     test-set results
+    inference.png, curves.png, confusion_matrix.png                 .lock             held while a run writes here
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from pathlib import Path
+
+from resnet_cifar.errors import ConfigError
+
+CONFIG = "config.yaml"
+METRICS = "metrics.csv"
+LOGITS = "test_logits.safetensors"
+RESULTS = "results.json"
+PICTURES = ("inference.png", "curves.png", "confusion_matrix.png")
+CHECKPOINTS = ("last", "best")
+LOCK = ".lock"
+
+
+def checkpoint_path(run_dir: Path, which: str = "last") -> Path:
+    return Path(run_dir) / f"{which}.safetensors"
+
+
+def run_files(run_dir: Path) -> list[Path]:
+    """Every file a run wrote into `run_dir` (what --overwrite replaces); other files are left alone."""
+    run_dir = Path(run_dir)
+    names = [CONFIG, METRICS, LOGITS, *PICTURES]
+    names += [f"{which}{suffix}" for which in CHECKPOINTS for suffix in (".safetensors", ".json")]
+    found = [run_dir / name for name in names if (run_dir / name).is_file()]
+    return found + sorted(run_dir.glob("results*.json"))
+
+
+def claim_new(base: Path, overwrite: bool = False) -> Path:
+    """Create the folder of a new run: `base`, else `base-2`, `base-3`, ... Creating it is the claim (mkdir is atomic),
+    so two runs started together with one name never share a folder. `overwrite` reuses `base`."""
+    base = Path(base)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        base.mkdir(exist_ok=True)
+        return base
+    for candidate in itertools.chain([base], (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))):
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise AssertionError("unreachable")
+
+
+class RunLock:
+    """Holds `.lock` in a run folder exclusively while a run writes there (an OS lock: it is released when the
+    process ends, however it ends, so a killed run never leaves a stale lock). A second run, `--overwrite` or
+    `--resume` of a folder in use fails with one line instead of mixing two runs' files."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / LOCK
+        self._file = None
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # Windows: no advisory locks here; runs are not guarded against each other
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or "another process"
+            handle.close()
+            raise ConfigError(
+                f"{self.path.parent} is in use by another run ({owner}); wait for it to finish or choose another --name"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None

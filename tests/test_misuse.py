@@ -1,0 +1,302 @@
+"""The command line misused as a new user would (issue 16): each case gets one clear line, and nothing is lost.
+
+Most cases call `resnet_cifar.cli.main` in this process (the same parsing, checks and exit codes as the command,
+without the ~4 s start-up of a subprocess); the ones about processes (signals, locks) work at that level."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from resnet_cifar import cli, run_folder
+from resnet_cifar.errors import ConfigError, Interrupted
+from resnet_cifar.inference.images import load_image
+from resnet_cifar.inference.predict import expand_inputs
+from resnet_cifar.train.config import load_config
+from resnet_cifar.train.loop import StopSignal
+from resnet_cifar.viz.pictures import confusion_figure, training_curves_figure
+
+TINY = [
+    "--model", "fastnet", "--model-options", "{widths: [8, 16, 32], blocks: [1, 0, 1], stem_width: 8}",
+    "--train-size", "100", "--val-size", "100", "--batch-size", "50", "--epochs", "2", "--tta", "0",
+    "--device", "cpu", "--bf16", "false", "--threads", "2", "--progress", "none", "--eval-batch-size", "2000",
+]  # fmt: skip
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_CONFIG = {
+    "model": "fastnet",
+    "model_options": {"widths": [8, 16, 32], "blocks": [1, 0, 1], "stem_width": 8},
+    "train_size": 100,
+    "val_size": 100,
+    "batch_size": 50,
+    "epochs": 2,
+    "device": "cpu",
+    "bf16": False,
+    "progress": "none",
+    "plots": False,
+}
+
+
+def run_cli(*args: str) -> int:
+    return cli.main([str(a) for a in args])
+
+
+@pytest.fixture(autouse=True)
+def _no_parent_death_signal(monkeypatch):
+    """`train` asks Linux for SIGTERM when its parent dies; not for the test process."""
+    monkeypatch.setattr(cli, "_stop_with_parent", lambda: None)
+
+
+@pytest.fixture(scope="module")
+def finished_run(cifar_dir, tmp_path_factory):
+    """A tiny run trained to the end, tested, with its pictures."""
+    out = tmp_path_factory.mktemp("misuse")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(cli, "_stop_with_parent", lambda: None)
+        assert run_cli("train", *TINY, "--data-dir", cifar_dir, "--output-dir", out, "--name", "done") == 0
+    return out / "done"
+
+
+# --- losing or mixing up work ---------------------------------------------------------------------------------------
+
+
+def test_a_pause_is_not_part_of_the_run_and_zero_is_refused(cifar_dir, tmp_path, capsys):
+    common = [*TINY, "--data-dir", cifar_dir, "--output-dir", tmp_path, "--no-plots"]
+    assert run_cli("train", *common, "--name", "paused", "--stop-after-epochs", "1") == 0
+    assert "stopped after 1 epoch as asked" in capsys.readouterr().out
+    assert run_cli("train", "--resume", tmp_path / "paused") == 0  # before: stopped again at once, every time
+    rows = (tmp_path / "paused" / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and "test_accuracy=" in capsys.readouterr().out
+    for bad in ("0", "-1"):
+        assert run_cli("train", *common, "--stop-after-epochs", bad) == 2
+        assert "stop_after_epochs: must be positive" in capsys.readouterr().err
+
+
+def test_two_runs_with_one_name_never_share_a_folder(tmp_path):
+    first, second = run_folder.claim_new(tmp_path / "race"), run_folder.claim_new(tmp_path / "race")
+    assert (first.name, second.name) == ("race", "race-2")  # the folder is claimed by creating it, atomically
+
+
+def test_a_folder_in_use_is_refused_with_one_line(cifar_dir, tmp_path, capsys):
+    with run_folder.RunLock(tmp_path / "busy"):
+        code = run_cli(
+            "train", *TINY, "--data-dir", cifar_dir, "--output-dir", tmp_path, "--name", "busy", "--overwrite"
+        )
+    assert code == 2
+    assert f"in use by another run (pid {os.getpid()})" in capsys.readouterr().err
+    assert not (tmp_path / "busy" / "config.yaml").exists()  # nothing was written into the other run's folder
+
+
+def test_overwrite_leaves_nothing_of_the_old_run(finished_run, tmp_path, cifar_dir):
+    run = tmp_path / "again"
+    run.mkdir()
+    for path in run_folder.run_files(finished_run):
+        (run / path.name).write_bytes(path.read_bytes())
+    (run / "notes.txt").write_text("mine")
+    common = [*TINY, "--data-dir", cifar_dir, "--output-dir", tmp_path, "--name", "again"]
+    assert run_cli("train", *common, "--overwrite", "--no-plots", "--no-test-at-end") == 0
+    left = sorted(p.name for p in run.iterdir())
+    fresh = ["best.json", "best.safetensors", "config.yaml", "last.json", "last.safetensors", "metrics.csv"]
+    assert left == [".lock", *fresh, "notes.txt"]  # no results.json, test logits or pictures of the old run
+
+
+def test_a_second_ctrl_c_still_gets_the_checkpoint_and_a_third_quits(capsys):
+    with StopSignal() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.received == signal.SIGINT  # the loop finishes its step and checkpoints
+        assert "press Ctrl-C once more to quit without one" in capsys.readouterr().err
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_resuming_a_folder_without_a_checkpoint_says_what_to_do(tmp_path, capsys):
+    (tmp_path / "early").mkdir()
+    assert run_cli("train", "--resume", tmp_path / "early") == 2
+    assert "has no checkpoint yet" in capsys.readouterr().err
+
+
+def test_evaluating_a_weights_file_writes_to_the_output_folder_not_beside_it(finished_run, tmp_path, capsys):
+    weights = tmp_path / "shelf" / "tiny.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes((finished_run / "last.safetensors").read_bytes())
+    assert run_cli("evaluate", weights, "--tta", "0", "--output-dir", tmp_path / "out", "--device", "cpu") == 0
+    out = capsys.readouterr().out
+    assert "(weights: tiny, TTA level 0)" in out
+    assert sorted(p.name for p in weights.parent.iterdir()) == ["tiny.safetensors"]
+    assert json.loads((tmp_path / "out" / "tiny-results.json").read_text())["weights"] == "tiny"
+
+
+def test_only_the_run_that_asks_publishes_outputs_inference_png(finished_run):
+    assert not (finished_run.parent / "inference.png").exists()  # a tiny run's picture stays in its folder
+    assert (finished_run / "inference.png").is_file()
+    default = load_config(REPO / "configs" / "default.yaml", {"device": "cpu"})
+    assert default.publish_picture is True
+
+
+# --- wrong answers without an error ---------------------------------------------------------------------------------
+
+
+def test_predict_turns_phone_photos_upright(tmp_path):
+    upright = Image.new("RGB", (64, 48), "white")
+    upright.paste((200, 30, 30), (0, 0, 64, 12))  # a red band along the top
+    sideways = upright.transpose(Image.Transpose.ROTATE_90)  # stored sideways, as a phone does ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with "rotate 90 degrees clockwise to display"
+    sideways.save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    difference = (load_image(tmp_path / "phone.jpg").float() - load_image(tmp_path / "upright.jpg").float()).abs()
+    assert difference.mean() < 3  # JPEG noise only; read sideways they differ by ~100 on the band
+
+
+def test_a_data_dir_that_is_missing_or_empty_is_an_error_not_another_copy(cifar_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RESNET_CIFAR_DATA", str(cifar_dir))  # a good copy elsewhere must not be used instead
+    (tmp_path / "empty").mkdir()
+    assert run_cli("data", "verify", "--data-dir", tmp_path / "empty", "--no-download") == 2
+    err = capsys.readouterr().err
+    assert f"Looked in: {tmp_path / 'empty'} (--data-dir)." in err and "RESNET_CIFAR_DATA)" not in err
+    assert run_cli("train", *TINY, "--data-dir", tmp_path / "missing", "--no-download", "--output-dir", tmp_path) == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--momentum", "2"], "momentum: must be in [0, 1), got 2"),
+        (["--gamma", "-3"], "gamma: must be in (0, 1], got -3"),
+        (["--name", "../escape"], "name: must be a plain folder name"),
+        (["--name", "a/b"], "name: must be a plain folder name"),
+        (["--cutout", "40"], "cutout: must be in [0, 32], got 40"),
+        (["--learning_rate", "0.1"], "did you mean --lr?"),
+    ],
+)
+def test_nonsense_values_are_refused_before_any_work(flags, message, tmp_path, capsys):
+    try:
+        code = run_cli("train", *flags, "--output-dir", tmp_path)
+    except SystemExit as stop:  # argparse's own errors
+        code = stop.code
+    assert code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("k", ["0", "11", "-1", "two"])
+def test_top_k_is_between_1_and_10(k, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli("predict", "x.png", "--top-k", k)
+    assert stop.value.code == 2 and "--top-k" in capsys.readouterr().err
+
+
+def test_a_60_megapixel_camera_jpeg_is_read(tmp_path):
+    photo = Image.new("RGB", (9504, 6336), (30, 90, 200))
+    photo.paste((250, 250, 250), (0, 0, 9504, 3168))
+    photo.save(tmp_path / "camera.jpg", quality=80)
+    del photo
+    started = time.perf_counter()
+    tensor = load_image(tmp_path / "camera.jpg")
+    assert time.perf_counter() - started < 2.0  # decoded at 1/8 scale by the JPEG decoder
+    assert tensor.shape == (3, 32, 32) and tensor[:, 2, 16].tolist() == pytest.approx([250, 250, 250], abs=6)
+
+
+# --- tracebacks instead of one line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("opset", ["5", "99"])
+def test_export_opsets_outside_the_exporters_range_are_one_line(opset, tmp_path, capsys):
+    assert run_cli("export", "--format", "onnx", "--opset", opset, "--output", tmp_path / "m.onnx") == 2
+    assert "--opset: this PyTorch exports ONNX opsets 7 to" in capsys.readouterr().err
+
+
+def test_export_into_a_folder_names_the_file(tmp_path, capsys):
+    assert run_cli("export", "--format", "torchscript", "--output", tmp_path) == 0
+    assert (tmp_path / "fastnet.pt").is_file()
+
+
+def test_plot_of_a_file_is_refused_before_any_work(finished_run, capsys):
+    started = time.perf_counter()
+    assert run_cli("plot", finished_run / "last.safetensors") == 2
+    assert "plot needs a run folder" in capsys.readouterr().err and time.perf_counter() - started < 2
+
+
+def test_an_interrupted_command_exits_like_a_shell_does(monkeypatch, capsys):
+    def stopped(args):
+        raise Interrupted(signal.SIGINT, "ckpt")
+
+    args = cli.build_parser().parse_args(["experiment", "degradation", "--quick"])
+    monkeypatch.setattr(args, "func", stopped)
+    assert cli._run(args) == 130
+
+
+def test_an_interrupted_experiment_continues_its_sub_run(cifar_dir, tmp_path):
+    from resnet_cifar.experiments.subruns import continue_from_checkpoint
+    from resnet_cifar.train.loop import Callback, Trainer
+
+    config = load_config(None, {**TINY_CONFIG, "data_dir": str(cifar_dir)})
+
+    class StopAfterThree(Callback):
+        def on_step(self, trainer):
+            if trainer.position.step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        Trainer(config, tmp_path / "sub", callbacks=[StopAfterThree()]).fit()
+    again = Trainer(config, tmp_path / "sub")
+    assert continue_from_checkpoint(again) and again.position.step == 3
+    other = Trainer(load_config(None, {**TINY_CONFIG, "data_dir": str(cifar_dir), "lr": 0.05}), tmp_path / "sub")
+    assert not continue_from_checkpoint(other)  # another configuration starts afresh
+
+
+# --- consistency and small things ----------------------------------------------------------------------------------
+
+
+def test_weights_and_checkpoint_mean_the_same_everywhere(finished_run, capsys):
+    assert run_cli("evaluate", "--weights", "best") == 2
+    assert "use --checkpoint best" in capsys.readouterr().err
+    assert run_cli("predict", "x.png", "--weights", finished_run, "--checkpoint", "best", "--device", "cpu") == 1
+    assert "no such file or folder" in capsys.readouterr().out  # the weights loaded; only the image is missing
+
+
+def test_resuming_a_finished_run_reports_its_results_without_testing_again(finished_run, capsys):
+    results = finished_run / "results.json"
+    before = results.stat().st_mtime_ns
+    assert run_cli("train", "--resume", finished_run) == 0
+    out = capsys.readouterr().out
+    assert "has finished all 4 steps" in out and "test_accuracy=" in out
+    assert results.stat().st_mtime_ns == before
+
+
+def test_resume_with_a_config_file_is_refused(finished_run, capsys):
+    assert run_cli("train", "--resume", finished_run, "--config", REPO / "configs" / "default.yaml") == 2
+    assert "drop --config" in capsys.readouterr().err
+
+
+def test_pictures_say_what_they_show():
+    rows = [
+        {"epoch": 1, "train_loss": 1.3, "train_acc": 0.5, "val_loss": 0.9, "val_acc": 0.6},
+        {"epoch": 2, "train_loss": 1.2, "train_acc": 0.6, "val_loss": 0.7, "val_acc": 0.7},
+    ]
+    legend = [t.get_text() for t in training_curves_figure(rows, "run", 0.2).axes[0].get_legend().get_texts()]
+    assert legend == ["train (augmented, label smoothing 0.2)", "validation (plain cross-entropy)"]
+    title = confusion_figure(torch.eye(10, dtype=torch.long) * 7, "best weights, flip TTA").axes[0].get_title()
+    assert title == "Confusion matrix on the test set: best weights, flip TTA\n(accuracy 100.00%)"
+
+
+def test_links_in_a_predicted_folder_are_reported(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    files, problems = expand_inputs([str(tmp_path)])
+    assert [f.name for f in files] == ["a.png"]
+    assert {p.path.rsplit("/", 1)[1]: p.error for p in problems} == {
+        "gone.png": "broken symbolic link",
+        "loop": "symbolic link to a folder: not followed (name it to include it)",
+    }
+
+
+def test_synonyms_of_config_keys_get_a_did_you_mean():
+    with pytest.raises(ConfigError, match="did you mean 'lr'"):
+        load_config(None, {"learning_rate": 0.1})
