@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from resnet_cifar.runtime import machine_description
-from resnet_cifar.train.loop import read_metrics
+from resnet_cifar.run_folder import read_metrics
 
 
 def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out: Path) -> Path:
@@ -48,14 +48,14 @@ def run_candidate(config: Path, out: Path, extra: list[str]) -> dict:
     wall = time.perf_counter() - started
     if result.returncode != 0:
         return {"name": name, "error": result.stderr.strip().splitlines()[-1:] or ["failed"], "wall_s": wall}
-    rows = [row for row in read_metrics(out / name / "metrics.csv") if row["val_acc"] is not None]
+    rows = [row for row in read_metrics(out / name) if row["val_acc"] is not None]
     last = rows[-1]
     return {
         "name": name,
         "val_acc": last["val_acc"],
         "best_val_acc": max(row["val_acc"] for row in rows),
         "epochs": last["epoch"],
-        "train_s": sum(row["seconds"] for row in read_metrics(out / name / "metrics.csv")),
+        "train_s": sum(row["seconds"] for row in read_metrics(out / name)),
         "wall_s": wall,
     }
 

@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 
-from resnet_cifar.train import checkpoint
+from resnet_cifar import checkpoint
 
 
 def main() -> None:
@@ -31,9 +31,9 @@ def main() -> None:
 
     checkpoint.atomic_write_bytes = crashing_write
     import resnet_cifar.evaluate.report as report
-    import resnet_cifar.train.loop as loop
+    import resnet_cifar.run_folder as run_folder
 
-    loop.atomic_write_bytes = crashing_write  # modules that imported the name directly
+    run_folder.atomic_write_bytes = crashing_write  # modules that imported the name directly
     report.atomic_write_bytes = crashing_write
     from resnet_cifar.cli import main as cli_main
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from resnet_cifar.train.checkpoint import load_checkpoint
+from resnet_cifar.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
 

@@ -164,10 +164,10 @@ def test_export_parity_on_real_test_images(tmp_path, cifar_test, fmt):
 
 def test_python_api_round_trip(tmp_path, cifar_test):
     """The README's Python API: create, save, load, predict a PIL image and a tensor batch, evaluate."""
+    from resnet_cifar.checkpoint import save_checkpoint
     from resnet_cifar.evaluate import accuracy, predict_logits
     from resnet_cifar.inference import load_model
     from resnet_cifar.inference.predict import classify
-    from resnet_cifar.train.checkpoint import save_checkpoint
 
     model = create_model("resnet20")
     save_checkpoint(

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from resnet_cifar import cli, run_folder
@@ -18,29 +17,22 @@ from resnet_cifar.errors import ConfigError, Interrupted
 from resnet_cifar.inference.images import load_image
 from resnet_cifar.inference.predict import expand_inputs
 from resnet_cifar.train.config import load_config
-from resnet_cifar.train.loop import StopSignal
-from resnet_cifar.viz.pictures import confusion_figure, training_curves_figure
+from resnet_cifar.train.signals import StopSignal
+from tiny import tiny_config, tiny_flags
 
-TINY = [
-    "--model", "fastnet", "--model-options", "{widths: [8, 16, 32], blocks: [1, 0, 1], stem_width: 8}",
-    "--train-size", "100", "--val-size", "100", "--batch-size", "50", "--epochs", "2", "--tta", "0",
-    "--device", "cpu", "--bf16", "false", "--threads", "2", "--progress", "none", "--eval-batch-size", "2000",
-]  # fmt: skip
-
-
-REPO = Path(__file__).resolve().parents[1]
-TINY_CONFIG = {
-    "model": "fastnet",
+SMALL = {
     "model_options": {"widths": [8, 16, 32], "blocks": [1, 0, 1], "stem_width": 8},
     "train_size": 100,
     "val_size": 100,
     "batch_size": 50,
     "epochs": 2,
-    "device": "cpu",
-    "bf16": False,
-    "progress": "none",
-    "plots": False,
+    "tta": 0,
+    "eval_batch_size": 2000,
 }
+TINY = tiny_flags(**SMALL, plots=True, test_at_end=True)  # 4 steps, then the test and the pictures
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str) -> int:
@@ -50,7 +42,7 @@ def run_cli(*args: str) -> int:
 @pytest.fixture(autouse=True)
 def _no_parent_death_signal(monkeypatch):
     """`train` asks Linux for SIGTERM when its parent dies; not for the test process."""
-    monkeypatch.setattr(cli, "_stop_with_parent", lambda: None)
+    monkeypatch.setattr(cli.train, "_stop_with_parent", lambda: None)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +50,7 @@ def finished_run(cifar_dir, tmp_path_factory):
     """A tiny run trained to the end, tested, with its pictures."""
     out = tmp_path_factory.mktemp("misuse")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli, "_stop_with_parent", lambda: None)
+        patch.setattr(cli.train, "_stop_with_parent", lambda: None)
         assert run_cli("train", *TINY, "--data-dir", cifar_dir, "--output-dir", out, "--name", "done") == 0
     return out / "done"
 
@@ -235,7 +227,7 @@ def test_an_interrupted_experiment_continues_its_sub_run(cifar_dir, tmp_path):
     from resnet_cifar.experiments.subruns import continue_from_checkpoint
     from resnet_cifar.train.loop import Callback, Trainer
 
-    config = load_config(None, {**TINY_CONFIG, "data_dir": str(cifar_dir)})
+    config = tiny_config(**SMALL, data_dir=str(cifar_dir))
 
     class StopAfterThree(Callback):
         def on_step(self, trainer):
@@ -246,7 +238,7 @@ def test_an_interrupted_experiment_continues_its_sub_run(cifar_dir, tmp_path):
         Trainer(config, tmp_path / "sub", callbacks=[StopAfterThree()]).fit()
     again = Trainer(config, tmp_path / "sub")
     assert continue_from_checkpoint(again) and again.position.step == 3
-    other = Trainer(load_config(None, {**TINY_CONFIG, "data_dir": str(cifar_dir), "lr": 0.05}), tmp_path / "sub")
+    other = Trainer(tiny_config(**SMALL, data_dir=str(cifar_dir), lr=0.05), tmp_path / "sub")
     assert not continue_from_checkpoint(other)  # another configuration starts afresh
 
 
@@ -274,17 +266,6 @@ def test_resume_with_a_config_file_is_refused(finished_run, capsys):
     assert "drop --config" in capsys.readouterr().err
 
 
-def test_pictures_say_what_they_show():
-    rows = [
-        {"epoch": 1, "train_loss": 1.3, "train_acc": 0.5, "val_loss": 0.9, "val_acc": 0.6},
-        {"epoch": 2, "train_loss": 1.2, "train_acc": 0.6, "val_loss": 0.7, "val_acc": 0.7},
-    ]
-    legend = [t.get_text() for t in training_curves_figure(rows, "run", 0.2).axes[0].get_legend().get_texts()]
-    assert legend == ["train (augmented, label smoothing 0.2)", "validation (plain cross-entropy)"]
-    title = confusion_figure(torch.eye(10, dtype=torch.long) * 7, "best weights, flip TTA").axes[0].get_title()
-    assert title == "Confusion matrix on the test set: best weights, flip TTA\n(accuracy 100.00%)"
-
-
 def test_links_in_a_predicted_folder_are_reported(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     (tmp_path / "gone.png").symlink_to(tmp_path / "deleted.png")
@@ -300,3 +281,33 @@ def test_links_in_a_predicted_folder_are_reported(tmp_path):
 def test_synonyms_of_config_keys_get_a_did_you_mean():
     with pytest.raises(ConfigError, match="did you mean 'lr'"):
         load_config(None, {"learning_rate": 0.1})
+
+
+# --- found by trying the CLI as a newcomer, beyond the issue's list -------------------------------------------------
+
+
+def test_an_output_dir_that_cannot_be_created_is_one_line(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("not a folder")
+    assert run_cli("train", "--output-dir", tmp_path / "file.txt" / "runs", "--epochs", "1") == 2
+    assert "cannot create the run folder" in capsys.readouterr().err  # before: a FileNotFoundError traceback
+
+
+def test_a_data_dir_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("x")
+    assert run_cli("data", "verify", "--data-dir", tmp_path / "notes.txt") == 2
+    assert "is a file, not a CIFAR-10 folder" in capsys.readouterr().err  # before: FileExistsError traceback
+
+
+def test_more_micro_batches_than_images_is_refused_before_loading_data(capsys):
+    assert run_cli("train", "--accumulate", "1000", "--batch-size", "128", "--data-dir", "/nonexistent") == 2
+    assert "accumulate: 1000 micro-batches of a 128-image batch" in capsys.readouterr().err
+
+
+def test_file_system_refusals_are_one_line(monkeypatch, capsys):
+    def refused(args):
+        raise PermissionError(13, "Permission denied", "outputs/default/metrics.csv")
+
+    args = cli.build_parser().parse_args(["models"])
+    monkeypatch.setattr(args, "func", refused)
+    assert cli._run(args) == 1
+    assert capsys.readouterr().err == "resnet-cifar: error: Permission denied: outputs/default/metrics.csv\n"

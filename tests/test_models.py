@@ -131,12 +131,12 @@ def test_macs_of_a_known_layer_and_of_resnet20():
 
 
 def test_bad_depths_are_rejected():
-    from resnet_cifar.models.resnet import cifar_resnet, wide_resnet
+    from resnet_cifar.models.resnet import cifar_resnet, resnet_with_cifar_stem
 
     with pytest.raises(ValueError):
         cifar_resnet(21)
     with pytest.raises(ValueError):
-        wide_resnet(19)
+        resnet_with_cifar_stem(19)
 
 
 def test_global_max_pool_matches_adaptive_max_pool_in_values_and_gradients():

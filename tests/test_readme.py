@@ -1,5 +1,6 @@
 """The README's generated parts must match what the code produces."""
 
+import re
 from pathlib import Path
 
 from resnet_cifar.models import format_table, model_table
@@ -17,6 +18,17 @@ def test_model_table_is_generated_not_typed():
     assert table == format_table(model_table()), "regenerate with: resnet-cifar models"
 
 
-def test_readme_gives_the_two_commands():
-    text = README.read_text()
-    assert "make train" in text and "make test" in text
+def test_readme_gives_the_two_commands_and_they_are_the_makefiles():
+    """The two commands a reader runs first are `make train` and `make test`, each a target of the Makefile that
+    creates the environment first; every `make X` the README mentions exists; CI runs `make test`."""
+    block = between(README.read_text(), "## The two commands\n\n```bash", "```")
+    commands = [line.split("#")[0].split() for line in block.splitlines()]
+    assert commands == [["make", "train"], ["make", "test"]]
+    makefile = (README.parent / "Makefile").read_text()
+    targets = dict(re.findall(r"^([a-z][\w-]*):(.*)$", makefile, flags=re.M))
+    for _, target in commands:
+        assert "$(BIN)/.installed" in targets[target], f"make {target} does not create the environment first"
+    text = README.read_text()  # `make X` in prose, and `make X` at the start of a line in code blocks
+    mentioned = set(re.findall(r"`make ([a-z][\w-]*)", text)) | set(re.findall(r"^make ([a-z][\w-]*)", text, re.M))
+    assert mentioned <= set(targets), mentioned - set(targets)
+    assert "make test" in (README.parent / ".ci" / "run").read_text()

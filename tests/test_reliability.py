@@ -10,41 +10,17 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.errors import TrainingError
-from resnet_cifar.train.checkpoint import load_checkpoint
+from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
 from resnet_cifar.train.config import load_config
-from resnet_cifar.train.loop import TIMING_COLUMNS, Callback, Trainer, read_metrics
+from resnet_cifar.train.loop import Callback, Trainer
+from tiny import tiny_flags
 
 TESTS = Path(__file__).resolve().parent
-TINY_FLAGS = [
-    "--model",
-    "fastnet",
-    "--model-options",
-    "{widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}",
-    "--train-size",
-    "1000",
-    "--val-size",
-    "500",
-    "--batch-size",
-    "100",
-    "--epochs",
-    "5",
-    "--lr",
-    "0.2",
-    "--threads",
-    "2",
-    "--deterministic",
-    "--no-bf16",
-    "--device",
-    "cpu",
-    "--tta",
-    "0",
-    "--no-plots",
-    "--progress",
-    "lines",
-    "--checkpoint-every",
-    "1",
-]
+TINY_FLAGS = tiny_flags(
+    epochs=5, label_smoothing=0.0, deterministic=True, tta=0, progress="lines", checkpoint_every=1, test_at_end=True
+)
 
 
 def train_process(run_root: Path, cifar_dir: Path, *extra: str, crash_at: int | None = None) -> subprocess.Popen:
@@ -242,7 +218,7 @@ def trainer_pids(name: str) -> list[int]:
 def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
     import os
 
-    from resnet_cifar.train.checkpoint import atomic_write_bytes
+    from resnet_cifar.checkpoint import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

@@ -195,3 +195,12 @@ def test_the_default_config_follows_the_hardware():
     assert chosen.name == "default"
     assert chosen.publish_picture  # the run whose picture is outputs/inference.png, on either recipe
     assert {**chosen.to_dict(), "name": None} == {**expected.to_dict(), "name": None, "publish_picture": True}
+
+
+def test_the_config_accepts_exactly_the_precisions_the_runtime_knows():
+    from resnet_cifar.train.config import load_config
+
+    for value in runtime.BF16_CHOICES:
+        assert load_config(None, {"bf16": value, "device": "cpu"}).bf16 == value
+    with pytest.raises(ConfigError, match="bf16: must be true, false or auto"):
+        load_config(None, {"bf16": "maybe"})

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from resnet_cifar.evaluate.inference import predict_logits
+from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 
 

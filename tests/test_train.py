@@ -5,33 +5,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy, summarize
-from resnet_cifar.train.checkpoint import load_checkpoint, save_checkpoint
-from resnet_cifar.train.config import TrainConfig, load_config
-from resnet_cifar.train.loop import TIMING_COLUMNS, Callback, Interrupted, Trainer, read_metrics
+from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
+from resnet_cifar.train.config import load_config
+from resnet_cifar.train.loop import Callback, Interrupted, Trainer
 from resnet_cifar.train.schedule import Schedule, build_schedule
-
-TINY = {
-    "model": "fastnet",
-    "model_options": {"widths": [16, 32, 64], "blocks": [1, 0, 1], "stem_width": 16},
-    "train_size": 1000,
-    "val_size": 500,
-    "batch_size": 100,
-    "epochs": 3,
-    "lr": 0.2,
-    "label_smoothing": 0.1,
-    "progress": "none",
-    "plots": False,
-    "test_at_end": False,
-    "threads": 2,
-    "bf16": False,  # fp32 on every machine kind (bf16 is tested where it is the point)
-    "device": "cpu",  # bit-exact comparisons need the CPU's kernels
-}
-
-
-def tiny_config(**overrides) -> TrainConfig:
-    return load_config(None, {**TINY, **overrides})
+from tiny import tiny_config
 
 
 def final_state(run_dir: Path) -> dict[str, torch.Tensor]:

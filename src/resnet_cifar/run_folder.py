@@ -11,10 +11,17 @@ time inside it.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import itertools
 import os
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
+import torch
+
+from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.errors import ConfigError
 
 CONFIG = "config.yaml"
@@ -43,16 +50,19 @@ def claim_new(base: Path, overwrite: bool = False) -> Path:
     """Create the folder of a new run: `base`, else `base-2`, `base-3`, ... Creating it is the claim (mkdir is atomic),
     so two runs started together with one name never share a folder. `overwrite` reuses `base`."""
     base = Path(base)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        base.mkdir(exist_ok=True)
-        return base
-    for candidate in itertools.chain([base], (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))):
-        try:
-            candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
+    try:
+        base.parent.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            base.mkdir(exist_ok=True)
+            return base
+        for candidate in itertools.chain([base], (base.with_name(f"{base.name}-{n}") for n in itertools.count(2))):
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                continue
+            return candidate
+    except OSError as error:
+        raise ConfigError(f"cannot create the run folder {base}: {error.strerror or error}") from None
     raise AssertionError("unreachable")
 
 
@@ -99,3 +109,79 @@ class RunLock:
             with contextlib.suppress(OSError):
                 self._file.close()
             self._file = None
+
+
+# --- metrics.csv: one row per epoch --------------------------------------------------------------------------------
+
+METRIC_COLUMNS = (
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "seconds",
+    "images_per_s",
+    "val_seconds",
+)
+TIMING_COLUMNS = ("seconds", "images_per_s", "val_seconds")  # the only columns that differ between identical runs
+
+
+def metrics_csv(rows: list[dict]) -> str:
+    """The text of metrics.csv; floats are written with repr, so reading them back gives the same numbers."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {
+                k: ("" if row[k] is None else repr(row[k]) if isinstance(row[k], float) else row[k])
+                for k in METRIC_COLUMNS
+            }
+        )
+    return buffer.getvalue()
+
+
+def write_metrics(run_dir: Path, rows: list[dict]) -> None:
+    atomic_write_bytes(Path(run_dir) / METRICS, metrics_csv(rows).encode())
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Rows of a metrics.csv (a run folder or the file itself) with numbers parsed (empty cells -> None)."""
+    path = Path(path)
+    path = path / METRICS if path.is_dir() else path
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="") as handle:
+        for raw in csv.DictReader(handle):
+            row = {}
+            for key in METRIC_COLUMNS:
+                value = raw.get(key, "")
+                row[key] = None if value in ("", None) else (int(value) if key in ("epoch", "step") else float(value))
+            rows.append(row)
+    return rows
+
+
+# --- test logits and results ---------------------------------------------------------------------------------------
+
+
+def save_logits(run_dir: Path, logits: torch.Tensor, tta: int, weights: str) -> None:
+    """The final test logits, with which weights and TTA level made them (plot redraws pictures from them)."""
+    data = safetensors.torch.save({"logits": logits.contiguous()}, metadata={"tta": str(tta), "weights": weights})
+    atomic_write_bytes(Path(run_dir) / LOGITS, data)
+
+
+def load_logits(run_dir: Path) -> tuple[torch.Tensor, dict] | None:
+    """(logits, {"tta", "weights"}) saved by the run, or None."""
+    path = Path(run_dir) / LOGITS
+    if not path.is_file():
+        return None
+    with safetensors.safe_open(str(path), "pt") as stored:
+        return stored.get_tensor("logits"), dict(stored.metadata() or {})
+
+
+def results_filename(weights: str, tta: int, default_tta: int) -> str:
+    """`results.json` for the run's own setting (final weights, its TTA level), else a name that says which."""
+    return RESULTS if (weights, tta) == ("last", default_tta) else f"results-{weights}-tta{tta}.json"

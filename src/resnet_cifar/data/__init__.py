@@ -10,8 +10,8 @@ from resnet_cifar.data.augment import (
     random_crop,
     random_flip,
 )
-from resnet_cifar.data.cifar10 import CLASSES, Split, load_cifar10, load_split
-from resnet_cifar.data.locate import Dataset, find_dataset, safe_extract
+from resnet_cifar.data.cifar10 import CLASSES, Split, load_split
+from resnet_cifar.data.locate import Dataset, find_dataset, load_cifar10, safe_extract
 from resnet_cifar.data.splits import balanced_subset, subset, train_val_split
 
 __all__ = [

@@ -120,15 +120,3 @@ def load_split(
     with ThreadPoolExecutor(max_workers=len(names)) as pool:
         parts = list(pool.map(read, names))
     return Split(torch.cat([p.images for p in parts]), torch.cat([p.labels for p in parts]))
-
-
-def load_cifar10(root: Path | str | None = None, split: str = "train", *, download: bool = True) -> Split:
-    """The whole CIFAR-10 split as (images N x 3 x 32 x 32 uint8, labels N int64), checksums verified.
-
-    `root` is a folder holding either version or its archive (`None`: RESNET_CIFAR_DATA, then ./data); missing
-    data is downloaded when `download` is true.
-    """
-    from resnet_cifar.data.locate import find_dataset
-
-    dataset = find_dataset(root, download=download)
-    return load_split(dataset.folder, split, fmt=dataset.format)

@@ -20,7 +20,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from resnet_cifar.data.checksums import ARCHIVES, FileCheck, md5_file, verify_file
-from resnet_cifar.data.cifar10 import detect_format
+from resnet_cifar.data.cifar10 import Split, detect_format, load_split
 from resnet_cifar.errors import DataError, DataNotFoundError
 
 ENV_VAR = "RESNET_CIFAR_DATA"
@@ -78,6 +78,8 @@ def find_dataset(
 ) -> Dataset:
     """Locate CIFAR-10, downloading the official binary archive into the first candidate root if needed."""
     roots = candidate_roots(data_dir, fallback)
+    if data_dir and Path(data_dir).is_file() and Path(data_dir).name not in archives:
+        raise DataError(f"--data-dir {data_dir} is a file, not a CIFAR-10 folder or one of {', '.join(archives)}")
     for root, _why in roots:
         found = find_in(root, archives)
         if found:
@@ -173,3 +175,13 @@ def extract_archive(archive: Path, destination: Path, check: FileCheck) -> Datas
     if fmt is None:
         raise DataError(f"{archive.name}: extracted, but {folder} holds no CIFAR-10 batches")
     return Dataset(folder, fmt)
+
+
+def load_cifar10(root: Path | str | None = None, split: str = "train", *, download: bool = True) -> Split:
+    """The whole CIFAR-10 split as (images N x 3 x 32 x 32 uint8, labels N int64), checksums verified.
+
+    `root` is a folder holding either version or its archive (`None`: RESNET_CIFAR_DATA, then ./data); missing
+    data is downloaded when `download` is true.
+    """
+    dataset = find_dataset(root, download=download)
+    return load_split(dataset.folder, split, fmt=dataset.format)

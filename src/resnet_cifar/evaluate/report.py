@@ -8,15 +8,10 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.evaluate.metrics import summarize
 from resnet_cifar.runtime import machine_description
-from resnet_cifar.train.checkpoint import atomic_write_bytes
-
-
-def results_filename(weights: str, tta: int, default_tta: int) -> str:
-    """`results.json` for the run's own setting (final weights, its TTA level), else a name that says which."""
-    return "results.json" if (weights, tta) == ("last", default_tta) else f"results-{weights}-tta{tta}.json"
 
 
 def write_results(

@@ -5,27 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import safetensors
-import safetensors.torch
-import torch
-
 from resnet_cifar import run_folder
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.evaluate.inference import predict_logits
-from resnet_cifar.evaluate.report import results_filename, write_results
+from resnet_cifar.evaluate.report import write_results
+from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.runtime import choose_runtime
-
-LOGITS_FILE = run_folder.LOGITS
-
-
-def save_logits(run_dir: Path, logits: torch.Tensor, tta: int, weights: str) -> None:
-    from resnet_cifar.train.checkpoint import atomic_write_bytes
-
-    data = safetensors.torch.save({"logits": logits.contiguous()}, metadata={"tta": str(tta), "weights": weights})
-    atomic_write_bytes(run_dir / LOGITS_FILE, data)
 
 
 def evaluate_source(
@@ -68,7 +55,7 @@ def evaluate_source(
     )
     seconds = time.perf_counter() - started
     if in_run:
-        folder, filename = loaded.run_dir, results_filename(which, tta, config.get("tta", 1))
+        folder, filename = loaded.run_dir, run_folder.results_filename(which, tta, config.get("tta", 1))
     else:
         folder, filename = Path(output_dir), f"{loaded.path.stem}-results.json"
     results = write_results(
@@ -104,9 +91,9 @@ def plot_run(
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     config = loaded.config
-    if (run / LOGITS_FILE).is_file():
-        with safetensors.safe_open(str(run / LOGITS_FILE), "pt") as stored:
-            logits, meta = stored.get_tensor("logits"), stored.metadata() or {}
+    stored = run_folder.load_logits(run)
+    if stored is not None:
+        logits, meta = stored
         weights, tta = meta.get("weights", "last"), int(meta.get("tta", config.get("tta", 1)))
     else:
         weights, tta = "last", config.get("tta", 1)

@@ -18,92 +18,16 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.splits import balanced_subset
-from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
 from resnet_cifar.experiments.subruns import continue_from_checkpoint
-from resnet_cifar.models.registry import model_spec
-from resnet_cifar.train.checkpoint import atomic_write_bytes
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
-
-SIZES = (500, 1000, 2500, 5000, 10_000, 20_000, 45_000)
-KINDS = ("residual", "plain")
-
-
-def _fast80_fp32() -> dict:
-    """The recipe of configs/fast80-fp32.yaml (the default on CPUs without native bf16), as training options."""
-    return {
-        "batch_size": 128,
-        "lr": 0.6,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "schedule": "onecycle",
-        "label_smoothing": 0.2,
-        "crop_padding": 2,
-        "pad_mode": "reflect",
-        "flip": True,
-        "tta": 1,
-        "eval_batch_size": 250,
-        "bf16": "auto",
-        "channels_last": True,
-    }
-
-
-@dataclass
-class DataEfficiencySettings:
-    sizes: tuple[int, ...] = SIZES
-    seeds: tuple[int, ...] = (0, 1, 2)
-    steps: int = 1000  # the fixed budget per point: 1,000 steps of 128 = 128,000 images seen
-    model: str = "fastnet"
-    model_options: dict = field(
-        default_factory=lambda: {"widths": [32, 64, 128], "blocks": [1, 1, 1], "stem_width": 24, "stem": "whiten"}
-    )
-    recipe: dict = field(default_factory=_fast80_fp32)
-    test_images: int = 10_000  # the full test set (a class-balanced sample when fewer)
-    val_size: int = 5000
-    device: str = "auto"
-    threads: int = 0  # CPU threads (0: one per core)
-    data_dir: str | None = None
-
-    @classmethod
-    def quick(cls, **kwargs) -> DataEfficiencySettings:
-        """About 6 minutes on 2 CPU cores: 4 sizes, one seed, 150 steps, 2,000 test images."""
-        return cls(sizes=(500, 2500, 10_000, 45_000), seeds=(0,), steps=150, test_images=2000, **kwargs)
-
-    def validate(self) -> None:
-        for size in self.sizes:
-            if size <= 0 or size % 10 or size > 50_000 - self.val_size:
-                raise ConfigError(
-                    f"sizes: {size} is not a positive multiple of 10 (classes) of at most {50_000 - self.val_size}"
-                )
-            if size < self.recipe["batch_size"]:
-                raise ConfigError(f"sizes: {size} is smaller than the batch of {self.recipe['batch_size']} images")
-        if self.steps <= 0:
-            raise ConfigError(f"steps: must be positive, got {self.steps}")
-        for kind in KINDS:
-            twin(self.model, self.model_options, kind)
-
-    def fingerprint(self) -> dict:
-        """What a point's number depends on; a stored point is reused only when this matches."""
-        keys = ("steps", "model", "model_options", "recipe", "test_images", "val_size")
-        return {key: json.loads(json.dumps(getattr(self, key))) for key in keys}
-
-
-def twin(model: str, options: dict, kind: str) -> tuple[str, dict]:
-    """The (model name, builder options) of the residual net or of its plain twin."""
-    if kind == "residual":
-        return model, dict(options)
-    spec = model_spec(model)
-    if spec.family == "cifar-resnet":
-        return f"plain{spec.depth}", dict(options)
-    if spec.family == "fast":
-        return model, {**options, "residual": False}
-    raise ConfigError(f"model: {model!r} has no plain twin here (use a CIFAR ResNet such as resnet20, or fastnet)")
 
 
 def point_name(kind: str, size: int, seed: int) -> str:

@@ -11,69 +11,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
+from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.experiments.settings import DegradationSettings
 from resnet_cifar.experiments.subruns import continue_from_checkpoint
-from resnet_cifar.train.checkpoint import atomic_write_bytes
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
-
-DEPTHS = (20, 32, 44, 56)
-
-
-@dataclass
-class DegradationSettings:
-    depths: tuple[int, ...] = DEPTHS
-    epochs: float = 6  # the budget: 6 epochs of 45,000 images per net (about 45 minutes for all 8 nets here)
-    train_size: int = 45_000
-    test_images: int = 10_000  # test images evaluated after every epoch (the full test set by default)
-    clean_train_sample: int = 10_000  # training images for the final clean training error
-    val_size: int = 5000  # carved from the training set as in every run (validated once at the end, not used here)
-    seed: int = 0
-    data_dir: str | None = None
-    # The paper's recipe (§4.2: SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, zero-padded crop + flip)
-    # with a one-cycle schedule in place of its step schedule: linear warm-up over the first quarter from 0.01 to 0.1,
-    # then linear decay to 0. Measured here: the step schedule compressed to this budget, which starts at lr 0.1,
-    # makes ResNet-56 collapse to a constant prediction in its first hundred steps (an independent reference
-    # implementation does the same), which is the instability He et al. warm up ResNet-110 for. See the README.
-    recipe: dict = field(
-        default_factory=lambda: {
-            "batch_size": 128,
-            "lr": 0.1,
-            "momentum": 0.9,
-            "nesterov": False,
-            "weight_decay": 1e-4,
-            "schedule": "onecycle",
-            "warmup_start": 0.1,
-            "crop_padding": 4,
-            "pad_mode": "zeros",
-            "flip": True,
-            "label_smoothing": 0.0,
-            "bf16": "auto",
-            "channels_last": True,
-        }
-    )
-
-    def use_paper_step_schedule(self) -> None:
-        """The paper's step schedule compressed to the budget: lr 0.1 from the first step, divided by 10 after 50%
-        and 75% of it (the run kept in docs/experiments/paper-step-schedule/)."""
-        self.recipe = {
-            **self.recipe,
-            "schedule": "step",
-            "milestones": [0.5, 0.75],
-            "milestone_unit": "fraction",
-            "gamma": 0.1,
-        }
-
-    @classmethod
-    def quick(cls, **kwargs) -> DegradationSettings:
-        """A few minutes: 2 epochs of 5,000 images, 2,000 test images."""
-        return cls(epochs=2, train_size=5000, test_images=2000, clean_train_sample=2000, **kwargs)
 
 
 class TestErrorEachEpoch(Callback):

@@ -21,23 +21,11 @@ from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import balanced_subset
+from resnet_cifar.experiments.settings import GradientFlowSettings
 from resnet_cifar.models import create_model
-from resnet_cifar.train.data import derive_seed
+from resnet_cifar.seeding import derive_seed
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-@dataclass
-class GradientFlowSettings:
-    depths: tuple[int, ...] = (20, 56, 110)
-    norms: tuple[str, ...] = ("bn", "none")  # with and without batch norm
-    batch_size: int = 128  # the fixed measurement batch, and the training batch
-    steps: int = 100  # K: training steps between the two measurements
-    lr: float = 0.02  # SGD, momentum 0.9, weight decay 5e-4 (the same for all nets)
-    grad_clip: float = 5.0  # keeps the nets without batch norm from diverging during the K steps
-    train_pool: int = 10_000  # training images the K steps are drawn from
-    seed: int = 0
-    data_dir: str | None = None
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from resnet_cifar import run_folder
-from resnet_cifar.train.checkpoint import load_checkpoint
+from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.train.loop import Trainer
 from resnet_cifar.train.runner import RUNTIME_KEYS
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, split_prefix
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import resolve_device
-from resnet_cifar.train.checkpoint import clean_state_dict, load_checkpoint, split_prefix
 
 
 @dataclass

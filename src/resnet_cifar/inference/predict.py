@@ -12,7 +12,7 @@ from torch import nn
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
-from resnet_cifar.evaluate.inference import predict_logits
+from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.images import load_image
 
 

@@ -36,8 +36,8 @@ class ConvBN(nn.Sequential):
         super().__init__(*layers)
 
 
-class ResidualPair(nn.Module):
-    """x + f(x), f = one or two ConvBN layers of the same width (two: Page's ResNet-9 residual block).
+class ResidualBlock(nn.Module):
+    """x + f(x), f = `convs` ConvBN layers of the same width (two: Page's ResNet-9 residual block).
 
     `shortcut=False` drops the identity and returns f(x): the block of the plain twin (same layers and weights)."""
 
@@ -128,7 +128,7 @@ class FastResNet(nn.Module):
         for width, count in zip(widths, blocks, strict=True):
             layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
             layers += [
-                ResidualPair(width, norm=norm, act=act, convs=residual_convs, shortcut=residual) for _ in range(count)
+                ResidualBlock(width, norm=norm, act=act, convs=residual_convs, shortcut=residual) for _ in range(count)
             ]
             stages.append(nn.Sequential(*layers))
             channels = width
@@ -144,7 +144,7 @@ class FastResNet(nn.Module):
                     nn.init.zeros_(module.bias)
         if zero_init_residual:
             for module in self.modules():
-                if isinstance(module, ResidualPair):
+                if isinstance(module, ResidualBlock):
                     module.zero_init_last()
 
     def blocks(self) -> list[nn.Module]:

@@ -111,9 +111,6 @@ class ResNet(nn.Module):
 
 # --- He et al. 2015 §4.2: CIFAR ResNets and plain twins --------------------------------------------------------
 
-CIFAR_PAPER_PARAMS_M = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
-PLAIN_DEPTHS = (20, 32, 44, 56, 110)
-
 
 def cifar_resnet(depth: int, *, shortcut: str = "A", **kwargs) -> ResNet:
     """The 6n+2-layer CIFAR ResNet: 3 stages of n basic blocks with 16, 32 and 64 channels."""
@@ -147,7 +144,7 @@ def preact_cifar_resnet(depth: int, *, shortcut: str = "B", **kwargs) -> ResNet:
 IMAGENET_LAYOUTS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 
 
-def wide_resnet(depth: int, *, preact: bool = False, shortcut: str = "B", **kwargs) -> ResNet:
+def resnet_with_cifar_stem(depth: int, *, preact: bool = False, shortcut: str = "B", **kwargs) -> ResNet:
     """ResNet-18/34 (basic) and 50/101/152 (bottleneck), 64-512 channels, with a 3x3 stride-1 stem."""
     if depth not in IMAGENET_LAYOUTS:
         raise ValueError(f"depth must be one of {sorted(IMAGENET_LAYOUTS)}, got {depth}")
@@ -161,47 +158,160 @@ def wide_resnet(depth: int, *, preact: bool = False, shortcut: str = "B", **kwar
     return ResNet(block, IMAGENET_LAYOUTS[depth], (64, 128, 256, 512), stem_width=64, shortcut=shortcut, **kwargs)
 
 
-def _register_family() -> None:
-    # A tiny keyword-only builder per name; the closures carry their depth.
-    def builder(make, depth, **fixed):
-        def build(**kwargs) -> ResNet:
-            return make(depth, **fixed, **kwargs)
-
-        return build
-
-    for depth, params in CIFAR_PAPER_PARAMS_M.items():
-        register_model(
-            f"resnet{depth}",
-            family="cifar-resnet",
-            depth=depth,
-            paper_params_m=params,
-            description=f"He et al. 2015 CIFAR ResNet-{depth} (option A shortcuts; shortcut='B' for projections)",
-        )(builder(cifar_resnet, depth))
-    for depth in PLAIN_DEPTHS:
-        register_model(
-            f"plain{depth}",
-            family="plain",
-            depth=depth,
-            paper_params_m=CIFAR_PAPER_PARAMS_M[depth],
-            description=f"plain twin of resnet{depth}: the same layers without shortcuts",
-        )(builder(plain_net, depth))
-    for depth, params in {20: None, 56: None, 110: 1.7, 164: 1.7, 1001: 10.2}.items():
-        register_model(
-            f"preact_resnet{depth}",
-            family="preact-cifar",
-            depth=depth,
-            paper_params_m=params,
-            description=f"He et al. 2016 pre-activation CIFAR ResNet-{depth}",
-        )(builder(preact_cifar_resnet, depth))
-    for preact in (False, True):
-        for depth in IMAGENET_LAYOUTS:
-            prefix = "preact_" if preact else ""
-            register_model(
-                f"{prefix}resnet{depth}",
-                family="preact-resnet" if preact else "resnet",
-                depth=depth,
-                description=f"{'pre-activation ' if preact else ''}ResNet-{depth} (64-512 channels) with a CIFAR stem",
-            )(builder(wide_resnet, depth, preact=preact))
+# --- the registered builders, one per name (as torchvision writes them: `grep "def resnet56"` finds it) ---
 
 
-_register_family()
+@register_model("resnet20", family="cifar-resnet", depth=20, paper_params_m=0.27)
+def resnet20(**kwargs) -> ResNet:
+    """He et al. 2015 CIFAR ResNet-20 (option A shortcuts; shortcut='B' for projections)"""
+    return cifar_resnet(20, **kwargs)
+
+
+@register_model("resnet32", family="cifar-resnet", depth=32, paper_params_m=0.46)
+def resnet32(**kwargs) -> ResNet:
+    """He et al. 2015 CIFAR ResNet-32 (option A shortcuts; shortcut='B' for projections)"""
+    return cifar_resnet(32, **kwargs)
+
+
+@register_model("resnet44", family="cifar-resnet", depth=44, paper_params_m=0.66)
+def resnet44(**kwargs) -> ResNet:
+    """He et al. 2015 CIFAR ResNet-44 (option A shortcuts; shortcut='B' for projections)"""
+    return cifar_resnet(44, **kwargs)
+
+
+@register_model("resnet56", family="cifar-resnet", depth=56, paper_params_m=0.85)
+def resnet56(**kwargs) -> ResNet:
+    """He et al. 2015 CIFAR ResNet-56 (option A shortcuts; shortcut='B' for projections)"""
+    return cifar_resnet(56, **kwargs)
+
+
+@register_model("resnet110", family="cifar-resnet", depth=110, paper_params_m=1.7)
+def resnet110(**kwargs) -> ResNet:
+    """He et al. 2015 CIFAR ResNet-110 (option A shortcuts; shortcut='B' for projections)"""
+    return cifar_resnet(110, **kwargs)
+
+
+@register_model("resnet1202", family="cifar-resnet", depth=1202, paper_params_m=19.4)
+def resnet1202(**kwargs) -> ResNet:
+    """He et al. 2015 CIFAR ResNet-1202 (option A shortcuts; shortcut='B' for projections)"""
+    return cifar_resnet(1202, **kwargs)
+
+
+@register_model("plain20", family="plain", depth=20, paper_params_m=0.27)
+def plain20(**kwargs) -> ResNet:
+    """plain twin of resnet20: the same layers without shortcuts"""
+    return plain_net(20, **kwargs)
+
+
+@register_model("plain32", family="plain", depth=32, paper_params_m=0.46)
+def plain32(**kwargs) -> ResNet:
+    """plain twin of resnet32: the same layers without shortcuts"""
+    return plain_net(32, **kwargs)
+
+
+@register_model("plain44", family="plain", depth=44, paper_params_m=0.66)
+def plain44(**kwargs) -> ResNet:
+    """plain twin of resnet44: the same layers without shortcuts"""
+    return plain_net(44, **kwargs)
+
+
+@register_model("plain56", family="plain", depth=56, paper_params_m=0.85)
+def plain56(**kwargs) -> ResNet:
+    """plain twin of resnet56: the same layers without shortcuts"""
+    return plain_net(56, **kwargs)
+
+
+@register_model("plain110", family="plain", depth=110, paper_params_m=1.7)
+def plain110(**kwargs) -> ResNet:
+    """plain twin of resnet110: the same layers without shortcuts"""
+    return plain_net(110, **kwargs)
+
+
+@register_model("preact_resnet20", family="preact-cifar", depth=20, paper_params_m=None)
+def preact_resnet20(**kwargs) -> ResNet:
+    """He et al. 2016 pre-activation CIFAR ResNet-20"""
+    return preact_cifar_resnet(20, **kwargs)
+
+
+@register_model("preact_resnet56", family="preact-cifar", depth=56, paper_params_m=None)
+def preact_resnet56(**kwargs) -> ResNet:
+    """He et al. 2016 pre-activation CIFAR ResNet-56"""
+    return preact_cifar_resnet(56, **kwargs)
+
+
+@register_model("preact_resnet110", family="preact-cifar", depth=110, paper_params_m=1.7)
+def preact_resnet110(**kwargs) -> ResNet:
+    """He et al. 2016 pre-activation CIFAR ResNet-110"""
+    return preact_cifar_resnet(110, **kwargs)
+
+
+@register_model("preact_resnet164", family="preact-cifar", depth=164, paper_params_m=1.7)
+def preact_resnet164(**kwargs) -> ResNet:
+    """He et al. 2016 pre-activation CIFAR ResNet-164"""
+    return preact_cifar_resnet(164, **kwargs)
+
+
+@register_model("preact_resnet1001", family="preact-cifar", depth=1001, paper_params_m=10.2)
+def preact_resnet1001(**kwargs) -> ResNet:
+    """He et al. 2016 pre-activation CIFAR ResNet-1001"""
+    return preact_cifar_resnet(1001, **kwargs)
+
+
+@register_model("resnet18", family="resnet", depth=18)
+def resnet18(**kwargs) -> ResNet:
+    """ResNet-18 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(18, **kwargs)
+
+
+@register_model("resnet34", family="resnet", depth=34)
+def resnet34(**kwargs) -> ResNet:
+    """ResNet-34 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(34, **kwargs)
+
+
+@register_model("resnet50", family="resnet", depth=50)
+def resnet50(**kwargs) -> ResNet:
+    """ResNet-50 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(50, **kwargs)
+
+
+@register_model("resnet101", family="resnet", depth=101)
+def resnet101(**kwargs) -> ResNet:
+    """ResNet-101 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(101, **kwargs)
+
+
+@register_model("resnet152", family="resnet", depth=152)
+def resnet152(**kwargs) -> ResNet:
+    """ResNet-152 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(152, **kwargs)
+
+
+@register_model("preact_resnet18", family="preact-resnet", depth=18)
+def preact_resnet18(**kwargs) -> ResNet:
+    """pre-activation ResNet-18 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(18, preact=True, **kwargs)
+
+
+@register_model("preact_resnet34", family="preact-resnet", depth=34)
+def preact_resnet34(**kwargs) -> ResNet:
+    """pre-activation ResNet-34 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(34, preact=True, **kwargs)
+
+
+@register_model("preact_resnet50", family="preact-resnet", depth=50)
+def preact_resnet50(**kwargs) -> ResNet:
+    """pre-activation ResNet-50 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(50, preact=True, **kwargs)
+
+
+@register_model("preact_resnet101", family="preact-resnet", depth=101)
+def preact_resnet101(**kwargs) -> ResNet:
+    """pre-activation ResNet-101 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(101, preact=True, **kwargs)
+
+
+@register_model("preact_resnet152", family="preact-resnet", depth=152)
+def preact_resnet152(**kwargs) -> ResNet:
+    """pre-activation ResNet-152 (64-512 channels) with a CIFAR stem"""
+    return resnet_with_cifar_stem(152, preact=True, **kwargs)

@@ -20,8 +20,6 @@ import yaml
 
 from resnet_cifar.errors import ConfigError
 
-BF16_CHOICES = (True, False, "auto")  # auto: resnet_cifar.runtime decides from the hardware
-
 
 @dataclass(frozen=True)
 class Bound:
@@ -95,7 +93,6 @@ class TrainConfig:
     batch_size: int = _opt(
         128, "images per optimizer step (global batch; per-rank batch x world size under DDP)", bound=POSITIVE
     )
-    optimizer: str = _opt("sgd", "optimizer", choices=("sgd",))
     lr: float = _opt(0.1, "peak learning rate (for the global batch)", bound=POSITIVE)
     momentum: float = _opt(0.9, "SGD momentum", bound=FRACTION)
     nesterov: bool = _opt(True, "Nesterov momentum")
@@ -229,11 +226,18 @@ def _unknown_key(key: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{hint}")
 
 
+# Keys that earlier versions wrote into config.yaml and checkpoints, no longer read: accepted and dropped, so old
+# runs still resume and old config files still load.
+RETIRED_KEYS = {"optimizer": "SGD is the only optimizer; the key was never read"}
+
+
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """A copy of `config` with `overrides` (already parsed values) applied and type-checked."""
     values = config.to_dict()
     for key, value in overrides.items():
         key = key.replace("-", "_")
+        if key in RETIRED_KEYS:
+            continue
         if key not in FIELDS:
             raise _unknown_key(key)
         values[key] = _coerce(key, value)
@@ -302,11 +306,13 @@ def validate(config: TrainConfig) -> TrainConfig:
                 f"batch_size: {config.batch_size} is larger than train_size {config.train_size}; "
                 f"use --batch-size {config.train_size} or less"
             )
+    if config.accumulate > config.batch_size:
+        raise ConfigError(f"accumulate: {config.accumulate} micro-batches of a {config.batch_size}-image batch")
     if config.schedule == "step" and not all(
         isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in config.milestones
     ):
         raise ConfigError(f"milestones: expected a list of positive numbers, got {config.milestones!r}")
-    if config.bf16 not in BF16_CHOICES:
+    if config.bf16 not in (True, False, "auto"):  # the same as runtime.BF16_CHOICES (tested): auto lets it decide
         raise ConfigError(f"bf16: must be true, false or auto; got {config.bf16!r}")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {config.device!r}")

@@ -11,7 +11,6 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from resnet_cifar.data.augment import Augmentation, AugmentParams
@@ -19,12 +18,8 @@ from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import balanced_subset, train_val_split
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.seeding import derive_seed
 from resnet_cifar.train.config import TrainConfig
-
-
-def derive_seed(*numbers: int) -> int:
-    """A well-mixed 63-bit seed from several integers (numpy's SeedSequence)."""
-    return int(np.random.SeedSequence([int(n) for n in numbers]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 @dataclass

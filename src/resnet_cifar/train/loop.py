@@ -1,58 +1,42 @@
-"""The training loop: one `Trainer` per run folder.
+"""The training loop: one `Trainer` per run folder (its files: resnet_cifar/run_folder.py).
 
-Run folder layout: config.yaml, metrics.csv, last.safetensors (+ .json), best.safetensors (+ .json),
-results.json, inference.png, curves.png, confusion_matrix.png.
+Set-up, the loop over epochs and steps, validation and checkpoints at epoch ends. Signals are train/signals.py,
+what a checkpoint holds is train/state.py, and the test at the end is train/final_test.py.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import math
 import signal
-import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.data.augment import Augmentation, normalize
-from resnet_cifar.data.cifar10 import CLASSES
-from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
-from resnet_cifar.evaluate.inference import autocast_context, predict_logits
-from resnet_cifar.models import create_model
-from resnet_cifar.runtime import choose_runtime, enable_determinism, let_cudnn_choose_kernels
-from resnet_cifar.train import distributed
-from resnet_cifar.train.checkpoint import (
-    atomic_write_bytes,
-    clean_state_dict,
+from resnet_cifar import run_folder
+from resnet_cifar.checkpoint import (
     load_checkpoint,
     save_checkpoint,
-    split_prefix,
 )
+from resnet_cifar.data.augment import Augmentation, normalize
+from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from resnet_cifar.evaluate.tta import autocast_context, predict_logits
+from resnet_cifar.models import create_model
+from resnet_cifar.runtime import choose_runtime, enable_determinism, let_cudnn_choose_kernels
+from resnet_cifar.seeding import derive_seed
+from resnet_cifar.train import distributed
 from resnet_cifar.train.config import TrainConfig, save_config
-from resnet_cifar.train.data import BatchStream, TrainingData, derive_seed, prepare_data
+from resnet_cifar.train.data import BatchStream, TrainingData, prepare_data
 from resnet_cifar.train.ema import EMA
-from resnet_cifar.train.progress import RunProgress, plural, say
+from resnet_cifar.train.final_test import final_test
+from resnet_cifar.train.progress import RunProgress, format_row, plural, say
 from resnet_cifar.train.schedule import build_schedule
+from resnet_cifar.train.signals import StopSignal
+from resnet_cifar.train.state import EpochTotals, Position, checkpoint_metadata, pack_state, unpack_state
 
-METRIC_COLUMNS = (
-    "epoch",
-    "step",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "seconds",
-    "images_per_s",
-    "val_seconds",
-)
-TIMING_COLUMNS = ("seconds", "images_per_s", "val_seconds")  # the only columns that differ between identical runs
 STOP_CHECK_STEPS = 20  # GPU + DDP: steps between the (host-synchronising) checks that all ranks agree to stop
 
 
@@ -74,66 +58,6 @@ def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.SGD:
     return torch.optim.SGD(
         groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
     )
-
-
-@dataclass
-class EpochTotals:
-    """Running sums of the epoch in progress (kept in checkpoints so a resumed epoch reports the same numbers)."""
-
-    loss_sum: float = 0.0
-    correct: int = 0
-    count: int = 0
-    seconds: float = 0.0
-
-    def as_dict(self) -> dict:
-        return {"loss_sum": self.loss_sum, "correct": self.correct, "count": self.count, "seconds": self.seconds}
-
-
-@dataclass
-class Position:
-    epoch: int = 0  # 0-based index of the epoch in progress (= completed epochs at an epoch boundary)
-    epoch_step: int = 0  # steps done inside that epoch
-    step: int = 0  # global optimizer steps done
-    best_val_acc: float = -1.0
-    best_epoch: int = 0
-    totals: EpochTotals = field(default_factory=EpochTotals)
-
-
-class StopSignal:
-    """Turns SIGINT/SIGTERM/SIGHUP into a flag the loop checks after each step (finish it, checkpoint, exit).
-
-    A step can take seconds, so an impatient second Ctrl-C is expected: it only says that the checkpoint is coming
-    (stopping mid-step would leave nothing to resume from). A third one stops at once, without a checkpoint."""
-
-    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-
-    def __init__(self):
-        self.received: int | None = None
-        self.count = 0
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in self.SIGNALS:
-            with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, _frame):
-        self.count += 1
-        if self.count >= 3:
-            raise KeyboardInterrupt
-        if self.received is None:
-            self.received = signum
-        else:
-            print(
-                "finishing the current step to write a checkpoint; press Ctrl-C once more to quit without one",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 class Callback:
@@ -229,52 +153,9 @@ class Trainer:
 
     # --- checkpoints ---------------------------------------------------------------------------------------------
 
-    def _tensors(self) -> dict[str, torch.Tensor]:
-        tensors = {f"model.{k}": v for k, v in clean_state_dict(self.model.state_dict()).items()}
-        if self.ema is not None:
-            tensors.update({f"ema.{k}": v for k, v in clean_state_dict(self.ema.state_dict()).items()})
-        for index, parameter in enumerate(self.model.parameters()):
-            buffer = self.optimizer.state.get(parameter, {}).get("momentum_buffer")
-            if buffer is not None:
-                tensors[f"optimizer.momentum.{index}"] = buffer
-        tensors["rng.torch"] = torch.get_rng_state()
-        return tensors
-
-    def _metadata(self) -> dict:
-        p = self.position
-        return {
-            "config": self.config.to_dict(),
-            "model": self.config.model,
-            "model_options": self.config.model_options,
-            "epoch": p.epoch,
-            "epoch_step": p.epoch_step,
-            "step": p.step,
-            "total_steps": self.total_steps,
-            "steps_per_epoch": self.steps_per_epoch,
-            "global_batch": self.config.batch_size,
-            "world_size": self.dist.world_size,
-            "best_val_acc": p.best_val_acc,
-            "best_epoch": p.best_epoch,
-            "epoch_totals": p.totals.as_dict(),
-            "optimizer": {
-                "name": "sgd",
-                "lr": self.schedule(p.step),
-                "momentum": self.config.momentum,
-                "nesterov": self.config.nesterov,
-                "weight_decay": self.config.weight_decay,
-            },
-            "schedule": {"kind": self.schedule.kind, "step": p.step, "total_steps": self.total_steps},
-            "ema": self.ema is not None,
-            "classes": list(CLASSES),
-            "data_folder": str(self.data.folder.resolve()),
-            "runtime": self.runtime.as_dict(),
-            "torch_version": torch.__version__,
-            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        }
-
     def save(self, name: str) -> Path:
-        path = self.run_dir / f"{name}.safetensors"
-        save_checkpoint(path, self._tensors(), self._metadata())
+        path = run_folder.checkpoint_path(self.run_dir, name)
+        save_checkpoint(path, pack_state(self.model, self.ema, self.optimizer), checkpoint_metadata(self))
         return path
 
     def load(self, path: Path) -> None:
@@ -284,19 +165,9 @@ class Trainer:
             raise CheckpointError(f"{path} holds weights only, no training state to resume from")
         if meta["global_batch"] != self.config.batch_size or meta["total_steps"] != self.total_steps:
             raise CheckpointError(f"{path} was written for a different batch size or length of training")
-        self.model.load_state_dict(split_prefix(tensors, "model"))
-        if self.ema is not None:
-            self.ema.load_state_dict(split_prefix(tensors, "ema"))
-        for index, parameter in enumerate(self.model.parameters()):
-            key = f"optimizer.momentum.{index}"
-            if key in tensors:
-                self.optimizer.state[parameter]["momentum_buffer"] = tensors[key].to(self.device)
-        torch.set_rng_state(tensors["rng.torch"])
-        totals = EpochTotals(**meta["epoch_totals"])
-        self.position = Position(
-            meta["epoch"], meta["epoch_step"], meta["step"], meta["best_val_acc"], meta["best_epoch"], totals
-        )
-        self.history = [row for row in read_metrics(self.run_dir / "metrics.csv") if row["epoch"] <= meta["epoch"]]
+        unpack_state(tensors, self.model, self.ema, self.optimizer, self.device)
+        self.position = Position.from_metadata(meta)
+        self.history = [row for row in run_folder.read_metrics(self.run_dir) if row["epoch"] <= meta["epoch"]]
 
     # --- the loop ------------------------------------------------------------------------------------------------
 
@@ -305,7 +176,7 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             save_config(self.config, self.run_dir / "config.yaml")
-            self._write_metrics()
+            run_folder.write_metrics(self.run_dir, self.history)
             self._announce()
         progress = RunProgress(self.config.progress if self.dist.is_main else "none", self.total_steps, self.epochs)
         with StopSignal() as stop:
@@ -314,7 +185,7 @@ class Trainer:
                     return self._pause()
                 self._train_epoch(stop, progress)
                 self._end_epoch(progress)
-        results = self.test() if self.config.test_at_end else {}
+        results = final_test(self) if self.config.test_at_end else {}
         distributed.barrier(self.dist)
         return results
 
@@ -331,13 +202,13 @@ class Trainer:
         return {}
 
     def _announce(self) -> None:
-        c = self.config
+        config = self.config
         processes = f", x{self.dist.world_size} processes" if self.dist.enabled else ""
         say(
-            f"run {self.run_dir}: {c.model} on {len(self.data.train_labels):,} training images "
-            f"({len(self.data.val_labels):,} validation), {self.total_steps:,} steps of {c.batch_size} "
+            f"run {self.run_dir}: {config.model} on {len(self.data.train_labels):,} training images "
+            f"({len(self.data.val_labels):,} validation), {self.total_steps:,} steps of {config.batch_size} "
             f"({plural(self.epochs, 'epoch')}); {self.runtime.describe()}{processes}",
-            c.progress,
+            config.progress,
         )
 
     def crop_size(self, epoch: int) -> int:
@@ -348,36 +219,36 @@ class Trainer:
         return min(self.steps_per_epoch, self.total_steps - epoch * self.steps_per_epoch)
 
     def _train_epoch(self, stop: StopSignal, progress: RunProgress) -> None:
-        p = self.position
-        epoch, steps = p.epoch, self._epoch_steps(p.epoch)
-        plan = self.stream.plan(epoch, p.epoch_step, self.crop_size(epoch))
-        progress.start_epoch(epoch + 1, steps, p.epoch_step)
+        position = self.position
+        epoch, steps = position.epoch, self._epoch_steps(position.epoch)
+        plan = self.stream.plan(epoch, position.epoch_step, self.crop_size(epoch))
+        progress.start_epoch(epoch + 1, steps, position.epoch_step)
         # device counters: read (a host sync on a GPU) only when progress is shown and at the end of the epoch
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        count, first_step = 0, p.epoch_step
+        count, first_step = 0, position.epoch_step
         started = time.perf_counter()
         self.train_model.train()
-        while p.epoch_step < steps:
-            images, labels = self.stream.batch(plan, p.epoch_step - first_step)
+        while position.epoch_step < steps:
+            images, labels = self.stream.batch(plan, position.epoch_step - first_step)
             loss, hits = self._step(images, labels)
             loss_sum += loss.double() * len(labels)
             correct += hits
             count += len(labels)
-            p.step += 1
-            p.epoch_step += 1
+            position.step += 1
+            position.epoch_step += 1
             elapsed = time.perf_counter() - started
 
             def stats(ls=loss_sum, hs=correct, n=count, t=elapsed):
                 return ls.item() / n, hs.item() / n, n * self.dist.world_size / max(t, 1e-9)
 
-            progress.update(p.step, stats)
+            progress.update(position.step, stats)
             if self.callbacks:
                 paused = time.perf_counter()
                 for callback in self.callbacks:
                     callback.on_step(self)
                 started += time.perf_counter() - paused  # hooks do not count as training time
-            if self._should_stop(stop, p.epoch_step == steps):
+            if self._should_stop(stop, position.epoch_step == steps):
                 self._accumulate(loss_sum, correct, count, time.perf_counter() - started)
                 progress.end_epoch("")
                 self._interrupt(stop.received or signal.SIGTERM)
@@ -429,7 +300,7 @@ class Trainer:
         return loss_total, hits
 
     def _nonfinite(self, loss: torch.Tensor) -> None:
-        last = self.run_dir / "last.safetensors"
+        last = run_folder.checkpoint_path(self.run_dir)
         kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint was written"
         raise TrainingError(
             f"loss became {loss.item()} at step {self.position.step + 1} (epoch {self.position.epoch + 1}); "
@@ -443,14 +314,14 @@ class Trainer:
         totals = distributed.all_reduce_sum(totals, self.dist).cpu()
         if not torch.isfinite(totals[0]):
             self._nonfinite(totals[0])
-        t = self.position.totals
-        t.loss_sum += totals[0].item()
-        t.correct += int(totals[1].item())
-        t.count += int(totals[2].item())
-        t.seconds += seconds
+        epoch_totals = self.position.totals
+        epoch_totals.loss_sum += totals[0].item()
+        epoch_totals.correct += int(totals[1].item())
+        epoch_totals.count += int(totals[2].item())
+        epoch_totals.seconds += seconds
 
     def _interrupt(self, signum: int) -> None:
-        path = self.run_dir / "last.safetensors"
+        path = run_folder.checkpoint_path(self.run_dir)
         if self.dist.is_main:
             self.save("last")
             say(f"stopped by signal {signum} at step {self.position.step}; checkpoint written to {path}", "lines")
@@ -459,43 +330,35 @@ class Trainer:
         raise Interrupted(signum, path)
 
     def _end_epoch(self, progress: RunProgress) -> None:
-        p, c = self.position, self.config
-        epoch = p.epoch + 1
+        """Close the epoch: its metrics row, validation when due, checkpoints, callbacks."""
+        position, epoch = self.position, self.position.epoch + 1
         last_epoch = epoch == self.epochs
-        row = {
-            "epoch": epoch,
-            "step": p.step,
-            "lr": self.schedule(p.step - 1),
-            "train_loss": p.totals.loss_sum / max(p.totals.count, 1),
-            "train_acc": p.totals.correct / max(p.totals.count, 1),
-            "val_loss": None,
-            "val_acc": None,
-            "seconds": p.totals.seconds,
-            "images_per_s": p.totals.count / max(p.totals.seconds, 1e-9),
-            "val_seconds": None,
-        }
-        improved = False
-        if self.dist.is_main and len(self.data.val_labels) and (epoch % c.eval_every == 0 or last_epoch):
-            started = time.perf_counter()
-            logits = self.predict(self.data.val_images, tta=0)
-            row["val_loss"] = F.cross_entropy(logits, self.data.val_labels).item()
-            row["val_acc"] = (logits.argmax(1) == self.data.val_labels).double().mean().item()
-            row["val_seconds"] = time.perf_counter() - started
-            improved = row["val_acc"] > p.best_val_acc
-            if improved:
-                p.best_val_acc, p.best_epoch = row["val_acc"], epoch
-        p.epoch, p.epoch_step, p.totals = epoch, 0, EpochTotals()
+        row = position.totals.row(epoch, position.step, self.schedule(position.step - 1))
+        validate = len(self.data.val_labels) and (epoch % self.config.eval_every == 0 or last_epoch)
+        improved = self.dist.is_main and validate and self._validate(row) > position.best_val_acc
+        if improved:
+            position.best_val_acc, position.best_epoch = row["val_acc"], epoch
+        position.epoch, position.epoch_step, position.totals = epoch, 0, EpochTotals()
         if self.dist.is_main:
             self.history.append(row)
-            self._write_metrics()
+            run_folder.write_metrics(self.run_dir, self.history)
             progress.end_epoch(format_row(row, self.epochs))
-            if epoch % c.checkpoint_every == 0 or last_epoch:
+            if epoch % self.config.checkpoint_every == 0 or last_epoch:
                 self.save("last")
             if improved:
                 self.save("best")
         for callback in self.callbacks:
             callback.on_epoch_end(self, row)
         distributed.barrier(self.dist)
+
+    def _validate(self, row: dict) -> float:
+        """Fill the row's validation columns (single view); returns the validation accuracy."""
+        started = time.perf_counter()
+        logits = self.predict(self.data.val_images, tta=0)
+        row["val_loss"] = F.cross_entropy(logits, self.data.val_labels).item()
+        row["val_acc"] = (logits.argmax(1) == self.data.val_labels).double().mean().item()
+        row["val_seconds"] = time.perf_counter() - started
+        return row["val_acc"]
 
     def predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:
         return predict_logits(
@@ -510,91 +373,3 @@ class Trainer:
 
     def train_seconds(self) -> float:
         return sum(row["seconds"] for row in self.history)
-
-    def _write_metrics(self) -> None:
-        atomic_write_bytes(self.run_dir / "metrics.csv", metrics_csv(self.history).encode())
-
-    # --- the end -------------------------------------------------------------------------------------------------
-
-    def test(self) -> dict:
-        """Test-set evaluation of the final weights (rank 0): pictures, results.json, and the summary line."""
-        if not self.dist.is_main:
-            return {}
-        from resnet_cifar.evaluate.report import write_results
-        from resnet_cifar.evaluate.runner import save_logits
-
-        started = time.perf_counter()
-        test = self.data.load_test()
-        logits = self.predict(test.images, tta=self.config.tta)
-        self.timings["test_s"] = time.perf_counter() - started
-        save_logits(self.run_dir, logits, self.config.tta, "last")
-        if self.config.plots:
-            from resnet_cifar.viz.report import describe_predictions, write_run_pictures
-
-            started = time.perf_counter()
-            write_run_pictures(
-                self.run_dir,
-                test.images,
-                test.labels,
-                logits,
-                seed=self.config.seed,
-                publish_to=Path(self.config.output_dir) / "inference.png" if self.config.publish_picture else None,
-                label_smoothing=self.config.label_smoothing,
-                which=describe_predictions("last", self.config.tta, self.ema is not None),
-            )
-            self.timings["pictures_s"] = time.perf_counter() - started
-        self.timings["train_s"] = self.train_seconds()
-        self.timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in self.history)
-        return write_results(
-            self.run_dir,
-            logits,
-            test.labels,
-            tta=self.config.tta,
-            weights="last",
-            seconds=self.timings["test_s"],
-            model=self.config.model,
-            ema=self.ema is not None,
-            train_images=len(self.data.train_labels),
-            train_seconds=self.train_seconds(),
-            runtime=self.runtime.as_dict(),
-            timings={key: round(value, 3) for key, value in self.timings.items()},
-        )
-
-
-def format_row(row: dict, epochs: int) -> str:
-    text = (
-        f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}  "
-        f"lr {row['lr']:.4g}  {row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
-    )
-    if row["val_acc"] is not None:
-        text += f"  | val loss {row['val_loss']:.4f}  acc {row['val_acc']:.4f}"
-    return text
-
-
-def metrics_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=METRIC_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {
-                k: ("" if row[k] is None else repr(row[k]) if isinstance(row[k], float) else row[k])
-                for k in METRIC_COLUMNS
-            }
-        )
-    return buffer.getvalue()
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """Rows of a metrics.csv with numbers parsed (empty cells -> None)."""
-    if not path.is_file():
-        return []
-    rows = []
-    with open(path, newline="") as handle:
-        for raw in csv.DictReader(handle):
-            row = {}
-            for key in METRIC_COLUMNS:
-                value = raw.get(key, "")
-                row[key] = None if value in ("", None) else (int(value) if key in ("epoch", "step") else float(value))
-            rows.append(row)
-    return rows

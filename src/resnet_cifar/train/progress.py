@@ -30,6 +30,17 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
 
 
+def format_row(row: dict, epochs: int) -> str:
+    """The summary line of an epoch (a metrics.csv row)."""
+    text = (
+        f"epoch {row['epoch']:>3}/{epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}  "
+        f"lr {row['lr']:.4g}  {row['seconds']:.1f}s  {row['images_per_s']:.0f} img/s"
+    )
+    if row["val_acc"] is not None:
+        text += f"  | val loss {row['val_loss']:.4f}  acc {row['val_acc']:.4f}"
+    return text
+
+
 def plural(count: float, word: str) -> str:
     return f"{count:g} {word}" + ("" if count == 1 else "s")
 

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 
 from resnet_cifar import run_folder
+from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.runtime import resolve_device
 from resnet_cifar.train import distributed
-from resnet_cifar.train.checkpoint import load_checkpoint
 from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
 from resnet_cifar.train.loop import Interrupted, Trainer
 
@@ -45,9 +45,9 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
             f"--resume: {run_dir} has no checkpoint yet (the run stopped before writing its first one); "
             "start it again with the same command and --overwrite"
         )
-    _, metadata = load_checkpoint(run_dir / "last.safetensors")
+    _, metadata = load_checkpoint(run_folder.checkpoint_path(run_dir))
     if not metadata:
-        raise ConfigError(f"{run_dir / 'last.safetensors'} has no training state")
+        raise ConfigError(f"{run_folder.checkpoint_path(run_dir)} has no training state")
     config = apply_overrides(TrainConfig(), {**metadata["config"], "stop_after_epochs": None})
     changed = {k: v for k, v in overrides.items() if getattr(config, k.replace("-", "_")) != v}
     fixed = sorted(k for k in changed if k.replace("-", "_") not in RUNTIME_KEYS)

@@ -80,6 +80,11 @@ def plot_degradation(results: dict, path: Path) -> Path:
 
 
 def plot_data_efficiency(results: dict, path: Path) -> Path:
+    data_efficiency_figure(results).savefig(path)
+    return path
+
+
+def data_efficiency_figure(results: dict) -> Figure:
     """Test accuracy against training-set size (log x), mean ± std over seeds, residual vs plain twin."""
     fig = Figure(figsize=(7.5, 4.8), dpi=100)
     ax = fig.subplots()
@@ -108,5 +113,4 @@ def plot_data_efficiency(results: dict, path: Path) -> Path:
     ax.legend()
     ax.set_title(f"Accuracy vs training-set size: {results['budget']}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return fig

@@ -32,17 +32,22 @@ def upsample(image: torch.Tensor, size: int = 128) -> np.ndarray:
     return np.asarray(pil.resize((size, size), Image.Resampling.BICUBIC))
 
 
-def inference_grid(
+def inference_grid(images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, path: Path, **options) -> Path:
+    """inference.png: see `inference_figure`."""
+    inference_figure(images, labels, logits, **options).savefig(path)
+    return path
+
+
+def inference_figure(
     images: torch.Tensor,
     labels: torch.Tensor,
     logits: torch.Tensor,
-    path: Path,
     *,
     per_class: int = 4,
     columns: int = 8,
     seed: int = 0,
     title: str | None = None,
-) -> Path:
+) -> Figure:
     """A grid of test images captioned with predicted class, confidence and true class; mistakes in red."""
     index = choose_examples(labels, per_class, seed)
     probabilities = logits[index].float().softmax(dim=1)
@@ -72,8 +77,7 @@ def inference_grid(
     heading = title or "Predictions on CIFAR-10 test images"
     fig.suptitle(f"{heading} ({correct}/{len(index)} correct shown; mistakes in red)", fontsize=12)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return fig
 
 
 def training_curves_figure(rows: list[dict], title: str = "", label_smoothing: float = 0.0) -> Figure:

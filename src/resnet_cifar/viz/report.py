@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from resnet_cifar.evaluate.metrics import confusion_matrix
+from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.viz.pictures import confusion_picture, inference_grid, training_curves
 
 
@@ -27,10 +28,9 @@ def write_run_pictures(
     `publish_to` also receives a copy of inference.png (the default run's `outputs/inference.png`); `which` names
     the weights and test-time augmentation behind `logits` (the confusion matrix's title).
     """
-    from resnet_cifar.train.loop import read_metrics
 
     written = [inference_grid(images, labels, logits, run_dir / "inference.png", seed=seed)]
-    rows = read_metrics(run_dir / "metrics.csv")
+    rows = read_metrics(run_dir)
     if rows:
         written.append(training_curves(rows, run_dir / "curves.png", run_dir.name, label_smoothing))
     confusion = confusion_matrix(logits.argmax(1), labels, logits.shape[1])

@@ -1,0 +1,112 @@
+"""The `resnet-cifar` command: one entry point, one subcommand per job (one module per group of subcommands here).
+
+Heavy modules are imported inside each command, so `resnet-cifar --help` answers at once. Every error the user can
+cause is a ResnetCifarError and is printed as one line (exit code 2), never as a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from resnet_cifar import __version__
+from resnet_cifar.cli import evaluate, experiment, info, predict, train
+from resnet_cifar.errors import Interrupted, ResnetCifarError
+
+EXIT_USAGE = 2
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for unknown flags (`--learning-rate` -> `--lr`), for every subcommand."""
+
+    def error(self, message: str):
+        if message.startswith("unrecognized arguments:"):
+            hints = [hint for word in message.split(":", 1)[1].split() if (hint := self._suggest(word))]
+            if hints:
+                message += "; did you mean " + ", ".join(hints) + "?"
+        super().error(message)
+
+    def _suggest(self, word: str) -> str | None:
+        if not word.startswith("--"):
+            return None
+        import difflib
+
+        from resnet_cifar.train.config import ALIASES
+
+        flag = word.split("=", 1)[0]
+        alias = ALIASES.get(flag[2:].replace("-", "_"))
+        if alias:
+            return "--" + alias.replace("_", "-")
+        close = difflib.get_close_matches(flag, sorted(self._all_flags()), n=1)
+        return close[0] if close else None
+
+    def _all_flags(self) -> set[str]:
+        flags = set()
+        for action in self._actions:
+            flags.update(s for s in action.option_strings if s.startswith("--"))
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    flags |= sub._all_flags()
+        return flags
+
+
+# --- entry point -------------------------------------------------------------------------------------------------
+
+SUBCOMMANDS = (train, evaluate, predict, experiment, info)  # each module's register() adds its subcommands
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(prog="resnet-cifar", description="Residual Networks on CIFAR-10: train, evaluate, show, measure.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for module in SUBCOMMANDS:
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _run(args)
+    try:
+        code = _run(args)
+    except BaseException:  # a bug: show it, then still exit without teardown
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    _exit_without_teardown(code)
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        return args.func(args)
+    except Interrupted as stop:  # the loop has written its checkpoint and said how to continue
+        return 128 + int(stop.signum)
+    except ResnetCifarError as error:
+        print(f"resnet-cifar: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("resnet-cifar: interrupted", file=sys.stderr)
+        return 130
+    except OSError as error:  # the file system said no (permissions, a full disk, a path that cannot exist)
+        where = f": {error.filename}" if error.filename else ""
+        print(f"resnet-cifar: error: {error.strerror or error}{where}", file=sys.stderr)
+        return 1
+
+
+def _exit_without_teardown(code: int) -> None:
+    """End a torchrun worker without running destructors. Freeing DDP's reducer drops the last reference to the gloo
+    process group, whose destructor joins its worker thread while holding the GIL; if that thread is still freeing a
+    finished collective's tensors it needs the GIL too, and the process hangs for ever (seen here under load; the
+    same family as pytorch#75097 and pytorch#179291). Everything has been written (checkpoints are fsynced and renamed),
+    so only the output streams are flushed."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

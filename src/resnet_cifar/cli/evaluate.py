@@ -1,0 +1,92 @@
+"""`resnet-cifar evaluate` and `resnet-cifar plot`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from resnet_cifar.cli.options import add_data_dir, add_runtime, add_weights
+
+# --- evaluate and plot -------------------------------------------------------------------------------------------
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from resnet_cifar.errors import ConfigError
+    from resnet_cifar.evaluate.report import format_results
+    from resnet_cifar.evaluate.runner import evaluate_source
+
+    if args.source and args.weights:
+        raise ConfigError("give the run folder or weights file once: as the argument or as --weights, not both")
+    source = args.source or args.weights
+    if source is None:
+        raise ConfigError("name a run folder or weights file to evaluate (e.g. outputs/default)")
+    if args.weights in ("last", "best") and not os.path.exists(args.weights):
+        raise ConfigError(
+            f"--weights names a run folder or weights file; for a run's {args.weights} checkpoint use "
+            f"--checkpoint {args.weights}"
+        )
+    results = evaluate_source(
+        source,
+        which=args.checkpoint,
+        tta=args.tta,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        model_name=args.model,
+        batch_size=args.batch_size,
+        device=args.device,
+        bf16=args.bf16,
+        output_dir=args.output_dir,
+    )
+    print(format_results(results))
+    print(f"results written to {results['path']}")
+    print(f"test_accuracy={results['top1']:.4f}")
+    return 0
+
+
+def _evaluate_parser(sub) -> None:
+    parser = sub.add_parser("evaluate", help="test-set accuracy, per-class accuracy and confusion matrix of a run")
+    parser.add_argument(
+        "source", nargs="?", default=None, metavar="RUN_OR_FILE", help="run folder or .safetensors file"
+    )
+    add_weights(parser, "(the same as the argument)")
+    parser.add_argument(
+        "--tta",
+        type=int,
+        choices=(0, 1, 2),
+        default=None,
+        help="test-time augmentation: 0 none, 1 flip, 2 flip + translate (default: the run's)",
+    )
+    parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
+    parser.add_argument(
+        "--output-dir",
+        default="outputs",
+        help="where the results of a weights file outside a run folder go (a run's results go into the run folder)",
+    )
+    add_runtime(parser)
+    add_data_dir(parser)
+    parser.set_defaults(func=cmd_evaluate)
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from resnet_cifar.evaluate.runner import plot_run
+
+    for path in plot_run(
+        args.run, data_dir=args.data_dir, download=not args.no_download, device=args.device, bf16=args.bf16
+    ):
+        print(f"wrote {path}")
+    return 0
+
+
+def _plot_parser(sub) -> None:
+    parser = sub.add_parser("plot", help="(re)write inference.png, curves.png and confusion_matrix.png of a run")
+    parser.add_argument("run", help="run folder")
+    add_runtime(parser)
+    add_data_dir(parser)
+    parser.set_defaults(func=cmd_plot)
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the `resnet-cifar` parser."""
+    _evaluate_parser(sub)
+    _plot_parser(sub)

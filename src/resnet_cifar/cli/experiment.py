@@ -1,0 +1,147 @@
+"""`resnet-cifar experiment ...`: the measurements of why residual connections work.
+
+Each experiment's flags are generated from its settings dataclass (resnet_cifar/experiments/settings.py), so a
+setting is declared, documented and defaulted in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from pathlib import Path
+
+from resnet_cifar.experiments.settings import DataEfficiencySettings, DegradationSettings, GradientFlowSettings
+
+
+def _mapping(text: str) -> dict:
+    import yaml
+
+    value = yaml.safe_load(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{widths: [16, 32, 64]}}', got {text!r}")
+    return value
+
+
+def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) -> None:
+    """One flag per field of `settings_class` that carries help text (tuples take several values)."""
+    hints = typing.get_type_hints(settings_class)
+    for spec in dataclasses.fields(settings_class):
+        if not spec.metadata.get("flag"):
+            continue
+        flag, kind = "--" + spec.name.replace("_", "-"), hints[spec.name]
+        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        text = f"{spec.metadata['help']} (default: {default})"
+        if typing.get_origin(kind) is tuple:
+            item = typing.get_args(kind)[0]
+            parser.add_argument(
+                flag, type=item, nargs="+", default=None, metavar="N" if item is int else "V", help=text
+            )
+        elif kind is dict:
+            parser.add_argument(flag, type=_mapping, default=None, metavar="YAML", help=text)
+        else:
+            item = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+            parser.add_argument(flag, type=item, default=None, metavar="V", help=text)
+
+
+def settings_from(args: argparse.Namespace, settings_class: type):
+    """The settings of this command line: the class defaults (or its quick() version), then the flags given."""
+    given = {}
+    for spec in dataclasses.fields(settings_class):
+        value = getattr(args, spec.name, None)
+        if spec.metadata.get("flag") and value is not None:
+            given[spec.name] = tuple(value) if isinstance(value, list) else value
+    settings = settings_class.quick(**given) if args.quick else settings_class(**given)
+    if settings.threads:
+        import torch
+
+        torch.set_num_threads(settings.threads)
+    return settings
+
+
+def cmd_gradient_flow(args: argparse.Namespace) -> int:
+    from resnet_cifar.experiments.gradient_flow import run_gradient_flow, summary_lines, write_gradient_flow
+
+    results = run_gradient_flow(settings_from(args, GradientFlowSettings))
+    print("\n".join(summary_lines(results)))
+    for path in write_gradient_flow(results, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_degradation(args: argparse.Namespace) -> int:
+    from resnet_cifar.experiments.degradation import run_degradation, table_lines, write_degradation
+
+    settings = settings_from(args, DegradationSettings)
+    if args.schedule == "step":
+        settings.use_paper_step_schedule()
+    results = run_degradation(settings, Path(args.out))
+    print("\n".join(table_lines(results)))
+    print(f"total {results['total_seconds'] / 60:.1f} minutes")
+    for path in write_degradation(results, Path(args.out)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_data_efficiency(args: argparse.Namespace) -> int:
+    from resnet_cifar.experiments.data_efficiency import run_data_efficiency, table_lines, write_data_efficiency
+
+    settings = settings_from(args, DataEfficiencySettings)
+    if args.model is not None and args.model_options is None:
+        settings.model_options = {}  # the default options are fastnet's
+    out = Path(args.out)
+    results = run_data_efficiency(settings, out, train=not args.report_only)
+    print("\n".join(table_lines(results)))
+    print(f"{results['seconds'] / 60:.1f} minutes of training and testing in all ({results['budget']})")
+    for path in write_data_efficiency(results, out):
+        print(f"wrote {path}")
+    return 0
+
+
+EXPERIMENTS = {
+    "gradient-flow": (
+        GradientFlowSettings,
+        cmd_gradient_flow,
+        "per-layer gradient norms, plain vs residual, +/- batch norm",
+        "draw the K steps from 1,000 images only (seconds)",
+    ),
+    "degradation": (
+        DegradationSettings,
+        cmd_degradation,
+        "plain vs residual 20/32/44/56, same recipe and budget",
+        "2 epochs of 5,000 images (a few minutes)",
+    ),
+    "data-efficiency": (
+        DataEfficiencySettings,
+        cmd_data_efficiency,
+        "test accuracy vs training-set size, residual vs plain twin, same step budget",
+        "4 sizes, 1 seed, 150 steps (about 6 minutes on 2 CPU cores)",
+    ),
+}
+
+
+def _experiment_parser(sub) -> None:
+    parser = sub.add_parser("experiment", help="measure why residual connections work")
+    experiments = parser.add_subparsers(dest="experiment", required=True)
+    commands = {}
+    for name, (settings_class, func, help_text, quick_text) in EXPERIMENTS.items():
+        command = experiments.add_parser(name, help=help_text, description=help_text)
+        command.add_argument("--out", default=f"outputs/{name}", help="folder for the results (JSON, plots)")
+        command.add_argument("--quick", action="store_true", help=quick_text)
+        add_settings_flags(command, settings_class)
+        command.set_defaults(func=func)
+        commands[name] = command
+    commands["degradation"].add_argument(
+        "--schedule",
+        choices=("onecycle", "step"),
+        default="onecycle",
+        help="onecycle (default: warm-up to lr 0.1, then down) or step (the paper's, compressed; lr 0.1 at once)",
+    )
+    commands["data-efficiency"].add_argument(
+        "--report-only", action="store_true", help="summarise the points already in --out (train nothing)"
+    )
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the `resnet-cifar` parser."""
+    _experiment_parser(sub)

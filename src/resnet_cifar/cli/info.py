@@ -1,0 +1,53 @@
+"""`resnet-cifar models` and `resnet-cifar data verify`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnet_cifar.cli.options import add_data_dir
+
+# --- models ------------------------------------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from resnet_cifar.models import format_table, list_models, model_table
+
+    names = list_models(args.pattern)
+    if not names:
+        print(f"no model matches {args.pattern!r}", file=sys.stderr)
+        return 1
+    print(format_table(model_table(names)))
+    return 0
+
+
+def _models_parser(sub) -> None:
+    parser = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
+    parser.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'plain*'")
+    parser.set_defaults(func=cmd_models)
+
+
+# --- data --------------------------------------------------------------------------------------------------------
+
+
+def cmd_data_verify(args: argparse.Namespace) -> int:
+    from resnet_cifar.data.locate import find_dataset
+    from resnet_cifar.data.verify import verify_report
+
+    ok, report = verify_report(find_dataset(args.data_dir, download=not args.no_download))
+    print(report)
+    return 0 if ok else 1
+
+
+def _data_parser(sub) -> None:
+    parser = sub.add_parser("data", help="dataset tools")
+    data_sub = parser.add_subparsers(dest="data_command", required=True)
+    verify = data_sub.add_parser("verify", help="check every file's checksum and print per-class counts")
+    add_data_dir(verify)
+    verify.set_defaults(func=cmd_data_verify)
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the `resnet-cifar` parser."""
+    _models_parser(sub)
+    _data_parser(sub)

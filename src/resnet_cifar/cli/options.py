@@ -1,0 +1,60 @@
+"""Flags shared by the commands: data folder, weights, device and precision, top-k."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir", default=None, help="CIFAR-10 folder or archive (default: $RESNET_CIFAR_DATA, then ./data)"
+    )
+    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
+
+
+def _parse_switch(text: str) -> bool | str:
+    value = {"true": True, "false": False, "auto": "auto"}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected auto, true or false, got {text!r}")
+    return value
+
+
+def add_switch_or_auto(parser, name: str, help_text: str, default=None) -> None:
+    """`--NAME` (true), `--NAME auto|true|false` and `--no-NAME` (false), e.g. for bf16."""
+    flag = "--" + name.replace("_", "-")
+    parser.add_argument(
+        flag, dest=name, nargs="?", const=True, type=_parse_switch, default=default, metavar="auto", help=help_text
+    )
+    parser.add_argument("--no-" + flag[2:], dest=name, action="store_const", const=False, help=argparse.SUPPRESS)
+
+
+def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
+    """--weights RUN_OR_FILE and --checkpoint last|best: the same two flags in every command that loads a model."""
+    parser.add_argument(
+        "--weights", default=None, metavar="RUN_OR_FILE", help=f"run folder or .safetensors file {default_help}"
+    )
+    parser.add_argument(
+        "--checkpoint", default="last", choices=("last", "best"), help="which checkpoint of a run folder (default last)"
+    )
+    parser.add_argument("--which", dest="checkpoint", choices=("last", "best"), help=argparse.SUPPRESS)  # old name
+
+
+def top_k(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 10:
+        raise argparse.ArgumentTypeError(f"must be between 1 and 10 (CIFAR-10 has 10 classes), got {value}")
+    return value
+
+
+def add_runtime(parser: argparse.ArgumentParser) -> None:
+    """--device and --bf16 for the commands that run a model (default: chosen from the hardware)."""
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
+    add_switch_or_auto(
+        parser,
+        "bf16",
+        "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false",
+        default="auto",
+    )

@@ -1,0 +1,101 @@
+"""`resnet-cifar train`: one flag per configuration field, resume, and the process around a run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from resnet_cifar.cli.options import add_switch_or_auto
+
+
+def _config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field (`--batch-size 256`, `--bf16/--no-bf16`); values parse like YAML."""
+    from resnet_cifar.train.config import FIELDS
+
+    group = parser.add_argument_group("configuration (override the YAML file)")
+    for name, spec in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = spec.metadata["help"]
+        if spec.metadata.get("choices"):
+            help_text += f" ({'/'.join(map(str, spec.metadata['choices']))})"
+        if spec.type in ("bool", bool):
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        elif spec.type == "bool | str":
+            add_switch_or_auto(group, name, help_text)
+        else:
+            group.add_argument(flag, dest=name, default=None, metavar="V", help=help_text)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from resnet_cifar.train.config import FIELDS, parse_cli_value
+
+    overrides = {}
+    for name in FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value if isinstance(value, bool) else parse_cli_value(value)
+    if "name" in overrides and overrides["name"] is not None:
+        overrides["name"] = str(overrides["name"])
+    return overrides
+
+
+def _stop_with_parent() -> None:
+    """If the parent process dies (e.g. `make train` is killed with SIGKILL), get SIGTERM, which checkpoints and
+    stops training, instead of running on as an orphan. Linux only; elsewhere a no-op."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    except (OSError, AttributeError):
+        pass
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from resnet_cifar.errors import ConfigError
+    from resnet_cifar.train.config import load_config
+    from resnet_cifar.train.loop import Interrupted
+    from resnet_cifar.train.runner import exit_code_for, print_final_line, resume_config, run_training
+
+    _stop_with_parent()
+    overrides = _overrides(args)
+    if args.resume and args.config:
+        raise ConfigError(
+            "--resume continues a run with its own configuration (RUN/config.yaml); drop --config "
+            "(flags that only change where or how fast it runs, such as --device or --threads, may be given)"
+        )
+    if args.resume:
+        config = resume_config(Path(args.resume), overrides)
+    else:
+        config = load_config(args.config, overrides)
+    try:
+        results = run_training(config, resume=Path(args.resume) if args.resume else None, overwrite=args.overwrite)
+    except Interrupted as stop:
+        return exit_code_for(stop)
+    print_final_line(results)
+    return 0
+
+
+def _train_parser(sub) -> None:
+    parser = sub.add_parser(
+        "train",
+        help="train a model (config file < flags); prints test_accuracy= last",
+        description="Train on CIFAR-10. Defaults < --config YAML < flags. The resolved config, metrics.csv, "
+        "checkpoints and pictures go to OUTPUT_DIR/NAME.",
+    )
+    parser.add_argument("--config", default=None, help="YAML file of config keys (see configs/)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run exactly where it stopped")
+    parser.add_argument("--overwrite", action="store_true", help="reuse the run folder name instead of adding -2")
+    _config_flags(parser)
+    parser.set_defaults(func=cmd_train)
+
+
+def register(sub) -> None:
+    """Add this module's subcommands to the `resnet-cifar` parser."""
+    _train_parser(sub)

@@ -1,0 +1,42 @@
+"""The tiny run the tests share: a small fastnet on a 1,000-image real subset, fp32 on the CPU, so that runs can be
+compared bit for bit on any machine kind. `tiny_config()` for the Python API, `tiny_flags()` for the command line."""
+
+import yaml
+
+from resnet_cifar.train.config import TrainConfig, load_config
+
+TINY_NET = {"widths": [16, 32, 64], "blocks": [1, 0, 1], "stem_width": 16}
+TINY = {
+    "model": "fastnet",
+    "model_options": TINY_NET,
+    "train_size": 1000,
+    "val_size": 500,
+    "batch_size": 100,
+    "epochs": 3,
+    "lr": 0.2,
+    "label_smoothing": 0.1,
+    "progress": "none",
+    "plots": False,
+    "test_at_end": False,
+    "threads": 2,
+    "bf16": False,  # fp32 on every machine kind (bf16 is tested where it is the point)
+    "device": "cpu",  # bit-exact comparisons need the CPU's kernels
+}
+
+
+def tiny_config(**changes) -> TrainConfig:
+    return load_config(None, {**TINY, **changes})
+
+
+def tiny_flags(**changes) -> list[str]:
+    """`resnet-cifar train` flags for the tiny run with `changes` (booleans become --key / --no-key)."""
+    flags = []
+    for key, value in {**TINY, **changes}.items():
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif isinstance(value, dict):
+            flags += [flag, yaml.safe_dump(value, default_flow_style=True).strip()]
+        else:
+            flags += [flag, str(value)]
+    return flags
