@@ -26,8 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from resnet_cifar.runtime import machine_description
 from resnet_cifar.run_folder import read_metrics
+from resnet_cifar.runtime import machine_description
 
 
 def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out: Path) -> Path:
