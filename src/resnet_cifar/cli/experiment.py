@@ -115,7 +115,7 @@ EXPERIMENTS = {
         DataEfficiencySettings,
         cmd_data_efficiency,
         "test accuracy vs training-set size, residual vs plain twin, same step budget",
-        "4 sizes, 1 seed, 150 steps (about 6 minutes on 2 CPU cores)",
+        "4 sizes, 1 seed, 150 steps (about 4 minutes on 2 CPU cores)",
     ),
 }
 

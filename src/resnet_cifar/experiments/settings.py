@@ -146,7 +146,7 @@ class DataEfficiencySettings:
 
     @classmethod
     def quick(cls, **kwargs) -> DataEfficiencySettings:
-        """About 6 minutes on 2 CPU cores: 4 sizes, one seed, 150 steps, 2,000 test images."""
+        """About 4 minutes on 2 CPU cores (Zen 3, fp32: 217 s): 4 sizes, one seed, 150 steps, 2,000 test images."""
         return cls(**{"sizes": (500, 2500, 10_000, 45_000), "seeds": (0,), "steps": 150, "test_images": 2000, **kwargs})
 
     def validate(self) -> None:
