@@ -36,9 +36,7 @@ def evaluate_source(
     runtime = choose_runtime(device, bf16)
     loaded = load_model(source, which, model_name=model_name, device=runtime.device)
     in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
-    if Path(
-        source
-    ).is_file():  # a file names its checkpoint itself: last.safetensors, best.safetensors, any.safetensors
+    if Path(source).is_file():  # a file names its checkpoint itself: last, best, or any other name
         which = loaded.path.stem
     config = loaded.config
     tta = config.get("tta", 1) if tta is None else tta
