@@ -7,8 +7,6 @@ import os
 
 from resnet_cifar.cli.options import add_data_dir, add_runtime, add_weights
 
-# --- evaluate and plot -------------------------------------------------------------------------------------------
-
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from resnet_cifar.errors import ConfigError

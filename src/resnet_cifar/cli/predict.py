@@ -7,8 +7,6 @@ import sys
 
 from resnet_cifar.cli.options import add_runtime, add_weights, top_k
 
-# --- predict and export ------------------------------------------------------------------------------------------
-
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.loading import load_model

@@ -60,8 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from resnet_cifar.errors import ConfigError
     from resnet_cifar.train.config import load_config
-    from resnet_cifar.train.loop import Interrupted
-    from resnet_cifar.train.runner import exit_code_for, print_final_line, resume_config, run_training
+    from resnet_cifar.train.runner import print_final_line, resume_config, run_training
 
     _stop_with_parent()
     overrides = _overrides(args)
@@ -74,10 +73,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config = resume_config(Path(args.resume), overrides)
     else:
         config = load_config(args.config, overrides)
-    try:
-        results = run_training(config, resume=Path(args.resume) if args.resume else None, overwrite=args.overwrite)
-    except Interrupted as stop:
-        return exit_code_for(stop)
+    # a signal raises Interrupted (checkpoint written): the entry point exits with 128 + its number
+    results = run_training(config, resume=Path(args.resume) if args.resume else None, overwrite=args.overwrite)
     print_final_line(results)
     return 0
 

@@ -12,7 +12,7 @@ from resnet_cifar.errors import ConfigError
 from resnet_cifar.runtime import resolve_device
 from resnet_cifar.train import distributed
 from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
-from resnet_cifar.train.loop import Interrupted, Trainer
+from resnet_cifar.train.loop import Trainer
 
 # Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding
 # (precision, micro-batches), not what it computes.
@@ -116,10 +116,6 @@ def _broadcast_text(text: str, info: distributed.DistInfo) -> str:
     holder = [text]
     dist.broadcast_object_list(holder, src=0)
     return holder[0]
-
-
-def exit_code_for(error: Interrupted) -> int:
-    return 128 + int(error.signum)
 
 
 def print_final_line(results: dict) -> None:
