@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, split_prefix
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.models import create_model
@@ -43,7 +44,7 @@ def resolve_weights(source: Path | str | None, which: str = "last") -> Path:
         return DEFAULT_WEIGHTS
     source = Path(source)
     if source.is_dir():
-        path = source / f"{which}.safetensors"
+        path = run_folder.checkpoint_path(source, which)
         if not path.is_file():
             raise CheckpointError(f"{source} has no {which}.safetensors (is it a run folder?)")
         return path
