@@ -21,11 +21,19 @@ def setting(default: Any, help: str, *, flag: bool = True) -> Any:
     return field(default=default, metadata=metadata)
 
 
+@dataclass
+class WhereToRun:
+    """The settings every experiment shares: where its data is and how many CPU threads it uses."""
+
+    threads: int = setting(0, "CPU threads (0: one per core)")
+    data_dir: str | None = setting(None, "CIFAR-10 folder (default: $RESNET_CIFAR_DATA, then ./data)")
+
+
 # --- gradient flow -----------------------------------------------------------------------------------------------
 
 
 @dataclass
-class GradientFlowSettings:
+class GradientFlowSettings(WhereToRun):
     depths: tuple[int, ...] = setting((20, 56, 110), "depths of the residual nets and their plain twins")
     norms: tuple[str, ...] = setting(("bn", "none"), "normalisations compared: bn (batch norm) and none")
     batch_size: int = setting(128, "the fixed measurement batch, and the training batch")
@@ -34,8 +42,6 @@ class GradientFlowSettings:
     grad_clip: float = setting(5.0, "gradient clipping, which keeps the nets without batch norm from diverging")
     train_pool: int = setting(10_000, "training images the K steps are drawn from")
     seed: int = setting(0, "seed for the weights, the batch and the K steps")
-    threads: int = setting(0, "CPU threads (0: one per core)")
-    data_dir: str | None = setting(None, "CIFAR-10 folder (default: $RESNET_CIFAR_DATA, then ./data)")
 
     @classmethod
     def quick(cls, **kwargs) -> GradientFlowSettings:
@@ -72,7 +78,7 @@ def _paper_recipe() -> dict:
 
 
 @dataclass
-class DegradationSettings:
+class DegradationSettings(WhereToRun):
     depths: tuple[int, ...] = setting(DEPTHS, "depths of the plain and residual nets")
     epochs: float = setting(6, "the budget: epochs of train_size images per net (~45 minutes for all 8 here)")
     train_size: int = setting(45_000, "class-balanced training images")
@@ -80,8 +86,6 @@ class DegradationSettings:
     clean_train_sample: int = setting(10_000, "training images for the final clean training error")
     val_size: int = setting(5000, "validation images carved from the training set (validated once, not used here)")
     seed: int = setting(0, "seed of every net's run")
-    threads: int = setting(0, "CPU threads (0: one per core)")
-    data_dir: str | None = setting(None, "CIFAR-10 folder (default: $RESNET_CIFAR_DATA, then ./data)")
     recipe: dict = field(default_factory=_paper_recipe, metadata={"help": "training options", "flag": False})
 
     def use_paper_step_schedule(self) -> None:
@@ -128,7 +132,7 @@ def _fast80_fp32() -> dict:
 
 
 @dataclass
-class DataEfficiencySettings:
+class DataEfficiencySettings(WhereToRun):
     sizes: tuple[int, ...] = setting(SIZES, "class-balanced training-set sizes (multiples of 10)")
     seeds: tuple[int, ...] = setting((0, 1, 2), "seeds: each draws its own subsets and trains its own nets")
     steps: int = setting(1000, "the fixed budget per point, in SGD steps of 128 images")
@@ -140,8 +144,6 @@ class DataEfficiencySettings:
     test_images: int = setting(10_000, "test images per point (a class-balanced sample when fewer than 10,000)")
     val_size: int = setting(5000, "validation images carved from the training set before the subsets are drawn")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
-    threads: int = setting(0, "CPU threads (0: one per core)")
-    data_dir: str | None = setting(None, "CIFAR-10 folder (default: $RESNET_CIFAR_DATA, then ./data)")
     recipe: dict = field(default_factory=_fast80_fp32, metadata={"help": "training options", "flag": False})
 
     @classmethod

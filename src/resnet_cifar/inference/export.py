@@ -65,8 +65,6 @@ def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Pat
     partial = path.with_name(path.name + ".part")  # written whole, then renamed: no half-written file at `path`
     try:
         _export(wrapped, example, fmt, partial, opset)
-    except ResnetCifarError:
-        raise
     except Exception as error:  # the exporter's own failure (an operator it cannot write at this opset, ...)
         partial.unlink(missing_ok=True)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -23,15 +23,16 @@ from resnet_cifar.errors import ConfigError
 
 @dataclass(frozen=True)
 class Bound:
-    """The range a number must lie in (None: unbounded on that side); `open`: that end is excluded."""
+    """The range a number must lie in (`high` None: no upper end); `*_open`: that end is excluded. Every setting
+    here has a lower end, so `low` is always a number."""
 
-    low: float | None = None
+    low: float = 0.0
     high: float | None = None
     low_open: bool = False
     high_open: bool = False
 
     def check(self, key: str, value: float) -> None:
-        too_low = self.low is not None and (value <= self.low if self.low_open else value < self.low)
+        too_low = value <= self.low if self.low_open else value < self.low
         too_high = self.high is not None and (value >= self.high if self.high_open else value > self.high)
         if too_low or too_high:
             raise ConfigError(f"{key}: must be {self}, got {value}")

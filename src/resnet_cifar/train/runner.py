@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -103,8 +104,6 @@ def finished_results(trainer: Trainer) -> dict | None:
     path = trainer.run_dir / run_folder.RESULTS
     if not path.is_file():
         return None  # trained but not tested (stopped during the test, or test_at_end off): fit() tests it
-    import json
-
     if trainer.dist.is_main:
         print(f"{trainer.run_dir} has finished all {trainer.total_steps:,} steps; its results are in {path}")
     return json.loads(path.read_text())
