@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data" / "cifar-10-batches-bin"
@@ -33,3 +34,26 @@ def cifar_test(cifar_dir):
     from resnet_cifar.data import load_split
 
     return load_split(cifar_dir, "test")
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """`machine("avx2")` makes this test's process see that CPU kind (tests/machines.py: facts faked, code real);
+    `machine.cuda("h100")` adds a GPU of that kind for decisions. The caches of the facts are cleared afterwards."""
+    from machines import CPU_KINDS, CUDA_KINDS, fake_cpu, fake_cuda
+    from resnet_cifar import runtime
+
+    class Machine:
+        def __call__(self, name: str):
+            fake_cpu(monkeypatch, CPU_KINDS[name])
+            return CPU_KINDS[name]
+
+        def cuda(self, name: str, count: int = 1):
+            fake_cuda(monkeypatch, CUDA_KINDS[name], count)
+            return CUDA_KINDS[name]
+
+    threads = torch.get_num_threads()  # the entry points under test set it from --threads
+    yield Machine()
+    monkeypatch.undo()
+    runtime.clear_caches()
+    torch.set_num_threads(threads)

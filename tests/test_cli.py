@@ -2,13 +2,15 @@
 
 import json
 import os
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from PIL import Image
+
+from resnet_cifar.runtime import choose_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -32,7 +34,7 @@ def trained_run(cifar_dir, tmp_path_factory):
     work = tmp_path_factory.mktemp("cli")
     (work / "tiny.yaml").write_text(
         "base: " + str(REPO / "configs" / "fast80.yaml") + "\n"
-        "train_size: 1000\nval_size: 500\nepochs: 2\nbatch_size: 100\nbf16: false\ndevice: cpu\n"
+        "train_size: 1000\nval_size: 500\nepochs: 2\nbatch_size: 100\ndevice: cpu\n"  # bf16: auto, the default
         "model_options: {widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}\n"
     )
     result = cli("train", "--config", "tiny.yaml", "--data-dir", str(cifar_dir), cwd=work)
@@ -67,8 +69,10 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
     assert header == "epoch,step,lr,train_loss,train_acc,val_loss,val_acc,seconds,images_per_s,val_seconds"
     assert "\r" not in result.stdout  # no progress bar redraws in a log
     header = result.stdout.splitlines()[0]  # the run header says where and in what precision, and why
-    assert re.search(r"; cpu \(\w+, fp32 as asked\), \d+ threads$", header), header
-    assert json.loads((run / "results.json").read_text())["runtime"]["precision"] == "fp32"
+    chosen = choose_runtime("cpu", "auto")  # this machine's decision: the one the run must have made and recorded
+    assert header.endswith(f"; cpu ({chosen.reason}), {chosen.threads} threads"), header
+    assert json.loads((run / "results.json").read_text())["runtime"]["precision"] == chosen.precision
+    assert yaml.safe_load((run / "config.yaml").read_text())["bf16"] is chosen.bf16
 
 
 def test_bf16_flag_takes_auto_true_false_and_nothing_else(tmp_path):

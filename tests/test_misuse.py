@@ -311,3 +311,37 @@ def test_file_system_refusals_are_one_line(monkeypatch, capsys):
     monkeypatch.setattr(args, "func", refused)
     assert cli._run(args) == 1
     assert capsys.readouterr().err == "resnet-cifar: error: Permission denied: outputs/default/metrics.csv\n"
+
+
+# --- issue 20: unknown devices, batch sizes, threads ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("device", ["mps", "xpu", "meta", "cuda:7"])
+def test_unknown_or_unavailable_devices_are_one_line_in_every_command(device, finished_run, tmp_path, capsys):
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    commands = [
+        ["train", "--device", device, "--output-dir", tmp_path / "out"],
+        ["evaluate", finished_run, "--device", device],
+        ["plot", finished_run, "--device", device],
+        ["predict", tmp_path / "x.png", "--device", device],
+        ["export", "--format", "onnx", "--device", device, "--output", tmp_path / "m.onnx"],
+        ["experiment", "data-efficiency", "--quick", "--device", device, "--out", tmp_path / "exp"],
+    ]
+    for command in commands:
+        assert run_cli(*command) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "device" in err and "Traceback" not in err, (command, err)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_evaluate_batch_sizes_below_one_are_refused(size, finished_run, capsys):
+    with pytest.raises(SystemExit) as stop:
+        run_cli("evaluate", finished_run, "--batch-size", size)
+    assert stop.value.code == 2 and "must be at least 1" in capsys.readouterr().err
+
+
+def test_more_threads_than_cores_are_refused_before_any_work(tmp_path, capsys):
+    assert run_cli("train", "--threads", "999", "--output-dir", tmp_path) == 2
+    assert "threads: must be 0 (one per core) to" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
+from resnet_cifar.inference.tta import predict_logits
+from resnet_cifar.runtime import choose_runtime
 
 
 def test_shipped_weights_are_small_and_carry_a_model_card():
@@ -20,7 +21,8 @@ def test_shipped_weights_reproduce_the_model_card(cifar_test):
     """Single view and flip TTA from two passes: TTA level 1 is the mean of the image's and its mirror's logits."""
     card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
     loaded = load_model(None, device="cpu")  # no --weights: the shipped file, no network needed
-    options = {"tta": 0, "bf16": False, "batch_size": 250, "channels_last": True}  # fp32, as the card was measured
+    fp32 = choose_runtime("cpu", bf16=False)  # as the card was measured
+    options = {"tta": 0, "runtime": fp32, "batch_size": 250, "channels_last": True}
     single = predict_logits(loaded.model, cifar_test.images, **options)
     mirrored = predict_logits(loaded.model, cifar_test.images.flip(3), **options)
     for key, logits in (("no_tta", single), ("tta_flip", (single + mirrored) / 2)):

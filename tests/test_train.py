@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import signal
 from pathlib import Path
@@ -197,3 +198,28 @@ def test_checkpoint_round_trip_and_tamper_detection(tmp_path):
     path.write_bytes(bytes(raw[: len(raw) // 2]))
     with pytest.raises(CheckpointError, match="ckpt.safetensors is not a readable safetensors checkpoint"):
         load_checkpoint(path)
+
+
+def test_resume_with_bf16_auto_keeps_the_recorded_precision(cifar_dir, tmp_path, machine):
+    """`bf16: auto` is decided once, when the run starts, and recorded; a resume on a machine whose facts would now
+    decide the other way (faked here) keeps the recorded precision and ends bit-identical to the straight run."""
+    from resnet_cifar import cli, runtime
+    from resnet_cifar.train.runner import resume_config, run_training
+
+    config = tiny_config(data_dir=str(cifar_dir), bf16="auto", epochs=2)
+    bf16_here = runtime.choose_runtime("cpu", "auto").bf16
+    run_training(dataclasses.replace(config, output_dir=str(tmp_path), name="straight"))
+    with pytest.raises(Interrupted):
+        Trainer(config, tmp_path / "resumed", callbacks=[StopAt(13)]).fit()
+    _, meta = load_checkpoint(tmp_path / "resumed" / "last.safetensors")
+    assert meta["config"]["bf16"] is bf16_here and meta["runtime"]["precision"] == ("bf16" if bf16_here else "fp32")
+
+    machine("avx2" if bf16_here else "avx512_bf16")  # `auto` would now choose the other precision
+    assert runtime.choose_runtime("cpu", "auto").bf16 is not bf16_here
+    assert cli.main(["train", "--resume", str(tmp_path / "resumed")]) == 0
+    straight, again = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+    _, meta = load_checkpoint(tmp_path / "resumed" / "last.safetensors")
+    assert meta["runtime"]["precision"] == ("bf16" if bf16_here else "fp32")
+    with pytest.raises(ConfigError, match="cannot change bf16 when resuming"):
+        resume_config(tmp_path / "resumed", {"bf16": not bf16_here})

@@ -19,8 +19,8 @@ from resnet_cifar.checkpoint import save_checkpoint
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.evaluate.metrics import accuracy
-from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
+from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import count_parameters
 from resnet_cifar.runtime import machine_description
 

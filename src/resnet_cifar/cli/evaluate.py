@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from resnet_cifar.cli.options import add_data_dir, add_runtime, add_weights
+from resnet_cifar.cli.options import add_data_dir, add_runtime, add_weights, positive_int
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -55,7 +55,9 @@ def _evaluate_parser(sub) -> None:
         help="test-time augmentation: 0 none, 1 flip, 2 flip + translate (default: the run's)",
     )
     parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
-    parser.add_argument("--batch-size", type=int, default=None, help="images per forward pass (default: the run's)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=None, help="images per forward pass (default: the run's)"
+    )
     parser.add_argument(
         "--output-dir",
         default="outputs",

@@ -55,7 +55,9 @@ def settings_from(args: argparse.Namespace, settings_class: type):
     if settings.threads:
         import torch
 
-        torch.set_num_threads(settings.threads)
+        from resnet_cifar.runtime import check_threads
+
+        torch.set_num_threads(check_threads(settings.threads))
     return settings
 
 

@@ -39,6 +39,17 @@ def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
     parser.add_argument("--which", dest="checkpoint", choices=("last", "best"), help=argparse.SUPPRESS)  # old name
 
 
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as batch sizes: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def top_k(text: str) -> int:
     try:
         value = int(text)

@@ -1,7 +1,7 @@
-"""Accuracy, per-class accuracy, confusion matrix and test-time augmentation."""
+"""Accuracy, per-class accuracy, confusion matrix (and, for convenience, the batched TTA inference they score)."""
 
 from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy, summarize, topk_correct
-from resnet_cifar.evaluate.tta import predict_logits, tta_views
+from resnet_cifar.inference.tta import predict_logits, tta_views
 
 __all__ = [
     "accuracy",

@@ -10,9 +10,8 @@ from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.report import write_results
-from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.loading import load_model
-from resnet_cifar.runtime import choose_runtime
+from resnet_cifar.inference.tta import predict_logits
 
 
 def evaluate_source(
@@ -32,9 +31,10 @@ def evaluate_source(
     run folder for a run (or a checkpoint inside one), else into `output_dir` as `<file stem>-results.json` (never
     beside a bare weights file, which may sit inside the installed package).
 
-    `device` and `bf16` default to what the hardware runs best (resnet_cifar.runtime), as training does."""
-    runtime = choose_runtime(device, bf16)
-    loaded = load_model(source, which, model_name=model_name, device=runtime.device)
+    `device` and `bf16` default to the run's own final test where this machine runs its precision natively
+    (resnet_cifar.runtime), with its batch size and memory format, so the run's test accuracy is reproduced."""
+    loaded = load_model(source, which, model_name=model_name, device=device, bf16=bf16)
+    runtime = loaded.runtime
     in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
     if Path(source).is_file():  # a file names its checkpoint itself: last, best, or any other name
         which = loaded.path.stem
@@ -48,8 +48,8 @@ def evaluate_source(
         test.images,
         tta=tta,
         batch_size=batch_size or config.get("eval_batch_size", 250),
-        bf16=runtime.bf16,
-        channels_last=config.get("channels_last", False),
+        runtime=runtime,
+        channels_last=loaded.channels_last,
     )
     seconds = time.perf_counter() - started
     if in_run:
@@ -85,7 +85,7 @@ def plot_run(
             f"plot needs a run folder (it draws the curves from metrics.csv and the pictures from the run's test "
             f"results); {run} is {'a file' if run.exists() else 'not there'}"
         )
-    loaded = load_model(run, "last", device=device)
+    loaded = load_model(run, "last", device=device, bf16=bf16)
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     config = loaded.config
@@ -100,8 +100,8 @@ def plot_run(
             test.images,
             tta=tta,
             batch_size=config.get("eval_batch_size", 250),
-            bf16=bf16,
-            channels_last=config.get("channels_last", False),
+            runtime=loaded.runtime,
+            channels_last=loaded.channels_last,
         )
     return write_run_pictures(
         run,

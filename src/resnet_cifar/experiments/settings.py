@@ -111,8 +111,8 @@ SIZES = (500, 1000, 2500, 5000, 10_000, 20_000, 45_000)
 KINDS = ("residual", "plain")
 
 
-def _fast80_fp32() -> dict:
-    """The recipe of configs/fast80-fp32.yaml (the default on CPUs without native bf16), as training options."""
+def _fast80() -> dict:
+    """The recipe of configs/fast80.yaml (what `make train` runs), as training options."""
     return {
         "batch_size": 128,
         "lr": 0.6,
@@ -144,7 +144,7 @@ class DataEfficiencySettings(WhereToRun):
     test_images: int = setting(10_000, "test images per point (a class-balanced sample when fewer than 10,000)")
     val_size: int = setting(5000, "validation images carved from the training set before the subsets are drawn")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
-    recipe: dict = field(default_factory=_fast80_fp32, metadata={"help": "training options", "flag": False})
+    recipe: dict = field(default_factory=_fast80, metadata={"help": "training options", "flag": False})
 
     @classmethod
     def quick(cls, **kwargs) -> DataEfficiencySettings:
@@ -163,6 +163,9 @@ class DataEfficiencySettings(WhereToRun):
             raise ConfigError(f"steps: must be positive, got {self.steps}")
         for kind in KINDS:
             twin(self.model, self.model_options, kind)
+        from resnet_cifar.runtime import resolve_device
+
+        resolve_device(self.device)  # an unknown or missing device fails here, before any data is read
 
     def fingerprint(self) -> dict:
         """What a point's number depends on; a stored point is reused only when this matches."""

@@ -15,7 +15,7 @@ from torch import nn
 
 from resnet_cifar.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from resnet_cifar.errors import ConfigError, ResnetCifarError
-from resnet_cifar.evaluate.tta import model_device
+from resnet_cifar.inference.tta import model_device
 
 FORMATS = ("onnx", "torchscript")
 

@@ -12,7 +12,7 @@ from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, split_prefix
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.models import create_model
-from resnet_cifar.runtime import resolve_device
+from resnet_cifar.runtime import Runtime, choose_runtime
 
 
 @dataclass
@@ -21,12 +21,18 @@ class LoadedModel:
     name: str
     options: dict
     path: Path
+    runtime: Runtime  # where the model is and the precision to run it in
     metadata: dict = field(default_factory=dict)
     averaged: bool = False  # the EMA weights were loaded
 
     @property
     def config(self) -> dict:
         return self.metadata.get("config", {})
+
+    @property
+    def channels_last(self) -> bool:
+        """The memory format the weights were trained and tested in (the model is in it; feed batches in it)."""
+        return bool(self.config.get("channels_last", False))
 
     @property
     def run_dir(self) -> Path:
@@ -70,8 +76,12 @@ def load_model(
     model_options: dict | None = None,
     prefer_ema: bool = True,
     device: torch.device | str = "auto",
+    bf16: bool | str = "auto",
+    threads: int = 0,
 ) -> LoadedModel:
-    """The model of a run folder or weights file, in eval mode on `device` (auto: CUDA when available)."""
+    """The model of a run folder or weights file, in eval mode, with the runtime it is to run in: `device` (auto:
+    CUDA when available) and `bf16` (auto: as the weights were tested where this machine runs that natively, see
+    resnet_cifar.runtime), resolved here once."""
     path = resolve_weights(source, which)
     tensors, metadata = load_checkpoint(path)
     name = model_name or metadata.get("model")
@@ -85,4 +95,17 @@ def load_model(
     except RuntimeError as error:
         first = str(error).splitlines()[0]
         raise CheckpointError(f"{path} does not fit model {name}: {first}") from None
-    return LoadedModel(model.to(resolve_device(device)).eval(), name, options, path, metadata, averaged)
+    runtime = choose_runtime(device, bf16, threads, recorded=recorded_precision(metadata))
+    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, averaged)
+    memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
+    loaded.model.to(runtime.device, memory_format=memory_format)
+    return loaded
+
+
+def recorded_precision(metadata: dict) -> bool | None:
+    """Whether a checkpoint's weights were trained and tested in bf16 (None: not recorded, e.g. a bare file)."""
+    configured = metadata.get("config", {}).get("bf16")
+    if isinstance(configured, bool):
+        return configured
+    precision = metadata.get("runtime", {}).get("precision")
+    return None if precision is None else precision == "bf16"

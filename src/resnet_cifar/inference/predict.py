@@ -12,8 +12,9 @@ from torch import nn
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
-from resnet_cifar.evaluate.tta import predict_logits
 from resnet_cifar.inference.images import load_image
+from resnet_cifar.inference.tta import model_device, predict_logits
+from resnet_cifar.runtime import Runtime, choose_runtime
 
 
 @dataclass
@@ -78,12 +79,13 @@ def classify(
     tta: int = 0,
     class_names: tuple[str, ...] = CLASSES,
     batch_size: int = 256,
-    bf16: bool | str = "auto",
+    runtime: Runtime | None = None,
 ) -> list[list[tuple[str, float]]]:
-    """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32, on the model's device."""
+    """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32, on the model's device (`runtime`: its
+    device and precision; default: chosen for the device the model is on)."""
     if len(images) == 0:
         return []
-    probabilities = predict_logits(model, images, tta=tta, batch_size=batch_size, bf16=bf16).softmax(dim=1)
+    probabilities = predict_logits(model, images, tta=tta, batch_size=batch_size, runtime=runtime).softmax(dim=1)
     values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [
         [(class_names[i], round(float(p), 6)) for p, i in zip(row_p, row_i, strict=True)]
@@ -92,9 +94,10 @@ def classify(
 
 
 def predict_files(
-    model: nn.Module, inputs: list[str], top_k: int = 3, tta: int = 0, bf16: bool | str = "auto"
+    model: nn.Module, inputs: list[str], top_k: int = 3, tta: int = 0, runtime: Runtime | None = None
 ) -> list[Prediction]:
     """Predict every readable image; unreadable ones come back with their error, in input order."""
+    runtime = runtime or choose_runtime(model_device(model))
     files, problems = expand_inputs(inputs)
     results: list[Prediction] = []
     tensors, readable = [], []
@@ -106,7 +109,9 @@ def predict_files(
         except ImageError as error:
             results.append(Prediction(str(path), error=str(error).removeprefix(f"{path}: ")))
     if tensors:
-        for index, top in zip(readable, classify(model, torch.stack(tensors), top_k, tta, bf16=bf16), strict=True):
+        for index, top in zip(
+            readable, classify(model, torch.stack(tensors), top_k, tta, runtime=runtime), strict=True
+        ):
             results[index].top = top
     return results + problems
 

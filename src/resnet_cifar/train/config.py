@@ -345,24 +345,17 @@ def _check_model(config: TrainConfig) -> None:
         raise ConfigError(f"model_options for {config.model}: {error}") from None
 
 
-RUN_KEYS = ("name", "output_dir", "publish_picture")  # what a file says about its run, kept when in_fp32 swaps recipes
-
-
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then `overrides` (CLI flags); validated.
-
-    A file may name another recipe for machines that end up in fp32 (`in_fp32: other.yaml`, relative to the file):
-    when the precision chosen for this machine and device is fp32, that file is read instead (the run keeps this
-    file's name). That is how `make train` runs a bf16 recipe on AVX-512-bf16 CPUs and GPUs and an fp32 one on AVX2.
-    """
+    """Defaults, then the YAML file, then `overrides` (CLI flags); validated. The precision stays as given ("auto"
+    included): the entry point resolves it once (resnet_cifar.runtime) and the run records the resolved value."""
     config = TrainConfig()
     if path is not None:
         data = read_yaml(path)
-        alternative = data.pop("in_fp32", None)
-        if alternative is not None and _runs_in_fp32({**data, **(overrides or {})}):
-            own = {"name": data.get("name", Path(path).stem), **{k: data[k] for k in RUN_KEYS if k in data}}
-            data = {**read_yaml(_relative(path, alternative, "in_fp32")), **own}
-            data.pop("in_fp32", None)
+        if "in_fp32" in data:
+            raise ConfigError(
+                f"{path}: in_fp32 (a second recipe for fp32 machines) was retired: one recipe now serves every "
+                "machine; remove the key"
+            )
         config = apply_overrides(config, data)
         if config.name is None:
             config = dataclasses.replace(config, name=Path(path).stem)
@@ -375,15 +368,6 @@ def _relative(path: Path | str, other: Any, key: str) -> Path:
     if not isinstance(other, str):
         raise ConfigError(f"{path}: {key} must be a file name, got {other!r}")
     return (Path(path).parent / other).resolve()
-
-
-def _runs_in_fp32(values: dict[str, Any]) -> bool:
-    """Whether the precision chosen for these settings' device and bf16 is fp32 (resnet_cifar.runtime decides)."""
-    from resnet_cifar.runtime import choose_precision, resolve_device
-
-    device = _coerce("device", values.get("device", FIELDS["device"].default))
-    bf16 = _coerce("bf16", values.get("bf16", FIELDS["bf16"].default))
-    return not choose_precision(resolve_device(device), bf16)[0]  # rejects a bf16 value that is not true/false/auto
 
 
 def save_config(config: TrainConfig, path: Path) -> None:

@@ -5,12 +5,15 @@ gloo on CPU, NCCL on CUDA. One process (rank 0) does all logging, checkpoints an
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from resnet_cifar.runtime import Runtime
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,15 @@ def any_rank(flag: bool, info: DistInfo, device: torch.device | str = "cpu") -> 
     value = torch.tensor([1 if flag else 0], device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
+
+
+def agree_on_runtime(runtime: Runtime, info: DistInfo) -> Runtime:
+    """Every rank computes in rank 0's precision (each rank keeps its own device)."""
+    if not info.enabled:
+        return runtime
+    decision = [runtime.bf16, runtime.reason]
+    dist.broadcast_object_list(decision, src=0)
+    return dataclasses.replace(runtime, bf16=bool(decision[0]), reason=str(decision[1]))
 
 
 def barrier(info: DistInfo) -> None:

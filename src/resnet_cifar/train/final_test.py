@@ -3,54 +3,67 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import torch
 
 from resnet_cifar import run_folder
 from resnet_cifar.evaluate.report import write_results
+from resnet_cifar.runtime import Runtime
+from resnet_cifar.train.config import TrainConfig
+from resnet_cifar.train.data import TrainingData
 
-if TYPE_CHECKING:
-    from resnet_cifar.train.loop import Trainer
 
+def final_test(
+    run_dir: Path,
+    config: TrainConfig,
+    data: TrainingData,
+    predict: Callable[[torch.Tensor, int], torch.Tensor],
+    *,
+    runtime: Runtime,
+    averaged: bool,
+    history: list[dict],
+    timings: dict[str, float],
+) -> dict:
+    """Test-set evaluation of the final weights: logits, pictures, results.json; returns the results.
 
-def final_test(trainer: Trainer) -> dict:
-    """Test-set evaluation of the final weights (rank 0): logits, pictures, results.json; returns the results."""
-    if not trainer.dist.is_main:
-        return {}
-    config, timings = trainer.config, trainer.timings
+    `predict(images, tta)` gives the logits of the weights being tested (the run's own evaluation path, so that
+    `evaluate RUN` can reproduce them); `timings` (where the run's time went) gains the test and picture times."""
     started = time.perf_counter()
-    test = trainer.data.load_test()
-    logits = trainer.predict(test.images, tta=config.tta)
+    test = data.load_test()
+    logits = predict(test.images, config.tta)
     timings["test_s"] = time.perf_counter() - started
-    run_folder.save_logits(trainer.run_dir, logits, config.tta, "last")
+    run_folder.save_logits(run_dir, logits, config.tta, "last")
     if config.plots:
         from resnet_cifar.viz.report import describe_predictions, write_run_pictures
 
         started = time.perf_counter()
         write_run_pictures(
-            trainer.run_dir,
+            run_dir,
             test.images,
             test.labels,
             logits,
             seed=config.seed,
             publish_to=Path(config.output_dir) / "inference.png" if config.publish_picture else None,
             label_smoothing=config.label_smoothing,
-            which=describe_predictions("last", config.tta, trainer.ema is not None),
+            which=describe_predictions("last", config.tta, averaged),
         )
         timings["pictures_s"] = time.perf_counter() - started
-    timings["train_s"] = trainer.train_seconds()
-    timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in trainer.history)
+    train_seconds = sum(row["seconds"] for row in history)
+    timings["train_s"] = train_seconds
+    timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in history)
     return write_results(
-        trainer.run_dir,
+        run_dir,
         logits,
         test.labels,
         tta=config.tta,
         weights="last",
         seconds=timings["test_s"],
         model=config.model,
-        ema=trainer.ema is not None,
-        train_images=len(trainer.data.train_labels),
-        train_seconds=trainer.train_seconds(),
-        runtime=trainer.runtime.as_dict(),
+        ema=averaged,
+        train_images=len(data.train_labels),
+        train_seconds=train_seconds,
+        runtime=runtime.as_dict(),
         timings={key: round(value, 3) for key, value in timings.items()},
     )

@@ -7,6 +7,7 @@ what a checkpoint holds is train/state.py, and the test at the end is train/fina
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import time
@@ -23,9 +24,9 @@ from resnet_cifar.checkpoint import (
 )
 from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
-from resnet_cifar.evaluate.tta import autocast_context, predict_logits
+from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import create_model
-from resnet_cifar.runtime import choose_runtime, enable_determinism, let_cudnn_choose_kernels
+from resnet_cifar.runtime import Runtime, choose_runtime, enable_determinism, let_cudnn_choose_kernels
 from resnet_cifar.seeding import derive_seed
 from resnet_cifar.train import distributed
 from resnet_cifar.train.config import TrainConfig, save_config
@@ -75,12 +76,16 @@ class Trainer:
         run_dir: Path,
         dist: distributed.DistInfo | None = None,
         callbacks: list[Callback] | tuple[Callback, ...] = (),
+        runtime: Runtime | None = None,
     ):
-        self.config = config
+        """`runtime`: the device and precision resolved by the caller (the CLI resolves it once, and under torchrun
+        for all ranks); chosen here from `config` when not given. The config this run records holds the precision
+        it runs in, never "auto", so a resumed run computes in the same one."""
+        self.runtime = runtime or choose_runtime(config.device, config.bf16, config.threads)
+        self.config = config = dataclasses.replace(config, bf16=self.runtime.bf16)
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir)
         self.dist = dist or distributed.DistInfo()
-        self.runtime = choose_runtime(config.device, config.bf16, config.threads)
         self.device = self.runtime.device
         if config.deterministic:
             enable_determinism(self.device)
@@ -155,7 +160,19 @@ class Trainer:
 
     def save(self, name: str) -> Path:
         path = run_folder.checkpoint_path(self.run_dir, name)
-        save_checkpoint(path, pack_state(self.model, self.ema, self.optimizer), checkpoint_metadata(self))
+        metadata = checkpoint_metadata(
+            self.config,
+            self.position,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            world_size=self.dist.world_size,
+            lr=self.schedule(self.position.step),
+            schedule_kind=self.schedule.kind,
+            averaged=self.ema is not None,
+            data_folder=self.data.folder,
+            runtime=self.runtime,
+        )
+        save_checkpoint(path, pack_state(self.model, self.ema, self.optimizer), metadata)
         return path
 
     def load(self, path: Path) -> None:
@@ -185,9 +202,21 @@ class Trainer:
                     return self._pause()
                 self._train_epoch(stop, progress)
                 self._end_epoch(progress)
-        results = final_test(self) if self.config.test_at_end else {}
+        results = self._test() if self.config.test_at_end and self.dist.is_main else {}
         distributed.barrier(self.dist)
         return results
+
+    def _test(self) -> dict:
+        return final_test(
+            self.run_dir,
+            self.config,
+            self.data,
+            self.predict,
+            runtime=self.runtime,
+            averaged=self.ema is not None,
+            history=self.history,
+            timings=self.timings,
+        )
 
     def _pause(self) -> dict:
         """Stop at an epoch boundary as configured (stop_after_epochs); the checkpoint is there to resume from."""
@@ -282,7 +311,7 @@ class Trainer:
             last = index == len(chunks) - 1
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.train_model.no_sync()
             with sync:
-                with autocast_context(self.device, self.runtime.bf16):
+                with self.runtime.autocast():
                     logits = self.train_model(x)
                     loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
                     loss = loss * (len(y) / len(labels)) if len(chunks) > 1 else loss
@@ -366,8 +395,7 @@ class Trainer:
             images,
             tta=tta,
             batch_size=self.config.eval_batch_size,
-            device=self.device,
-            bf16=self.runtime.bf16,
+            runtime=self.runtime,
             channels_last=self.config.channels_last,
         )
 

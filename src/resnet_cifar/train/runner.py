@@ -10,17 +10,18 @@ from pathlib import Path
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.runtime import resolve_device
+from resnet_cifar.runtime import choose_runtime, resolve_device
 from resnet_cifar.train import distributed
 from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
 from resnet_cifar.train.loop import Trainer
 
 # Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding
 # (precision, micro-batches), not what it computes.
+# The precision is not among them: it was decided when the run started and is recorded in its config (see
+# resume_config).
 RUNTIME_KEYS = (
     "threads",
     "device",
-    "bf16",
     "accumulate",
     "progress",
     "data_dir",
@@ -49,11 +50,17 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
     _, metadata = load_checkpoint(run_folder.checkpoint_path(run_dir))
     if not metadata:
         raise ConfigError(f"{run_folder.checkpoint_path(run_dir)} has no training state")
-    config = apply_overrides(TrainConfig(), {**metadata["config"], "stop_after_epochs": None})
+    recorded = {**metadata["config"], "stop_after_epochs": None}
+    if recorded.get("bf16") == "auto":  # written before the precision was recorded: the checkpoint's runtime says it
+        recorded["bf16"] = metadata.get("runtime", {}).get("precision") == "bf16"
+    config = apply_overrides(TrainConfig(), recorded)
+    if overrides.get("bf16") == "auto":  # the default of the flag: keep the recorded precision
+        overrides = {k: v for k, v in overrides.items() if k != "bf16"}
     changed = {k: v for k, v in overrides.items() if getattr(config, k.replace("-", "_")) != v}
     fixed = sorted(k for k in changed if k.replace("-", "_") not in RUNTIME_KEYS)
     if fixed:
-        raise ConfigError(f"cannot change {', '.join(fixed)} when resuming (only {', '.join(RUNTIME_KEYS)})")
+        why = " (the run computes in the precision it started in, for an exact resume)" if "bf16" in fixed else ""
+        raise ConfigError(f"cannot change {', '.join(fixed)} when resuming{why} (only {', '.join(RUNTIME_KEYS)})")
     return validate(apply_overrides(config, changed))
 
 
@@ -70,6 +77,8 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
     try:
         if info.enabled and config.device in ("auto", "cuda") and resolve_device(config.device).type == "cuda":
             config = dataclasses.replace(config, device=f"cuda:{info.local_rank}")
+        # decided once, before anything is written, and by rank 0 for every rank
+        runtime = distributed.agree_on_runtime(choose_runtime(config.device, config.bf16, config.threads), info)
         if info.is_main:
             run_dir = Path(resume) if resume else new_run_dir(config, overwrite)
             lock = run_folder.RunLock(run_dir)
@@ -81,7 +90,7 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
             run_dir = Path()
         if info.enabled:  # every rank must use rank 0's folder
             run_dir = Path(_broadcast_text(str(run_dir), info))
-        trainer = Trainer(config, run_dir, info)
+        trainer = Trainer(config, run_dir, info, runtime=runtime)
         if info.enabled:  # freed only at process exit: see cli._exit_without_teardown
             _KEPT_UNTIL_EXIT.append(trainer)
         if resume:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from resnet_cifar.checkpoint import clean_state_dict, split_prefix
 from resnet_cifar.data.cifar10 import CLASSES
-
-if TYPE_CHECKING:
-    from resnet_cifar.train.loop import Trainer
+from resnet_cifar.runtime import Runtime
+from resnet_cifar.train.config import TrainConfig
 
 
 @dataclass
@@ -101,30 +100,41 @@ def unpack_state(
     torch.set_rng_state(tensors["rng.torch"])
 
 
-def checkpoint_metadata(trainer: Trainer) -> dict:
+def checkpoint_metadata(
+    config: TrainConfig,
+    position: Position,
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    world_size: int,
+    lr: float,
+    schedule_kind: str,
+    averaged: bool,
+    data_folder: Path,
+    runtime: Runtime,
+) -> dict:
     """The JSON half of a checkpoint: the config, the position, and what a reader needs to use or judge the weights."""
-    config, step = trainer.config, trainer.position.step
     return {
         "config": config.to_dict(),
         "model": config.model,
         "model_options": config.model_options,
-        **trainer.position.as_metadata(),
-        "total_steps": trainer.total_steps,
-        "steps_per_epoch": trainer.steps_per_epoch,
+        **position.as_metadata(),
+        "total_steps": total_steps,
+        "steps_per_epoch": steps_per_epoch,
         "global_batch": config.batch_size,
-        "world_size": trainer.dist.world_size,
+        "world_size": world_size,
         "optimizer": {
             "name": "sgd",
-            "lr": trainer.schedule(step),
+            "lr": lr,
             "momentum": config.momentum,
             "nesterov": config.nesterov,
             "weight_decay": config.weight_decay,
         },
-        "schedule": {"kind": trainer.schedule.kind, "step": step, "total_steps": trainer.total_steps},
-        "ema": trainer.ema is not None,
+        "schedule": {"kind": schedule_kind, "step": position.step, "total_steps": total_steps},
+        "ema": averaged,
         "classes": list(CLASSES),
-        "data_folder": str(trainer.data.folder.resolve()),
-        "runtime": trainer.runtime.as_dict(),
+        "data_folder": str(data_folder.resolve()),
+        "runtime": runtime.as_dict(),
         "torch_version": torch.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -1,4 +1,5 @@
-"""Batched inference on uint8 images with test-time augmentation (TTA).
+"""Batched inference on uint8 images with test-time augmentation (TTA): the core that training, evaluation,
+prediction and the pictures share.
 
 TTA levels: 0 the image as is; 1 the mean of the logits of the image and its mirror; 2 level 1 at three positions
 (as is, and shifted by one pixel up-left and down-right with reflected borders): six views in all.
@@ -6,14 +7,12 @@ TTA levels: 0 the image as is; 1 the mean of the logits of the image and its mir
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from resnet_cifar.data.augment import normalize
-from resnet_cifar.runtime import choose_precision
+from resnet_cifar.runtime import Runtime, choose_runtime
 
 TTA_LEVELS = (0, 1, 2)
 
@@ -36,48 +35,43 @@ def tta_views(images: torch.Tensor, level: int) -> list[torch.Tensor]:
     return [view for position in positions for view in (position, position.flip(3))]
 
 
-def autocast_context(device: torch.device, bf16: bool):
-    if not bf16:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
-
-
 def model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
 
-@torch.no_grad()
 def predict_logits(
     model: nn.Module,
     images: torch.Tensor,
     *,
     tta: int = 0,
     batch_size: int = 1000,
-    device: torch.device | str | None = None,
-    bf16: bool | str = "auto",
+    runtime: Runtime | None = None,
     channels_last: bool = False,
 ) -> torch.Tensor:
     """float32 logits (N x classes, on the CPU) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views.
 
-    `device`: where the model is (default: where its parameters are). `bf16`: True, False or "auto" (where the
-    hardware runs it natively and faster; see resnet_cifar.runtime).
+    `runtime`: where and in what precision (default: chosen for the device the model is on, as `choose_runtime`
+    does). `channels_last`: feed channels-last batches (as the run was trained and tested, for identical rounding).
     """
-    device = model_device(model) if device is None else torch.device(device)
-    bf16, _ = choose_precision(device, bf16)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    runtime = runtime or choose_runtime(model_device(model))
     was_training = model.training
     model.eval()
     outputs = []
     try:
-        for start in range(0, len(images), batch_size):
-            batch = normalize(images[start : start + batch_size]).to(device)
-            total = None
-            for view in tta_views(batch, tta):
-                if channels_last:
-                    view = view.contiguous(memory_format=torch.channels_last)
-                with autocast_context(device, bf16):
-                    logits = model(view).float()
-                total = logits if total is None else total + logits
-            outputs.append((total / len(tta_views(batch[:1], tta))).cpu())
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                batch = normalize(images[start : start + batch_size]).to(runtime.device)
+                views = tta_views(batch, tta)
+                total = None
+                for view in views:
+                    if channels_last:
+                        view = view.contiguous(memory_format=torch.channels_last)
+                    with runtime.autocast():
+                        logits = model(view).float()
+                    total = logits if total is None else total + logits
+                outputs.append((total / len(views)).cpu())
     finally:
         model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
