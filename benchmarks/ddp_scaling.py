@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
 
 
@@ -78,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.inference.export import Deployable, export_model
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.runtime import cpu_has_native_bf16, machine_description
@@ -108,4 +110,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import yaml
 
+from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.runtime import machine_description
 
@@ -96,4 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback

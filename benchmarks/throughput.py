@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,8 +23,10 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.models import count_macs, create_model
+from resnet_cifar.models.summary import VARIANTS
 from resnet_cifar.runtime import choose_runtime, cpu_has_native_bf16, machine_description
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
@@ -142,11 +145,11 @@ def our_loop(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="fastnet")
+    parser.add_argument("--model", default="fastnet", help="any registered model")
     parser.add_argument(
         "--model-options",
-        default="{widths: [32, 64, 128], blocks: [1, 1, 1], stem_width: 24}",
-        help="YAML mapping of builder options",
+        default=None,
+        help="YAML mapping of builder options (default: fastnet's of `make train` for fastnet, else the model's own)",
     )
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=20, help="steps per synthetic measurement")
@@ -167,7 +170,10 @@ def main() -> None:
     precisions = (False, True) if cpu_has_native_bf16() or args.emulated_bf16 else (False,)
     if precisions == (False,):
         print("bf16 rows skipped: this CPU has no native bf16 (--emulated-bf16 to measure them anyway)")
-    options = yaml.safe_load(args.model_options) or {}
+    if args.model_options is not None:
+        options = yaml.safe_load(args.model_options) or {}
+    else:
+        options = dict(VARIANTS["fastnet 32-64-128 (make train)"][1]) if args.model == "fastnet" else {}
     macs = count_macs(create_model(args.model, **options))
     peaks = {bf16: matmul_peak(torch.bfloat16 if bf16 else torch.float32) for bf16 in precisions}
     print(
@@ -210,4 +216,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.runtime import choose_runtime, cpu_isa, machine_description
 from resnet_cifar.train.config import load_config
@@ -249,4 +250,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback

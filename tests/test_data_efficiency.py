@@ -95,7 +95,10 @@ def tiny_settings(cifar_dir, **changes) -> de.DataEfficiencySettings:
 def test_points_are_written_as_they_finish_and_reused_only_for_the_same_settings(cifar_dir, tmp_path):
     settings = tiny_settings(cifar_dir)
     trained: list[str] = []
-    results = de.run_data_efficiency(settings, tmp_path, log=trained.append)
+    log: list[str] = []
+    results = de.run_data_efficiency(settings, tmp_path, log=log.append)
+    trained += [line for line in log if not line.startswith("net ")]
+    assert next(line for line in log if line.startswith("net ")) == "net 1/4 residual-20-s0: 3 steps on 20 images"
     assert len(trained) == 4 and results["missing"] == []
     point = json.loads((tmp_path / "points" / "plain-40-s0.json").read_text())
     assert (point["kind"], point["model_options"]["residual"], point["images_seen"], point["epochs"]) == (
@@ -111,7 +114,7 @@ def test_points_are_written_as_they_finish_and_reused_only_for_the_same_settings
     again = de.run_data_efficiency(settings, tmp_path, log=trained.append)
     assert trained == [] and again["summary"] == results["summary"]  # nothing retrained: an interrupted run resumes
     de.run_data_efficiency(tiny_settings(cifar_dir, steps=4), tmp_path, log=trained.append)
-    assert len(trained) == 4  # another budget is another experiment
+    assert len([line for line in trained if not line.startswith("net ")]) == 4  # another budget: another experiment
 
     paths = de.write_data_efficiency(again, tmp_path)
     assert json.loads(paths[0].read_text())["budget"] == "3 steps of 10 images for every point"
@@ -123,12 +126,14 @@ def test_report_only_summarises_what_is_there_and_names_what_is_missing(cifar_di
     report = de.run_data_efficiency(tiny_settings(cifar_dir, sizes=(20,), seeds=(0, 1)), tmp_path, train=False)
     assert report["missing"] == ["residual-20-s1", "plain-20-s1"]
     assert [row["n"] for row in report["summary"]["residual"]] == [1]
-    # the CLI's settings differ from the tiny ones (net, batch), so none of the stored points is theirs
+    # the CLI's settings differ from the tiny ones (net, batch): the folder's own points are reported, named as such
     command = [sys.executable, "-m", "resnet_cifar", "experiment", "data-efficiency", "--out", str(tmp_path)]
     command += ["--sizes", "500", "--seeds", "0", "--report-only"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "2 points missing (not trained here): residual-500-s0, plain-500-s0" in result.stdout
+    assert f"reporting the 2 points in {tmp_path}, which were run with other settings" in result.stdout
+    written = json.loads((tmp_path / "data_efficiency.json").read_text())
+    assert len(written["points"]) == 2 and written["settings"]["sizes"] == [20] and "note" in written["settings"]
 
 
 def test_bad_sizes_are_one_clear_line(capsys):

@@ -29,11 +29,11 @@ step() {  # step NAME COMMAND...: run it, log to OUT/NAME.log, print one line
 rc() { "$py" -m resnet_cifar "$@"; }
 
 interrupted_then_resumed() {  # SIGINT mid-run (after the first epoch's line), then --resume to the end
-  rc train --config configs/default.yaml --device "$device" --name resumed --output-dir "$out/runs" --progress lines \
+  "$py" -m resnet_cifar train --config configs/default.yaml --device "$device" --name resumed --output-dir "$out/runs" --progress lines \
     --no-plots &
-  local pid=$!
+  local pid=$!  # Python itself (not a subshell running a function), so that it gets the signal
   for _ in $(seq 1 600); do  # metrics.csv gains its first row when epoch 1 ends
-    [ "$(wc -l <"$out/runs/resumed/metrics.csv" 2>/dev/null || echo 0)" -ge 2 ] && break
+    [ "$(cat "$out/runs/resumed/metrics.csv" 2>/dev/null | wc -l)" -ge 2 ] && break
     sleep 0.2
   done
   kill -INT "$pid"

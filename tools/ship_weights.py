@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 from resnet_cifar.checkpoint import save_checkpoint
+from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.evaluate.metrics import accuracy
@@ -69,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -88,6 +88,11 @@ def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, to
             header = handle.metadata() or {}
         tensors = safetensors.torch.load_file(str(path))
     except Exception as error:  # safetensors raises several types for torn or garbled files
+        kind = other_file_kind(path)
+        if kind is not None:
+            raise CheckpointError(
+                f"{path} is {kind}, not weights: expected a .safetensors file{_sibling(path)}"
+            ) from None
         raise CheckpointError(
             f"{path} is not a readable safetensors checkpoint (truncated or corrupted): {error}"
         ) from None
@@ -104,6 +109,29 @@ def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, to
     if verify and tensor_digest(tensors) != metadata.get("tensor_sha256"):
         raise CheckpointError(f"{path}: checksum mismatch, the checkpoint was altered or damaged")
     return tensors, metadata
+
+
+def other_file_kind(path: Path) -> str | None:
+    """What a file that is not safetensors is, from its first bytes and name, in words; None if unrecognised."""
+    with open(path, "rb") as handle:
+        start = handle.read(16)
+    if path.suffix == ".json" or start.lstrip()[:1] in (b"{", b"["):
+        return "a JSON file (a checkpoint's readable metadata?)"
+    if start.startswith(b"PK\x03\x04"):
+        return "a zip archive (a TorchScript or torch.save file?)"
+    if start[:1] == b"\x80" or path.suffix in (".pt", ".pth", ".ckpt", ".pkl"):
+        return "a pickle (torch.save) file, which is never unpickled here"
+    if path.suffix == ".onnx":
+        return "an ONNX model (run it with ONNX Runtime; it cannot be loaded back as weights)"
+    if start.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"BM", b"RIFF")):
+        return "an image"
+    return None
+
+
+def _sibling(path: Path) -> str:
+    """`; NAME.safetensors beside it is one` when the safetensors file of the same name exists."""
+    candidate = path.with_suffix(".safetensors")
+    return f"; {candidate} beside it is one" if candidate != path and candidate.is_file() else ""
 
 
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

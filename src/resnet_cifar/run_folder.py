@@ -66,6 +66,17 @@ def claim_new(base: Path, overwrite: bool = False) -> Path:
     raise AssertionError("unreachable")
 
 
+def discard_unstarted(run_dir: Path) -> None:
+    """Remove the folder of a run that stopped before its first checkpoint: the files it wrote (config.yaml, an
+    empty metrics.csv, .lock) and then the folder, if nothing else is in it. Nothing of it could be resumed."""
+    run_dir = Path(run_dir)
+    for path in [*run_files(run_dir), run_dir / LOCK]:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    with contextlib.suppress(OSError):  # not empty: files the run did not write stay, and so does the folder
+        run_dir.rmdir()
+
+
 class RunLock:
     """Holds `.lock` in a run folder exclusively while a run writes there (an OS lock: it is released when the
     process ends, however it ends, so a killed run never leaves a stale lock). A second run, `--overwrite` or

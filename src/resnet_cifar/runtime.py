@@ -242,9 +242,10 @@ def bf16_speedup(device: torch.device) -> float:
 
 
 def choose_precision(
-    device: torch.device, requested: bool | str = "auto", recorded: bool | None = None
+    device: torch.device, requested: bool | str = "auto", recorded: bool | None = None, given: str = "as asked"
 ) -> tuple[bool, str]:
-    """(use bf16, why) for `device`; `requested` is True, False or "auto".
+    """(use bf16, why) for `device`; `requested` is True, False or "auto" (`given`: how a True/False came, for the
+    reason, e.g. "as the run recorded").
 
     `recorded`: the precision that trained weights were tested in. With "auto" it is reused where this machine runs
     it natively, so that evaluating a run reproduces its numbers; where bf16 would be emulated, fp32 stands in."""
@@ -256,18 +257,18 @@ def choose_precision(
         use, reason = choose_precision(device, "auto")
         return use, reason + (" (the weights were tested in bf16)" if not use else "")
     if device.type == "cuda":
-        return _choose_cuda(device, requested)
+        return _choose_cuda(device, requested, given)
     isa = cpu_isa()
     if requested is False:
-        return False, f"{isa}, fp32 as asked"
+        return False, f"{isa}, fp32 {given}"
     emulated = cpu_bf16_emulated_reason()
     if emulated is not None:
         if requested is True:
             _warn_once(f"bf16 on this CPU ({isa}, {emulated}) is emulated: 10-400x slower than fp32. Go on.")
-            return True, f"{isa}, bf16 as asked (emulated: {emulated})"
+            return True, f"{isa}, bf16 {given} (emulated: {emulated})"
         return False, f"{isa}, {emulated} → fp32"
     if requested is True:
-        return True, f"{isa}, bf16 as asked"
+        return True, f"{isa}, bf16 {given}"
     speedup = bf16_speedup(device)
     if speedup < BF16_VETO:
         return False, f"{isa}, but bf16 measured {1 / speedup:.0f}x slower than fp32 (emulated) → fp32"
@@ -279,29 +280,33 @@ def _warn_once(message: str) -> None:
     print(f"resnet-cifar: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _choose_cuda(device: torch.device, requested: bool | str) -> tuple[bool, str]:
+def _choose_cuda(device: torch.device, requested: bool | str, given: str) -> tuple[bool, str]:
     name = gpu_name(device)
     if requested is False:
-        return False, f"{name}, fp32 as asked"
+        return False, f"{name}, fp32 {given}"
     native = torch.cuda.get_device_capability(device) >= CUDA_BF16_CAPABILITY
     if requested is True:
         if not native and not torch.cuda.is_bf16_supported():
             raise ConfigError(f"bf16: {name} does not support bfloat16")
-        return True, f"{name}, bf16 as asked"
+        return True, f"{name}, bf16 {given}"
     if not native:
         return False, f"{name}, no native bf16 (compute capability below 8.0) → fp32"
     return True, f"{name}, native bf16 → bf16"
 
 
 def choose_runtime(
-    device: str | torch.device = "auto", bf16: bool | str = "auto", threads: int = 0, recorded: bool | None = None
+    device: str | torch.device = "auto",
+    bf16: bool | str = "auto",
+    threads: int = 0,
+    recorded: bool | None = None,
+    given: str = "as asked",
 ) -> Runtime:
     """Resolve the device, set the thread count (0: leave PyTorch's default, one per core) and pick the precision
-    (`recorded`: see choose_precision): the one decision a command or API front door makes and passes down."""
+    (`recorded`, `given`: see choose_precision): the one decision a command or API front door makes and passes down."""
     resolved = resolve_device(device)
     if check_threads(threads):
         torch.set_num_threads(threads)
-    use_bf16, reason = choose_precision(resolved, bf16, recorded)
+    use_bf16, reason = choose_precision(resolved, bf16, recorded, given)
     return Runtime(resolved, use_bf16, reason, torch.get_num_threads())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from resnet_cifar import __version__
 from resnet_cifar.cli import evaluate, experiment, info, predict, train
@@ -81,8 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    return run_reporting_errors(lambda: args.func(args))
+
+
+def run_reporting_errors(command: Callable[[], int | None]) -> int:
+    """Run `command` as the CLI runs a subcommand: the user's errors as one line (exit 2), a signal as 128 + its
+    number, a refusal of the file system as one line (exit 1). The benchmarks and tools use it for their main()."""
     try:
-        return args.func(args)
+        return command() or 0
     except Interrupted as stop:  # the loop has written its checkpoint and said how to continue
         return 128 + int(stop.signum)
     except ResnetCifarError as error:

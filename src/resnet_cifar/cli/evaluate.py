@@ -30,6 +30,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         download=not args.no_download,
         model_name=args.model,
+        model_options=args.model_options,
         batch_size=args.batch_size,
         device=args.device,
         bf16=args.bf16,
@@ -54,7 +55,6 @@ def _evaluate_parser(sub) -> None:
         default=None,
         help="test-time augmentation: 0 none, 1 flip, 2 flip + translate (default: the run's)",
     )
-    parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
     parser.add_argument(
         "--batch-size", type=positive_int, default=None, help="images per forward pass (default: the run's)"
     )

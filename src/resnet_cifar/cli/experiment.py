@@ -11,16 +11,8 @@ import dataclasses
 import typing
 from pathlib import Path
 
+from resnet_cifar.cli.options import yaml_mapping
 from resnet_cifar.experiments.settings import DataEfficiencySettings, DegradationSettings, GradientFlowSettings
-
-
-def _mapping(text: str) -> dict:
-    import yaml
-
-    value = yaml.safe_load(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{widths: [16, 32, 64]}}', got {text!r}")
-    return value
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) -> None:
@@ -31,14 +23,16 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) ->
             continue
         flag, kind = "--" + spec.name.replace("_", "-"), hints[spec.name]
         default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
-        text = f"{spec.metadata['help']} (default: {default})"
+        text = spec.metadata["help"]
+        if default is not None and "default" not in text:
+            text += f" (default: {default})"
         if typing.get_origin(kind) is tuple:
             item = typing.get_args(kind)[0]
             parser.add_argument(
                 flag, type=item, nargs="+", default=None, metavar="N" if item is int else "V", help=text
             )
         elif kind is dict:
-            parser.add_argument(flag, type=_mapping, default=None, metavar="YAML", help=text)
+            parser.add_argument(flag, type=yaml_mapping, default=None, metavar="YAML", help=text)
         else:
             item = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
             parser.add_argument(flag, type=item, default=None, metavar="V", help=text)

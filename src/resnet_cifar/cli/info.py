@@ -11,13 +11,14 @@ from resnet_cifar.cli.options import add_data_dir
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from resnet_cifar.models import format_table, list_models, model_table
+    from resnet_cifar.models import format_table, list_models
+    from resnet_cifar.models.summary import cached_model_table
 
     names = list_models(args.pattern)
     if not names:
         print(f"no model matches {args.pattern!r}", file=sys.stderr)
         return 1
-    print(format_table(model_table(names)))
+    print(format_table(cached_model_table(names)))
     return 0
 
 
@@ -34,7 +35,7 @@ def cmd_data_verify(args: argparse.Namespace) -> int:
     from resnet_cifar.data.locate import find_dataset
     from resnet_cifar.data.verify import verify_report
 
-    ok, report = verify_report(find_dataset(args.data_dir, download=not args.no_download))
+    ok, report = verify_report(find_dataset(args.data_dir, download=False))  # a check reports; it never downloads
     print(report)
     return 0 if ok else 1
 
@@ -43,7 +44,7 @@ def _data_parser(sub) -> None:
     parser = sub.add_parser("data", help="dataset tools")
     data_sub = parser.add_subparsers(dest="data_command", required=True)
     verify = data_sub.add_parser("verify", help="check every file's checksum and print per-class counts")
-    add_data_dir(verify)
+    add_data_dir(verify, download=False)
     verify.set_defaults(func=cmd_data_verify)
 
 

@@ -5,11 +5,16 @@ from __future__ import annotations
 import argparse
 
 
-def add_data_dir(parser: argparse.ArgumentParser) -> None:
+def add_data_dir(parser: argparse.ArgumentParser, download: bool = True) -> None:
+    """--data-dir (and --no-download, for the commands that may download)."""
     parser.add_argument(
         "--data-dir", default=None, help="CIFAR-10 folder or archive (default: $RESNET_CIFAR_DATA, then ./data)"
     )
-    parser.add_argument("--no-download", action="store_true", help="fail instead of downloading missing data")
+    parser.add_argument(  # a command that never downloads still accepts the flag (scripts pass it everywhere)
+        "--no-download",
+        action="store_true",
+        help="fail instead of downloading missing data" if download else argparse.SUPPRESS,
+    )
 
 
 def _parse_switch(text: str) -> bool | str:
@@ -37,6 +42,27 @@ def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
         "--checkpoint", default="last", choices=("last", "best"), help="which checkpoint of a run folder (default last)"
     )
     parser.add_argument("--which", dest="checkpoint", choices=("last", "best"), help=argparse.SUPPRESS)  # old name
+    parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
+    parser.add_argument(
+        "--model-options",
+        type=yaml_mapping,
+        default=None,
+        metavar="YAML",
+        help="builder options for --model, e.g. '{widths: [32, 64, 128]}' (default: the file's, else the model's)",
+    )
+
+
+def yaml_mapping(text: str) -> dict:
+    """An argparse type for a YAML mapping such as `{widths: [16, 32, 64]}`."""
+    import yaml
+
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a YAML mapping such as '{{widths: [16, 32, 64]}}', got {text!r}")
+    return value
 
 
 def positive_int(text: str) -> int:

@@ -12,7 +12,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.loading import load_model
     from resnet_cifar.inference.predict import format_json, format_table, predict_files
 
-    loaded = load_model(args.weights, args.checkpoint, device=args.device, bf16=args.bf16)
+    loaded = load_model(
+        args.weights,
+        args.checkpoint,
+        model_name=args.model,
+        model_options=args.model_options,
+        device=args.device,
+        bf16=args.bf16,
+    )
     predictions = predict_files(loaded.model, args.images, top_k=args.top_k, tta=args.tta, runtime=loaded.runtime)
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
     failed = [p for p in predictions if p.error]
@@ -37,7 +44,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.export import export_model, output_path
     from resnet_cifar.inference.loading import load_model
 
-    loaded = load_model(args.weights, args.checkpoint, device=args.device, bf16=False)  # the graph is fp32
+    loaded = load_model(  # bf16 off: the exported graph is fp32
+        args.weights,
+        args.checkpoint,
+        model_name=args.model,
+        model_options=args.model_options,
+        device=args.device,
+        bf16=False,
+    )
     output = output_path(args.output, loaded.name, args.format)
     export_model(loaded.model, args.format, output, opset=args.opset)
     print(

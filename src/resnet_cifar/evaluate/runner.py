@@ -22,6 +22,7 @@ def evaluate_source(
     data_dir=None,
     download: bool = True,
     model_name: str | None = None,
+    model_options: dict | None = None,
     batch_size: int | None = None,
     device: str = "auto",
     bf16: bool | str = "auto",
@@ -33,7 +34,7 @@ def evaluate_source(
 
     `device` and `bf16` default to the run's own final test where this machine runs its precision natively
     (resnet_cifar.runtime), with its batch size and memory format, so the run's test accuracy is reproduced."""
-    loaded = load_model(source, which, model_name=model_name, device=device, bf16=bf16)
+    loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
     runtime = loaded.runtime
     in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
     if Path(source).is_file():  # a file names its checkpoint itself: last, best, or any other name
@@ -52,10 +53,12 @@ def evaluate_source(
         channels_last=loaded.channels_last,
     )
     seconds = time.perf_counter() - started
-    if in_run:
-        folder, filename = loaded.run_dir, run_folder.results_filename(which, tta, config.get("tta", 1))
-    else:
-        folder, filename = Path(output_dir), f"{loaded.path.stem}-results.json"
+    # one naming rule: results.json for the weights' own TTA level, results-WHICH-ttaN.json for any other; a file
+    # outside a run gets its stem in front (`default-results.json`, `default-results-last-tta0.json`)
+    filename = run_folder.results_filename(which if in_run else "last", tta, config.get("tta", 1))
+    folder = loaded.run_dir if in_run else Path(output_dir)
+    if not in_run:
+        filename = f"{loaded.path.stem}-{filename}"
     results = write_results(
         folder,
         logits,

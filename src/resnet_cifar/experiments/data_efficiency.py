@@ -24,6 +24,7 @@ from pathlib import Path
 from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.experiments.report import NetProgress, ReportError, write_report
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
 from resnet_cifar.experiments.subruns import continue_from_checkpoint
 from resnet_cifar.train.config import load_config
@@ -57,7 +58,7 @@ def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySetting
             "checkpoint_every": 1_000_000,
             "test_at_end": False,
             "plots": False,
-            "progress": "none",
+            "progress": "auto",  # a bar on a terminal, lines (with the point's ETA) in a log
         },
     )
     started = time.perf_counter()
@@ -110,33 +111,97 @@ def run_data_efficiency(
     settings: DataEfficiencySettings, out: Path, log: Callable[[str], None] = print, *, train: bool = True
 ) -> dict:
     """Train every missing (kind, size, seed) point, then return all points and their summary. With train=False,
-    summarise the points already in `out` (say, filled by several processes) and list the missing ones."""
+    report the points already in `out` (say, filled by several processes): see `stored_report`."""
     settings.validate()
-    test = _test_set(settings) if train else None
+    if not train:
+        return stored_report(settings, out, log)
+    test = _test_set(settings)
     (out / "points").mkdir(parents=True, exist_ok=True)
-    points, missing = [], []
-    for seed in settings.seeds:
-        for size in settings.sizes:
-            for kind in KINDS:
-                path = out / "points" / f"{point_name(kind, size, seed)}.json"
-                point = load_point(path, settings)
-                if point is None and not train:
-                    missing.append(path.stem)
-                    continue
-                if point is None:
-                    point = train_point(kind, size, seed, settings, out, test)
-                    atomic_write_bytes(path, (json.dumps(point, indent=1) + "\n").encode())
-                    log(
-                        f"{kind:<8} {size:>6,} images  seed {seed}  test {point['test_acc']:.2%}  "
-                        f"val {point['val_acc']:.2%}  ({point['epochs']:.1f} epochs, {point['seconds']:.0f}s)"
-                    )
-                points.append(point)
-    if missing:
-        log(f"{len(missing)} points missing (not trained here): {', '.join(missing)}")
+    wanted = [(kind, size, seed) for seed in settings.seeds for size in settings.sizes for kind in KINDS]
+    counter = NetProgress(len(wanted), log)
+    points = []
+    for kind, size, seed in wanted:
+        path = out / "points" / f"{point_name(kind, size, seed)}.json"
+        point = load_point(path, settings)
+        if point is None:
+            counter.start(f"{point_name(kind, size, seed)}: {settings.steps} steps on {size:,} images")
+            point = train_point(kind, size, seed, settings, out, test)
+            counter.done()
+            atomic_write_bytes(path, (json.dumps(point, indent=1) + "\n").encode())
+            log(
+                f"{kind:<8} {size:>6,} images  seed {seed}  test {point['test_acc']:.2%}  "
+                f"val {point['val_acc']:.2%}  ({point['epochs']:.1f} epochs, {point['seconds']:.0f}s)"
+            )
+        else:
+            counter.skip()
+        points.append(point)
+    return _results(asdict(settings), settings.fingerprint(), points, missing=[])
+
+
+def stored_points(out: Path) -> list[dict]:
+    """Every readable point in OUT/points, whatever settings it was made with."""
+    points = []
+    for path in sorted((out / "points").glob("*.json")):
+        try:
+            point = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(point, dict) and isinstance(point.get("settings"), dict):
+            points.append(point)
+    return points
+
+
+def stored_report(settings: DataEfficiencySettings, out: Path, log: Callable[[str], None] = print) -> dict:
+    """The report of the points in `out`, trained by this or any earlier command (nothing is trained, nothing created).
+
+    The points made with this command's settings are reported, with the ones still missing named; when the folder
+    holds points of one other set of settings only (it was filled with --quick, say), those are reported and the
+    report says so. An empty folder, or one holding several other sets, is refused with one line (ReportError)."""
+    groups: dict[str, list[dict]] = {}
+    for point in stored_points(out):
+        groups.setdefault(json.dumps(point["settings"], sort_keys=True), []).append(point)
+    mine = json.dumps(settings.fingerprint(), sort_keys=True)
+    if not groups:
+        raise ReportError(f"{out} holds no data-efficiency points: nothing to report (run it without --report-only)")
+    if mine in groups:
+        points = groups[mine]
+        done = {(p["kind"], p["train_size"], p["seed"]) for p in points}
+        missing = [
+            point_name(kind, size, seed)
+            for seed in settings.seeds
+            for size in settings.sizes
+            for kind in KINDS
+            if (kind, size, seed) not in done
+        ]
+        if missing:
+            log(f"{len(missing)} points missing (not trained here): {', '.join(missing)}")
+        return _results(asdict(settings), settings.fingerprint(), points, missing)
+    if len(groups) > 1:
+        raise ReportError(
+            f"{out} holds points of {len(groups)} other settings than this command's: give the flags they were run "
+            "with (e.g. --quick) to report one of them"
+        )
+    (points,) = groups.values()
+    fingerprint = points[0]["settings"]
+    log(
+        f"reporting the {len(points)} points in {out}, which were run with other settings than this command's: "
+        f"{fingerprint['steps']} steps, test images {fingerprint['test_images']:,}, model {fingerprint['model']} "
+        f"{fingerprint['model_options']}"
+    )
+    described = {
+        **fingerprint,
+        "sizes": sorted({p["train_size"] for p in points}),
+        "seeds": sorted({p["seed"] for p in points}),
+        "note": "reported from the points found in the folder; not the settings of the reporting command",
+    }
+    return _results(described, fingerprint, points, missing=[])
+
+
+def _results(described: dict, fingerprint: dict, points: list[dict], missing: list[str]) -> dict:
     return {
-        "settings": asdict(settings),
+        "settings": described,
         "missing": missing,
-        "budget": f"{settings.steps} steps of {settings.recipe['batch_size']} images for every point",
+        "budget": f"{fingerprint['steps']} steps of {fingerprint['recipe']['batch_size']} images for every point",
         "summary": summarize(points),
         "points": points,
         "seconds": sum(point["seconds"] for point in points),  # compute time of all points, whoever trained them
@@ -192,7 +257,6 @@ def _mean_std(row: dict) -> str:
 def write_data_efficiency(results: dict, out: Path) -> list[Path]:
     from resnet_cifar.viz.experiments import plot_data_efficiency
 
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "data_efficiency.json"
-    atomic_write_bytes(path, (json.dumps(results, indent=1) + "\n").encode())
-    return [path, plot_data_efficiency(results, out / "data_efficiency.png")]
+    return write_report(
+        out, "data_efficiency.json", results, "points", pictures={"data_efficiency.png": plot_data_efficiency}
+    )

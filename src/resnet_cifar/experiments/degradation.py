@@ -19,6 +19,7 @@ import torch
 from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.experiments.report import NetProgress, write_report
 from resnet_cifar.experiments.settings import DegradationSettings
 from resnet_cifar.experiments.subruns import continue_from_checkpoint
 from resnet_cifar.train.config import load_config
@@ -63,7 +64,7 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
             "checkpoint_every": 10_000,
             "test_at_end": False,
             "plots": False,
-            "progress": "none",
+            "progress": "auto",  # a bar on a terminal, lines (with the net's ETA) in a log
         },
     )
     run_dir = out / "runs" / net
@@ -99,21 +100,24 @@ def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str
         test_images, test_labels = test.images, test.labels
     nets = {}
     fingerprint = {k: v for k, v in json.loads(json.dumps(asdict(settings))).items() if k != "data_dir"}
-    for kind in ("plain", "resnet"):
-        for depth in settings.depths:
-            name = f"{kind}{depth}"
-            done = out / "nets" / f"{name}.json"  # a finished net is not trained again when the study is rerun
-            stored = json.loads(done.read_text()) if done.is_file() else {}
-            if stored.get("settings") == fingerprint:
-                nets[name] = stored["result"]
-                continue
-            nets[name] = train_one(name, settings, out, test_images, test_labels)
-            done.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(done, json.dumps({"settings": fingerprint, "result": nets[name]}).encode())
-            log(
-                f"{name:<9} train error {nets[name]['train_error']:.4f}  test error {nets[name]['test_error']:.4f}  "
-                f"({nets[name]['seconds']:.0f}s)"
-            )
+    names = [f"{kind}{depth}" for kind in ("plain", "resnet") for depth in settings.depths]
+    counter = NetProgress(len(names), log)
+    for name in names:
+        done = out / "nets" / f"{name}.json"  # a finished net is not trained again when the study is rerun
+        stored = json.loads(done.read_text()) if done.is_file() else {}
+        if stored.get("settings") == fingerprint:
+            nets[name] = stored["result"]
+            counter.skip()
+            continue
+        counter.start(f"{name}: {settings.epochs:g} epochs of {settings.train_size:,} images")
+        nets[name] = train_one(name, settings, out, test_images, test_labels)
+        counter.done()
+        done.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(done, json.dumps({"settings": fingerprint, "result": nets[name]}).encode())
+        log(
+            f"{name:<9} train error {nets[name]['train_error']:.4f}  test error {nets[name]['test_error']:.4f}  "
+            f"({nets[name]['seconds']:.0f}s)"
+        )
     total = sum(net["seconds"] for net in nets.values())
     return {"settings": asdict(settings), "nets": nets, "total_seconds": total}
 
@@ -136,11 +140,11 @@ def table_lines(results: dict) -> list[str]:
 def write_degradation(results: dict, out: Path) -> list[Path]:
     from resnet_cifar.viz.experiments import plot_degradation
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "degradation.json").write_text(json.dumps(table(results), indent=2) + "\n")
-    (out / "degradation_curves.json").write_text(json.dumps(results, indent=1) + "\n")
-    return [
-        out / "degradation.json",
-        out / "degradation_curves.json",
-        plot_degradation(results, out / "degradation.png"),
-    ]
+    return write_report(
+        out,
+        "degradation_curves.json",
+        results,
+        "nets",
+        extra={"degradation.json": table(results)},
+        pictures={"degradation.png": plot_degradation},
+    )

@@ -7,7 +7,6 @@ listed from input to output. If gradients vanish, the norms fall towards the inp
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -21,9 +20,11 @@ from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import balanced_subset
+from resnet_cifar.experiments.report import NetProgress, write_report
 from resnet_cifar.experiments.settings import GradientFlowSettings
 from resnet_cifar.models import create_model
 from resnet_cifar.seeding import derive_seed
+from resnet_cifar.train.progress import RunProgress
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -106,16 +107,29 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, se
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, weight_decay=5e-4)
     augment = Augmentation(crop_padding=4)
     model.train()
+    progress = RunProgress("auto", settings.steps, 1)
+    progress.start_epoch(1, settings.steps)
+    started = time.perf_counter()
     for step in range(settings.steps):
         generator = torch.Generator().manual_seed(derive_seed(settings.seed, 7, step))
         index = torch.randint(0, len(labels), (settings.batch_size,), generator=generator)
-        loss = F.cross_entropy(model(augment(images[index], generator)), labels[index])
+        logits = model(augment(images[index], generator))
+        loss = F.cross_entropy(logits, labels[index])
         if not torch.isfinite(loss):
+            progress.end_epoch("")
             return False
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), settings.grad_clip)
         optimizer.step()
+        hits = (logits.argmax(1) == labels[index]).double().mean()
+        seen = (step + 1) * settings.batch_size
+
+        def stats(loss=loss, hits=hits, seen=seen) -> tuple[float, float, float]:
+            return loss.item(), hits.item(), seen / (time.perf_counter() - started)
+
+        progress.update(step + 1, stats)
+    progress.end_epoch(f"  {settings.steps} steps in {time.perf_counter() - started:.0f}s")
     return True
 
 
@@ -128,7 +142,10 @@ def run_gradient_flow(settings: GradientFlowSettings, log: Callable[[str], None]
     fixed = balanced_subset(pool_labels, settings.batch_size - settings.batch_size % 10, settings.seed + 1)
     batch, batch_labels = normalize(pool_images[fixed]), pool_labels[fixed]
     results = {"settings": asdict(settings), "nets": {}}
-    for label, name, norm in net_names(settings):
+    nets = net_names(settings)
+    counter = NetProgress(len(nets), log)
+    for label, name, norm in nets:
+        counter.start(f"{label}: measure, train {settings.steps} steps, measure again")
         started = time.perf_counter()
         torch.manual_seed(settings.seed)
         model = create_model(name, norm=norm)
@@ -147,6 +164,7 @@ def run_gradient_flow(settings: GradientFlowSettings, log: Callable[[str], None]
             f"{label:<16} first/last conv grad norm: init {at_init.first_to_last:10.3g}   "
             f"after {settings.steps} steps {after.first_to_last:10.3g}   ({time.perf_counter() - started:.0f}s)"
         )
+        counter.done()
     return results
 
 
@@ -164,7 +182,4 @@ def summary_lines(results: dict) -> list[str]:
 def write_gradient_flow(results: dict, out: Path) -> list[Path]:
     from resnet_cifar.viz.experiments import plot_gradient_flow
 
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "gradient_flow.json"
-    json_path.write_text(json.dumps(results, indent=1) + "\n")
-    return [json_path, plot_gradient_flow(results, out / "gradient_flow.png")]
+    return write_report(out, "gradient_flow.json", results, "nets", pictures={"gradient_flow.png": plot_gradient_flow})

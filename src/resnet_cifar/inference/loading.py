@@ -86,7 +86,11 @@ def load_model(
     tensors, metadata = load_checkpoint(path)
     name = model_name or metadata.get("model")
     if name is None:
-        raise ConfigError(f"{path} carries no model name; pass --model NAME")
+        raise ConfigError(
+            f"{path} carries no model name (plain weights without metadata): pass --model NAME (and --model-options "
+            "if it was built with other than the defaults), or model_name= in Python; `resnet-cifar models` lists "
+            "the names"
+        )
     options = dict(metadata.get("model_options", {}) if model_options is None else model_options)
     model = create_model(name, **options)
     state, averaged = state_from_tensors(tensors, prefer_ema)

@@ -28,48 +28,41 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def _folder_files(folder: Path) -> tuple[list[Path], list[Prediction]]:
-    """Every visible file under `folder` (a file that is not an image is reported by name later, never skipped), and
-    the entries that cannot be read as files, each with its reason: broken links, links to folders (not followed, so
-    a link loop cannot recurse for ever)."""
-    files, skipped = [], []
+def _folder_entries(folder: Path) -> list[Path | Prediction]:
+    """Every visible file under `folder`, sorted (a file that is not an image is reported by name later, never
+    skipped), with the entries that cannot be read as files in their places, each with its reason: broken links,
+    links to folders (not followed, so a link loop cannot recurse for ever)."""
+    entries: list[Path | Prediction] = []
     for entry in sorted(folder.rglob("*")):
         if _hidden(entry.relative_to(folder)):
             continue
         if entry.is_symlink() and not entry.exists():
-            skipped.append(Prediction(str(entry), error="broken symbolic link"))
+            entries.append(Prediction(str(entry), error="broken symbolic link"))
         elif entry.is_symlink() and entry.is_dir():
-            skipped.append(
+            entries.append(
                 Prediction(str(entry), error="symbolic link to a folder: not followed (name it to include it)")
             )
         elif entry.is_file():
-            files.append(entry)
-    return files, skipped
+            entries.append(entry)
+    return entries
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[Prediction]]:
-    """Files as given, folders by their visible files (recursively, sorted), globs expanded; unmatched inputs are
-    returned as errors."""
-    files: list[Path] = []
-    problems: list[Prediction] = []
+def expand_inputs(inputs: list[str]) -> list[Path | Prediction]:
+    """Files as given, folders by their visible files (recursively, sorted), globs expanded, in the order given;
+    what cannot be read (an unmatched input, a broken link, an empty folder) stands in its place as an error."""
+    entries: list[Path | Prediction] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found, skipped = _folder_files(path)
-            if not found and not skipped:
-                problems.append(Prediction(item, error="empty folder"))
-            files += found
-            problems += skipped
+            entries += _folder_entries(path) or [Prediction(item, error="empty folder")]
         elif path.exists():
-            files.append(path)
+            entries.append(path)
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())
-            if not matches:
-                problems.append(Prediction(item, error="no file matches"))
-            files += matches
+            entries += matches or [Prediction(item, error="no file matches")]
         else:
-            problems.append(Prediction(item, error="no such file or folder"))
-    return files, problems
+            entries.append(Prediction(item, error="no such file or folder"))
+    return entries
 
 
 def classify(
@@ -98,22 +91,24 @@ def predict_files(
 ) -> list[Prediction]:
     """Predict every readable image; unreadable ones come back with their error, in input order."""
     runtime = runtime or choose_runtime(model_device(model))
-    files, problems = expand_inputs(inputs)
     results: list[Prediction] = []
     tensors, readable = [], []
-    for path in files:
+    for entry in expand_inputs(inputs):
+        if isinstance(entry, Prediction):
+            results.append(entry)
+            continue
         try:
-            tensors.append(load_image(path))
+            tensors.append(load_image(entry))
             readable.append(len(results))
-            results.append(Prediction(str(path)))
+            results.append(Prediction(str(entry)))
         except ImageError as error:
-            results.append(Prediction(str(path), error=str(error).removeprefix(f"{path}: ")))
+            results.append(Prediction(str(entry), error=str(error).removeprefix(f"{entry}: ")))
     if tensors:
         for index, top in zip(
             readable, classify(model, torch.stack(tensors), top_k, tta, runtime=runtime), strict=True
         ):
             results[index].top = top
-    return results + problems
+    return results
 
 
 def format_table(predictions: list[Prediction], top_k: int) -> str:

@@ -235,7 +235,7 @@ class Trainer:
         processes = f", x{self.dist.world_size} processes" if self.dist.enabled else ""
         say(
             f"run {self.run_dir}: {config.model} on {len(self.data.train_labels):,} training images "
-            f"({len(self.data.val_labels):,} validation), {self.total_steps:,} steps of {config.batch_size} "
+            f"({len(self.data.val_labels):,} validation), {plural(self.total_steps, 'step')} of {config.batch_size} "
             f"({plural(self.epochs, 'epoch')}); {self.runtime.describe()}{processes}",
             config.progress,
         )

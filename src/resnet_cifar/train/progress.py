@@ -42,7 +42,7 @@ def format_row(row: dict, epochs: int) -> str:
 
 
 def plural(count: float, word: str) -> str:
-    return f"{count:g} {word}" + ("" if count == 1 else "s")
+    return f"{count:,g} {word}" + ("" if count == 1 else "s")
 
 
 class RunProgress:

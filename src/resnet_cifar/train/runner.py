@@ -71,18 +71,22 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
     """Train (or resume) and return the test results; raises Interrupted after a signal (checkpoint written).
 
     The run folder is locked while the run writes there (rank 0); --overwrite first removes the old run's files, so
-    results and weights never come from two different runs."""
+    results and weights never come from two different runs. A new run that fails before its first checkpoint
+    removes the folder it claimed, so a retry gets the same name (and `make train` the folder the README names)."""
     info = distributed.init_distributed(resolve_device(config.device).type)
-    lock = None
+    lock, claimed = None, None
     try:
         if info.enabled and config.device in ("auto", "cuda") and resolve_device(config.device).type == "cuda":
             config = dataclasses.replace(config, device=f"cuda:{info.local_rank}")
         # decided once, before anything is written, and by rank 0 for every rank
-        runtime = distributed.agree_on_runtime(choose_runtime(config.device, config.bf16, config.threads), info)
+        given = "as the run recorded" if resume else "as asked"
+        runtime = choose_runtime(config.device, config.bf16, config.threads, given=given)
+        runtime = distributed.agree_on_runtime(runtime, info)
         if info.is_main:
             run_dir = Path(resume) if resume else new_run_dir(config, overwrite)
-            lock = run_folder.RunLock(run_dir)
-            lock.acquire()
+            held = run_folder.RunLock(run_dir)
+            held.acquire()  # a folder in use by another run is refused here, before anything of it is touched
+            lock, claimed = held, None if resume else run_dir
             if overwrite and not resume:
                 for path in run_folder.run_files(run_dir):
                     path.unlink()
@@ -99,6 +103,13 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
             if finished is not None:
                 return finished
         return trainer.fit()
+    except BaseException:
+        if lock is not None:
+            lock.release()
+            lock = None
+        if claimed is not None and not run_folder.checkpoint_path(claimed).exists():
+            run_folder.discard_unstarted(claimed)
+        raise
     finally:
         if lock is not None:
             lock.release()
