@@ -347,3 +347,190 @@ def test_more_threads_than_cores_are_refused_before_any_work(tmp_path, capsys):
     assert run_cli("train", "--threads", "999", "--output-dir", tmp_path) == 2
     assert "threads: must be 0 (one per core) to" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+# --- issue 21: nothing lost, nothing misleading ------------------------------------------------------------------
+
+
+def test_report_only_of_a_missing_folder_is_refused_and_creates_nothing(tmp_path, capsys):
+    assert run_cli("experiment", "data-efficiency", "--out", tmp_path / "none", "--report-only") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds no data-efficiency points" in err
+    assert not (tmp_path / "none").exists()
+
+
+def test_a_report_never_replaces_a_fuller_one_and_an_empty_one_is_refused(tmp_path):
+    from resnet_cifar.experiments.report import ReportError, write_report
+
+    def plot(results, path):
+        path.write_bytes(b"picture of %d" % len(results["points"]))
+        return path
+
+    full = {"points": [1, 2, 3]}
+    write_report(tmp_path, "report.json", full, "points", pictures={"report.png": plot})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ReportError, match="holds 3 points and this report 1: the fuller report is kept"):
+        write_report(tmp_path, "report.json", {"points": [9]}, "points", pictures={"report.png": plot})
+    with pytest.raises(ReportError, match="nothing to report"):
+        write_report(tmp_path, "report.json", {"points": []}, "points", pictures={"report.png": plot})
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+    def broken(results, path):
+        path.write_bytes(b"half a pict")
+        raise RuntimeError("the plot failed half-way")
+
+    with pytest.raises(RuntimeError):
+        write_report(tmp_path, "report.json", {"points": [1, 2, 3, 4]}, "points", pictures={"report.png": broken})
+    assert (tmp_path / "report.png").read_bytes() == b"picture of 3"  # the old picture, whole; no partial file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.png"]
+
+
+def test_every_experiments_report_goes_through_the_same_rule(tmp_path):
+    from resnet_cifar.experiments.degradation import write_degradation
+    from resnet_cifar.experiments.gradient_flow import write_gradient_flow
+    from resnet_cifar.experiments.report import ReportError
+
+    for write in (write_gradient_flow, write_degradation):
+        with pytest.raises(ReportError, match="nothing to report"):
+            write({"settings": {}, "nets": {}, "total_seconds": 0}, tmp_path / write.__name__)
+        assert not (tmp_path / write.__name__).exists()
+
+
+def test_experiments_say_which_net_of_how_many_and_show_steps_off_a_terminal(cifar_dir, capsys):
+    from resnet_cifar.experiments.gradient_flow import run_gradient_flow
+    from resnet_cifar.experiments.report import NetProgress
+    from resnet_cifar.experiments.settings import GradientFlowSettings
+
+    settings = GradientFlowSettings(depths=(20,), norms=("bn",), steps=3, train_pool=100, batch_size=20)
+    settings.data_dir = str(cifar_dir)
+    lines: list[str] = []
+    run_gradient_flow(settings, log=lines.append)
+    assert [line.split(":")[0] for line in lines if line.startswith("net ")] == ["net 1/2 plain20", "net 2/2 resnet20"]
+    assert "ETA" in lines[2]  # after the first net the rest has an ETA
+    assert "step 3/3" in capsys.readouterr().out  # the steps of a net, as training shows them in a log
+
+    now = [0.0]
+    said: list[str] = []
+    counter = NetProgress(4, said.append, clock=lambda: now[0])
+    counter.skip()
+    counter.start("b")
+    now[0] = 60.0
+    counter.done()
+    counter.start("c")
+    assert said == ["net 2/4 b", "net 3/4 c; ETA 2m00s for the rest"]
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["train", "--data-dir", empty, "--no-download", "--output-dir", tmp_path / "out", "--name", "run"]
+    for _ in range(2):  # a retry finds the name free again
+        assert run_cli(*args) == 2
+        assert "CIFAR-10 not found" in capsys.readouterr().err
+        assert not (tmp_path / "out" / "run").exists() and not (tmp_path / "out" / "run-2").exists()
+
+
+def test_a_failed_run_with_a_kept_file_keeps_that_file(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    (run / "config.yaml").write_text("model: fastnet\n")
+    run_folder.discard_unstarted(run)
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]
+
+
+def test_results_of_a_weights_file_at_each_tta_level_do_not_overwrite_each_other(finished_run, tmp_path, capsys):
+    weights = tmp_path / "tiny.safetensors"
+    weights.write_bytes((finished_run / "last.safetensors").read_bytes())
+    for level in ("0", "1", "2"):
+        assert run_cli("evaluate", weights, "--tta", level, "--output-dir", tmp_path / "out", "--device", "cpu") == 0
+    capsys.readouterr()
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    # the run's own level (0 here) gets the plain name, as results.json does in a run folder
+    assert names == ["tiny-results-last-tta1.json", "tiny-results-last-tta2.json", "tiny-results.json"]
+    assert [json.loads((tmp_path / "out" / n).read_text())["tta"] for n in names] == [1, 2, 0]
+
+
+def test_weights_without_metadata_name_the_flags_that_work(finished_run, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from resnet_cifar.checkpoint import load_checkpoint, split_prefix
+
+    tensors, _ = load_checkpoint(finished_run / "last.safetensors")
+    save_file(split_prefix(tensors, "model"), str(tmp_path / "raw.safetensors"))
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert run_cli("predict", tmp_path / "x.png", "--weights", tmp_path / "raw.safetensors") == 2
+    assert "pass --model NAME" in capsys.readouterr().err
+    options = json.dumps(SMALL["model_options"])
+    flags = ["--weights", tmp_path / "raw.safetensors", "--model", "fastnet", "--model-options", options]
+    assert run_cli("predict", tmp_path / "x.png", "--json", *flags) == 0
+    assert run_cli("export", "--format", "torchscript", "--output", tmp_path / "m.pt", *flags) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "kind"),
+    [
+        ("last.json", b'{"format": 1}', "is a JSON file"),
+        ("model.onnx", b"\x08\x07\x12\x07pytorch", "is an ONNX model"),
+        ("model.pt", b"\x80\x02}q\x00.", "is a pickle (torch.save) file, which is never unpickled"),
+        ("photo.png", b"\x89PNG\r\n\x1a\n0000", "is an image"),
+    ],
+)
+def test_weights_of_another_kind_say_what_they_are(name, content, kind, tmp_path, capsys):
+    (tmp_path / name).write_bytes(content)
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert run_cli("predict", tmp_path / "x.png", "--weights", tmp_path / name) == 2
+    err = capsys.readouterr().err
+    assert kind in err and "expected a .safetensors file" in err and "corrupted" not in err
+
+
+def test_the_model_table_comes_from_the_shipped_file_without_building_models(monkeypatch, capsys):
+    from resnet_cifar.models import summary
+
+    monkeypatch.setattr(summary, "model_table", lambda *a, **k: pytest.fail("models were built"))
+    assert run_cli("models") == 0
+    table = capsys.readouterr().out
+    assert "| fastnet 32-64-128 (make train) | fast | 8 | 0.49M |" in table  # the README's default net, by name
+
+
+def test_experiment_help_gives_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        run_cli("experiment", "gradient-flow", "--help")
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "$RESNET_CIFAR_DATA, then ./data)" in text
+
+
+def test_data_verify_only_reports_and_never_downloads(tmp_path, monkeypatch, capsys):
+    from resnet_cifar.data import locate
+
+    monkeypatch.setattr(locate, "download_file", lambda *a, **k: pytest.fail("verify downloaded"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESNET_CIFAR_DATA", str(tmp_path / "nowhere"))
+    assert run_cli("data", "verify") == 2
+    assert "CIFAR-10 not found" in capsys.readouterr().err
+
+
+def test_the_run_header_counts_one_step_as_one(cifar_dir, tmp_path, capsys):
+    flags = tiny_flags(**{**SMALL, "steps": 1, "progress": "lines"})
+    assert run_cli("train", *flags, "--data-dir", cifar_dir, "--output-dir", tmp_path) == 0
+    assert ", 1 step of 50 (1 epoch);" in capsys.readouterr().out
+
+
+def test_load_cifar10_takes_data_dir_as_the_cli_names_it(cifar_dir):
+    from resnet_cifar.data import load_cifar10
+
+    images, labels = load_cifar10(data_dir=cifar_dir, split="test")
+    assert images.shape == (10_000, 3, 32, 32) and len(labels) == 10_000
+
+
+def test_benchmarks_take_any_model_and_say_missing_data_in_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "RESNET_CIFAR_DATA": str(tmp_path / "nowhere"), "RESNET_CIFAR_URL": "http://127.0.0.1:9/x"}
+    command = [sys.executable, str(REPO / "benchmarks" / "throughput.py"), "--model", "resnet20", "--steps", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "train      fp32" in result.stdout  # resnet20 was measured (fastnet's options are fastnet's alone)
+    assert "Traceback" not in result.stderr and result.stderr.strip().startswith("resnet-cifar: error: CIFAR-10")

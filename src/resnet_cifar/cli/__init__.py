@@ -40,7 +40,8 @@ class Parser(argparse.ArgumentParser):
         if alias:
             return "--" + alias.replace("_", "-")
         close = difflib.get_close_matches(flag, sorted(self._all_flags()), n=1)
-        return close[0] if close else None
+        # the flag itself exists, of another subcommand: "did you mean" it would point nowhere
+        return close[0] if close and close[0] != flag else None
 
     def _all_flags(self) -> set[str]:
         flags = set()

@@ -99,19 +99,19 @@ EXPERIMENTS = {
         GradientFlowSettings,
         cmd_gradient_flow,
         "per-layer gradient norms, plain vs residual, +/- batch norm",
-        "draw the K steps from 1,000 images only (seconds)",
+        "depths 20 and 56, 25 steps from 1,000 images: 8 nets, 97 s on 2 Zen 4 cores (the full study ~15 min)",
     ),
     "degradation": (
         DegradationSettings,
         cmd_degradation,
         "plain vs residual 20/32/44/56, same recipe and budget",
-        "2 epochs of 5,000 images (a few minutes)",
+        "2 epochs of 5,000 images, 2,000 test images: 219 s on 2 Zen 4 cores (bf16)",
     ),
     "data-efficiency": (
         DataEfficiencySettings,
         cmd_data_efficiency,
         "test accuracy vs training-set size, residual vs plain twin, same step budget",
-        "4 sizes, 1 seed, 150 steps (about 4 minutes on 2 CPU cores)",
+        "4 sizes, 1 seed, 150 steps: 99 s on 2 Zen 4 cores (bf16), 217 s on 2 Zen 3 cores (fp32)",
     ),
 }
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
-from resnet_cifar.experiments.report import NetProgress, ReportError, write_report
+from resnet_cifar.experiments.report import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
 from resnet_cifar.experiments.subruns import continue_from_checkpoint
 from resnet_cifar.train.config import load_config
@@ -62,7 +62,7 @@ def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySetting
         },
     )
     started = time.perf_counter()
-    trainer = Trainer(config, out / "runs" / name)
+    trainer = Trainer(config, out / "runs" / name, resume_hint=AGAIN)
     continue_from_checkpoint(trainer)  # an interrupted point goes on where it stopped
     trainer.fit()
     images, labels = test

@@ -16,6 +16,8 @@ from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.errors import ResnetCifarError
 from resnet_cifar.train.progress import format_duration
 
+AGAIN = "the same experiment command again (finished nets are kept, this one continues from its checkpoint)"
+
 
 class ReportError(ResnetCifarError):
     """A report that would hold nothing, or less than the one it would replace (nothing is written)."""

@@ -77,6 +77,7 @@ class Trainer:
         dist: distributed.DistInfo | None = None,
         callbacks: list[Callback] | tuple[Callback, ...] = (),
         runtime: Runtime | None = None,
+        resume_hint: str | None = None,
     ):
         """`runtime`: the device and precision resolved by the caller (the CLI resolves it once, and under torchrun
         for all ranks); chosen here from `config` when not given. The config this run records holds the precision
@@ -85,6 +86,8 @@ class Trainer:
         self.config = config = dataclasses.replace(config, bf16=self.runtime.bf16)
         self.callbacks = list(callbacks)
         self.run_dir = Path(run_dir)
+        # what to tell a user whose run stopped (an experiment's sub-run continues when its command runs again)
+        self.resume_hint = resume_hint or f"resnet-cifar train --resume {self.run_dir}"
         self.dist = dist or distributed.DistInfo()
         self.device = self.runtime.device
         if config.deterministic:
@@ -224,7 +227,7 @@ class Trainer:
             self.save("last")
             say(
                 f"stopped after {plural(self.position.epoch, 'epoch')} as asked (stop_after_epochs); "
-                f"resume with: resnet-cifar train --resume {self.run_dir}",
+                f"resume with: {self.resume_hint}",
                 "lines",
             )
         distributed.barrier(self.dist)
@@ -354,7 +357,7 @@ class Trainer:
         if self.dist.is_main:
             self.save("last")
             say(f"stopped by signal {signum} at step {self.position.step}; checkpoint written to {path}", "lines")
-            say(f"resume with: resnet-cifar train --resume {self.run_dir}", "lines")
+            say(f"resume with: {self.resume_hint}", "lines")
         distributed.barrier(self.dist)
         raise Interrupted(signum, path)
 
