@@ -44,8 +44,11 @@ def machine(monkeypatch):
     from resnet_cifar import runtime
 
     class Machine:
+        facts = None  # the CPU kind in force
+
         def __call__(self, name: str):
             fake_cpu(monkeypatch, CPU_KINDS[name])
+            self.facts = CPU_KINDS[name]
             return CPU_KINDS[name]
 
         def cuda(self, name: str, count: int = 1):
