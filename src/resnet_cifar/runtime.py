@@ -212,14 +212,14 @@ def _time_conv(device: torch.device, bf16: bool, repeats: int = 3) -> float:
             conv(x).float().sum().backward()
 
     # An emulated precision is slow enough to tell from the first call, so a first call over the budget is the answer.
-    return best_seconds(lambda: PROBE_TIMER(run, bf16), repeats, budget=0.5, first_counts=True)
+    return best_seconds(lambda: PROBE_TIMER(run, bf16), repeats, budget=0.5)
 
 
-def best_seconds(run: Callable[[], float], repeats: int, budget: float, first_counts: bool) -> float:
+def best_seconds(run: Callable[[], float], repeats: int, budget: float) -> float:
     """The fastest of up to `repeats` timed calls of `run` after one warm-up call (one-off kernel selection), stopping
-    once the timed calls took `budget` seconds; `first_counts`: a warm-up call slower than the budget is the answer."""
+    once the timed calls took `budget` seconds; a warm-up call slower than the budget is the answer by itself."""
     warm_up = run()
-    if first_counts and warm_up > budget:
+    if warm_up > budget:
         return warm_up
     best, spent = float("inf"), 0.0
     for _ in range(repeats):

@@ -65,22 +65,23 @@ def yaml_mapping(text: str) -> dict:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An argparse type for counts such as batch sizes: a whole number of at least 1."""
+def _whole_number(text: str) -> int:
     try:
-        value = int(text)
+        return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for counts such as batch sizes: a whole number of at least 1."""
+    value = _whole_number(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
 
 
 def top_k(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    value = _whole_number(text)
     if not 1 <= value <= 10:
         raise argparse.ArgumentTypeError(f"must be between 1 and 10 (CIFAR-10 has 10 classes), got {value}")
     return value
