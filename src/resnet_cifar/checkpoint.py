@@ -134,6 +134,16 @@ def _sibling(path: Path) -> str:
     return f"; {candidate} beside it is one" if candidate != path and candidate.is_file() else ""
 
 
+def recorded_precision(metadata: dict[str, Any]) -> bool | None:
+    """Whether a checkpoint's weights were trained and tested in bf16: its config's resolved `bf16`, or, in
+    checkpoints written before the config held it, the precision its runtime recorded (None: not recorded)."""
+    configured = metadata.get("config", {}).get("bf16")
+    if isinstance(configured, bool):
+        return configured
+    precision = metadata.get("runtime", {}).get("precision")
+    return None if precision is None else precision == "bf16"
+
+
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     """The tensors under `prefix.`, with the prefix removed."""
     start = len(prefix) + 1

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from resnet_cifar import run_folder
-from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, split_prefix
+from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, recorded_precision, split_prefix
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import Runtime, choose_runtime
@@ -105,11 +105,3 @@ def load_model(
     loaded.model.to(runtime.device, memory_format=memory_format)
     return loaded
 
-
-def recorded_precision(metadata: dict) -> bool | None:
-    """Whether a checkpoint's weights were trained and tested in bf16 (None: not recorded, e.g. a bare file)."""
-    configured = metadata.get("config", {}).get("bf16")
-    if isinstance(configured, bool):
-        return configured
-    precision = metadata.get("runtime", {}).get("precision")
-    return None if precision is None else precision == "bf16"

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from resnet_cifar import run_folder
-from resnet_cifar.checkpoint import load_checkpoint
+from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.runtime import choose_runtime, resolve_device
 from resnet_cifar.train import distributed
@@ -16,9 +16,8 @@ from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
 from resnet_cifar.train.loop import Trainer
 
 # Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding
-# (precision, micro-batches), not what it computes.
-# The precision is not among them: it was decided when the run started and is recorded in its config (see
-# resume_config).
+# (micro-batches), not what it computes. The precision is not among them: it was decided when the run started and is
+# recorded in its config, so a resumed run computes in the same one.
 RUNTIME_KEYS = (
     "threads",
     "device",
@@ -50,9 +49,7 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
     _, metadata = load_checkpoint(run_folder.checkpoint_path(run_dir))
     if not metadata:
         raise ConfigError(f"{run_folder.checkpoint_path(run_dir)} has no training state")
-    recorded = {**metadata["config"], "stop_after_epochs": None}
-    if recorded.get("bf16") == "auto":  # written before the precision was recorded: the checkpoint's runtime says it
-        recorded["bf16"] = metadata.get("runtime", {}).get("precision") == "bf16"
+    recorded = {**metadata["config"], "stop_after_epochs": None, "bf16": bool(recorded_precision(metadata))}
     config = apply_overrides(TrainConfig(), recorded)
     if overrides.get("bf16") == "auto":  # the default of the flag: keep the recorded precision
         overrides = {k: v for k, v in overrides.items() if k != "bf16"}
