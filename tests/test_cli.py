@@ -73,6 +73,10 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
     assert header.endswith(f"; cpu ({chosen.reason}), {chosen.threads} threads"), header
     assert json.loads((run / "results.json").read_text())["runtime"]["precision"] == chosen.precision
     assert yaml.safe_load((run / "config.yaml").read_text())["bf16"] is chosen.bf16
+    calibration = json.loads((run / "results.json").read_text())["calibration"]  # fitted on validation, kept
+    assert calibration["fitted_on"] == "validation" and calibration["temperature"] > 0
+    assert json.loads((run / "last.json").read_text())["calibration"]["temperature"] == calibration["temperature"]
+    assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration["test"])
 
 
 def test_bf16_flag_takes_auto_true_false_and_nothing_else(tmp_path):

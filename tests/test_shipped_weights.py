@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from resnet_cifar.evaluate.calibration import calibration_report
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.runtime import choose_runtime
@@ -28,3 +29,7 @@ def test_shipped_weights_reproduce_the_model_card(cifar_test):
     for key, logits in (("no_tta", single), ("tta_flip", (single + mirrored) / 2)):
         measured = (logits.argmax(1) == cifar_test.labels).double().mean().item()
         assert measured == pytest.approx(card["test_accuracy"][key], abs=0.001), key
+    # the card's calibration (temperature from the validation split, flip TTA) is what these weights give
+    calibrated = calibration_report((single + mirrored) / 2, cifar_test.labels, loaded.temperature)
+    assert calibrated["ece_after"] == pytest.approx(card["calibration"]["test"]["ece_after"], abs=0.002)
+    assert calibrated["ece_after"] <= 0.02

@@ -6,6 +6,10 @@ tests/test_shipped_weights.py checks that the shipped file reproduces those numb
 
     resnet-cifar train --config configs/shipped.yaml
     python tools/ship_weights.py outputs/shipped
+
+The card also carries the temperature fitted on the run's validation split (flip TTA, as `predict` runs by
+default) and the test set's calibration before and after it; `--recalibrate` refits it for the weights already
+shipped, leaving their tensors as they are.
 """
 
 from __future__ import annotations
@@ -16,23 +20,63 @@ import sys
 import time
 from pathlib import Path
 
-from resnet_cifar.checkpoint import save_checkpoint
+from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
+from resnet_cifar.data.splits import train_val_split
+from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import count_parameters
-from resnet_cifar.runtime import machine_description
+from resnet_cifar.runtime import choose_runtime, machine_description
+
+
+def calibration_of(loaded, dataset, config: dict, test) -> dict:
+    """The temperature fitted on the run's validation split (the same seeded split it was selected on, never the
+    test set) at flip TTA, fp32, and the calibration it gives on the test set."""
+    train = load_split(dataset.folder, "train", fmt=dataset.format)
+    _, val = train_val_split(train.labels, config.get("val_size", 5000), config.get("data_seed", 0))
+    fp32 = choose_runtime("cpu", bf16=False)
+    val_logits = predict_logits(loaded.model.cpu(), train.images[val], tta=1, runtime=fp32)
+    temperature = fit_temperature(val_logits, train.labels[val])
+    test_logits = predict_logits(loaded.model, test.images, tta=1, runtime=fp32)
+    return {
+        "temperature": temperature,
+        "fitted_on": f"the run's validation split ({len(val):,} images, data_seed {config.get('data_seed', 0)}), "
+        "flip TTA",
+        "validation": calibration_report(val_logits, train.labels[val], temperature),
+        "test": calibration_report(test_logits, test.labels, temperature),
+    }
+
+
+def recalibrate(data_dir: str | None) -> None:
+    """Fit the shipped weights' temperature again and store it in their metadata and card (tensors unchanged)."""
+    tensors, metadata = load_checkpoint(DEFAULT_WEIGHTS)
+    loaded = load_model(None, device="cpu", bf16=False)
+    card = metadata["card"]
+    dataset = find_dataset(data_dir)
+    test = load_split(dataset.folder, "test", fmt=dataset.format)
+    card["calibration"] = calibration_of(loaded, dataset, card["config"], test)
+    kept = {k: v for k, v in metadata.items() if k not in ("format", "tensor_sha256")}
+    save_checkpoint(DEFAULT_WEIGHTS, tensors, {**kept, "card": card})
+    DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"recalibrated {DEFAULT_WEIGHTS}: {json.dumps(card['calibration'], indent=1)}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", help="the finished run folder")
+    parser.add_argument("run", nargs="?", help="the finished run folder")
     parser.add_argument("--command", default="resnet-cifar train --config configs/shipped.yaml")
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--recalibrate", action="store_true", help="only refit the shipped weights' temperature")
     args = parser.parse_args()
+    if args.recalibrate:
+        recalibrate(args.data_dir)
+        return
+    if args.run is None:
+        parser.error("name the finished run folder (or --recalibrate)")
     loaded = load_model(args.run, "last")
     config = loaded.config
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
@@ -62,6 +106,7 @@ def main() -> None:
         },
         "source_run": Path(args.run).name,
     }
+    card["calibration"] = calibration_of(loaded, dataset, config, test)
     DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(DEFAULT_WEIGHTS, state, {"model": loaded.name, "model_options": loaded.options, "card": card})
     DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")

@@ -20,7 +20,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
         device=args.device,
         bf16=args.bf16,
     )
-    predictions = predict_files(loaded.model, args.images, top_k=args.top_k, tta=args.tta, runtime=loaded.runtime)
+    predictions = predict_files(
+        loaded.model,
+        args.images,
+        top_k=args.top_k,
+        tta=args.tta,
+        runtime=loaded.runtime,
+        temperature=loaded.temperature,
+    )
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
     failed = [p for p in predictions if p.error]
     if failed:

@@ -45,7 +45,14 @@ def format_results(results: dict) -> str:
     lines = [
         f"test images: {results['images']:,}  (weights: {results['weights']}, TTA level {results['tta']})",
         f"top-1 accuracy: {results['top1']:.4f}   top-5 accuracy: {results['top5']:.4f}   loss: {results['loss']:.4f}",
-        "per-class accuracy:",
     ]
+    calibration = results.get("calibration")
+    if calibration and "ece_before" in calibration:
+        lines.append(
+            f"calibration (temperature {calibration['temperature']:.3f}, fitted on the validation split): "
+            f"ECE {calibration['ece_before']:.4f} -> {calibration['ece_after']:.4f}, "
+            f"NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}"
+        )
+    lines.append("per-class accuracy:")
     lines += [f"  {name:<11}{acc:.4f}" for name, acc in results["per_class"].items()]
     return "\n".join(lines)

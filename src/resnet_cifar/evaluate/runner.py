@@ -9,6 +9,7 @@ from resnet_cifar import run_folder
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.evaluate.calibration import calibration_report
 from resnet_cifar.evaluate.report import write_results
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import predict_logits
@@ -71,6 +72,7 @@ def evaluate_source(
         ema=loaded.averaged,
         source=str(loaded.path),
         runtime=runtime.as_dict(),
+        calibration=calibration_report(logits, test.labels, loaded.temperature),  # T from the validation split
     )
     results["path"] = str(folder / filename)
     return results
@@ -110,7 +112,7 @@ def plot_run(
         run,
         test.images,
         test.labels,
-        logits,
+        logits / loaded.temperature,
         seed=config.get("seed", 0),
         label_smoothing=config.get("label_smoothing", 0.0),
         which=describe_predictions(weights, tta, loaded.averaged),

@@ -35,6 +35,13 @@ class LoadedModel:
         return bool(self.config.get("channels_last", False))
 
     @property
+    def temperature(self) -> float:
+        """The temperature fitted on the validation split for these weights (1.0 where none was): probabilities are
+        softmax(logits / temperature)."""
+        calibration = self.metadata.get("calibration") or self.metadata.get("card", {}).get("calibration") or {}
+        return float(calibration.get("temperature", 1.0))
+
+    @property
     def run_dir(self) -> Path:
         return self.path.parent
 
@@ -104,4 +111,3 @@ def load_model(
     memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
     loaded.model.to(runtime.device, memory_format=memory_format)
     return loaded
-

@@ -73,12 +73,15 @@ def classify(
     class_names: tuple[str, ...] = CLASSES,
     batch_size: int = 256,
     runtime: Runtime | None = None,
+    temperature: float = 1.0,
 ) -> list[list[tuple[str, float]]]:
     """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32, on the model's device (`runtime`: its
-    device and precision; default: chosen for the device the model is on)."""
+    device and precision; default: chosen for the device the model is on). `temperature`: the weights' calibration
+    (LoadedModel.temperature), so that "90%" is right about 90% of the time."""
     if len(images) == 0:
         return []
-    probabilities = predict_logits(model, images, tta=tta, batch_size=batch_size, runtime=runtime).softmax(dim=1)
+    logits = predict_logits(model, images, tta=tta, batch_size=batch_size, runtime=runtime)
+    probabilities = (logits / temperature).softmax(dim=1)
     values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [
         [(class_names[i], round(float(p), 6)) for p, i in zip(row_p, row_i, strict=True)]
@@ -87,7 +90,12 @@ def classify(
 
 
 def predict_files(
-    model: nn.Module, inputs: list[str], top_k: int = 3, tta: int = 0, runtime: Runtime | None = None
+    model: nn.Module,
+    inputs: list[str],
+    top_k: int = 3,
+    tta: int = 0,
+    runtime: Runtime | None = None,
+    temperature: float = 1.0,
 ) -> list[Prediction]:
     """Predict every readable image; unreadable ones come back with their error, in input order."""
     runtime = runtime or choose_runtime(model_device(model))
@@ -105,7 +113,9 @@ def predict_files(
             results.append(Prediction(str(entry), error=str(error).removeprefix(f"{entry}: ")))
     if tensors:
         for index, top in zip(
-            readable, classify(model, torch.stack(tensors), top_k, tta, runtime=runtime), strict=True
+            readable,
+            classify(model, torch.stack(tensors), top_k, tta, runtime=runtime, temperature=temperature),
+            strict=True,
         ):
             results[index].top = top
     return results

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from resnet_cifar import run_folder
+from resnet_cifar.evaluate.calibration import calibration_report
 from resnet_cifar.evaluate.report import write_results
 from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.config import TrainConfig
@@ -25,11 +26,15 @@ def final_test(
     averaged: bool,
     history: list[dict],
     timings: dict[str, float],
+    calibration: dict | None = None,
 ) -> dict:
     """Test-set evaluation of the final weights: logits, pictures, results.json; returns the results.
 
     `predict(images, tta)` gives the logits of the weights being tested (the run's own evaluation path, so that
-    `evaluate RUN` can reproduce them); `timings` (where the run's time went) gains the test and picture times."""
+    `evaluate RUN` can reproduce them); `timings` (where the run's time went) gains the test and picture times;
+    `calibration`: the temperature fitted on the validation split (the pictures show calibrated confidences, and
+    results.json the test set's calibration before and after it)."""
+    temperature = calibration["temperature"] if calibration else 1.0
     started = time.perf_counter()
     test = data.load_test()
     logits = predict(test.images, config.tta)
@@ -43,7 +48,7 @@ def final_test(
             run_dir,
             test.images,
             test.labels,
-            logits,
+            logits / temperature,
             seed=config.seed,
             publish_to=Path(config.output_dir) / "inference.png" if config.publish_picture else None,
             label_smoothing=config.label_smoothing,
@@ -66,4 +71,5 @@ def final_test(
         train_seconds=train_seconds,
         runtime=runtime.as_dict(),
         timings={key: round(value, 3) for key, value in timings.items()},
+        calibration={**(calibration or {}), "test": calibration_report(logits, test.labels, temperature)},
     )

@@ -24,11 +24,12 @@ from resnet_cifar.checkpoint import (
 )
 from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
 from resnet_cifar.inference.tta import predict_logits
-from resnet_cifar.models import create_model
 from resnet_cifar.runtime import Runtime, choose_runtime, enable_determinism, let_cudnn_choose_kernels
 from resnet_cifar.seeding import derive_seed
 from resnet_cifar.train import distributed
+from resnet_cifar.train.build import build_model, build_optimizer
 from resnet_cifar.train.config import TrainConfig, save_config
 from resnet_cifar.train.data import BatchStream, TrainingData, prepare_data
 from resnet_cifar.train.ema import EMA
@@ -39,26 +40,6 @@ from resnet_cifar.train.signals import StopSignal
 from resnet_cifar.train.state import EpochTotals, Position, checkpoint_metadata, pack_state, unpack_state
 
 STOP_CHECK_STEPS = 20  # GPU + DDP: steps between the (host-synchronising) checks that all ranks agree to stop
-
-
-def build_model(config: TrainConfig) -> nn.Module:
-    try:
-        return create_model(config.model, **config.model_options)
-    except TypeError as error:
-        raise ConfigError(f"model_options for {config.model}: {error}") from None
-
-
-def build_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.SGD:
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        # Norm scales/shifts and biases are the 1-d parameters.
-        (decay if config.decay_norm_and_bias or parameter.ndim > 1 else no_decay).append(parameter)
-    groups = [{"params": decay, "weight_decay": config.weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return torch.optim.SGD(
-        groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov and config.momentum > 0
-    )
 
 
 class Callback:
@@ -128,6 +109,7 @@ class Trainer:
         self.timings["setup_s"] = time.perf_counter() - started
         self.position = Position()
         self.history: list[dict] = []
+        self.calibration: dict | None = None  # the temperature fitted on the validation split after the last epoch
 
     def _init_from_data(self, model: nn.Module) -> None:
         """Layers initialised from the training images (a patch-whitening stem), from a fixed sample."""
@@ -175,6 +157,8 @@ class Trainer:
             data_folder=self.data.folder,
             runtime=self.runtime,
         )
+        if self.calibration is not None:
+            metadata["calibration"] = self.calibration
         save_checkpoint(path, pack_state(self.model, self.ema, self.optimizer), metadata)
         return path
 
@@ -187,6 +171,7 @@ class Trainer:
             raise CheckpointError(f"{path} was written for a different batch size or length of training")
         unpack_state(tensors, self.model, self.ema, self.optimizer, self.device)
         self.position = Position.from_metadata(meta)
+        self.calibration = meta.get("calibration")
         self.history = [row for row in run_folder.read_metrics(self.run_dir) if row["epoch"] <= meta["epoch"]]
 
     # --- the loop ------------------------------------------------------------------------------------------------
@@ -219,6 +204,7 @@ class Trainer:
             averaged=self.ema is not None,
             history=self.history,
             timings=self.timings,
+            calibration=self.calibration,
         )
 
     def _pause(self) -> dict:
@@ -370,6 +356,8 @@ class Trainer:
         improved = self.dist.is_main and validate and self._validate(row) > position.best_val_acc
         if improved:
             position.best_val_acc, position.best_epoch = row["val_acc"], epoch
+        if last_epoch and self.dist.is_main and len(self.data.val_labels):
+            self.calibration = self._calibrate()
         position.epoch, position.epoch_step, position.totals = epoch, 0, EpochTotals()
         if self.dist.is_main:
             self.history.append(row)
@@ -391,6 +379,22 @@ class Trainer:
         row["val_acc"] = (logits.argmax(1) == self.data.val_labels).double().mean().item()
         row["val_seconds"] = time.perf_counter() - started
         return row["val_acc"]
+
+    def _calibrate(self) -> dict:
+        """Temperature scaling fitted on the validation split at the run's TTA level (what evaluate and predict
+        use), stored in the final checkpoint so every later use of these weights reports honest probabilities."""
+        logits = self.predict(self.data.val_images, tta=self.config.tta)
+        temperature = fit_temperature(logits, self.data.val_labels)
+        return {
+            "temperature": temperature,
+            "fitted_on": "validation",
+            "tta": self.config.tta,
+            "validation": calibration_report(logits, self.data.val_labels, temperature),
+        }
+
+    @property
+    def temperature(self) -> float:
+        return self.calibration["temperature"] if self.calibration else 1.0
 
     def predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:
         return predict_logits(
