@@ -147,15 +147,18 @@ def test_export_parity_on_real_test_images(tmp_path, cifar_test, fmt):
     from resnet_cifar.inference.export import Deployable
 
     expected = Deployable(model)(images).detach().numpy()
-    path = export_model(model, fmt, tmp_path / f"model.{fmt}")
+    path = export_model(model, fmt, tmp_path / f"model.{fmt}", metadata={"temperature": "0.5"})
     if fmt == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        assert session.get_modelmeta().custom_metadata_map["temperature"] == "0.5"
         got = session.run(None, {"images": images.numpy()})[0]
         got_odd = session.run(None, {"images": images[:7].numpy()})[0]  # another batch size
     else:
-        loaded = torch.jit.load(str(path))
+        files = {"metadata.json": ""}
+        loaded = torch.jit.load(str(path), _extra_files=files)
+        assert json.loads(files["metadata.json"])["temperature"] == "0.5"
         got = loaded(images).detach().numpy()
         got_odd = loaded(images[:7]).detach().numpy()
     assert np.abs(got - expected).max() <= 1e-4

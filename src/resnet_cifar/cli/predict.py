@@ -48,7 +48,7 @@ def _predict_parser(sub) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
 
-    from resnet_cifar.inference.export import export_model, output_path
+    from resnet_cifar.inference.export import export_metadata, export_model, output_path
     from resnet_cifar.inference.loading import load_model
 
     loaded = load_model(  # bf16 off: the exported graph is fp32
@@ -60,7 +60,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         bf16=False,
     )
     output = output_path(args.output, loaded.name, args.format)
-    export_model(loaded.model, args.format, output, opset=args.opset)
+    export_model(loaded.model, args.format, output, opset=args.opset, metadata=export_metadata(loaded.temperature))
     print(
         f"exported {loaded.name} ({loaded.path}) to {output}: input float32 N x 3 x 32 x 32 in [0, 1], "
         "output logits N x 10"

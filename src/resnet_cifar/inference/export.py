@@ -1,11 +1,14 @@
 """Export a trained model to ONNX or TorchScript, with the CIFAR-10 normalisation built in.
 
 The exported graph takes float32 RGB images in [0, 1], shape N x 3 x 32 x 32 with any N (dynamic batch), and returns
-logits N x 10 (apply softmax for probabilities), so a user elsewhere needs nothing but the file.
+logits N x 10, so a user elsewhere needs nothing but the file. The file's metadata carries the temperature fitted on
+the validation split (`temperature`: probabilities are softmax(logits / temperature)) and the class names: ONNX
+`metadata_props`, TorchScript `extra_files` (`metadata.json`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -14,6 +17,7 @@ import torch
 from torch import nn
 
 from resnet_cifar.data.augment import CIFAR10_MEAN, CIFAR10_STD
+from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ConfigError, ResnetCifarError
 from resnet_cifar.inference.tta import model_device
 
@@ -52,7 +56,9 @@ class Deployable(nn.Module):
         return self.model((images - self.mean) * self.inv_std)
 
 
-def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Path:
+def export_model(
+    model: nn.Module, fmt: str, path: Path, opset: int = 17, metadata: dict[str, str] | None = None
+) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     low, high = opset_range()
@@ -64,7 +70,7 @@ def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Pat
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")  # written whole, then renamed: no half-written file at `path`
     try:
-        _export(wrapped, example, fmt, partial, opset)
+        _export(wrapped, example, fmt, partial, opset, metadata or {})
     except Exception as error:  # the exporter's own failure (an operator it cannot write at this opset, ...)
         partial.unlink(missing_ok=True)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -73,7 +79,14 @@ def export_model(model: nn.Module, fmt: str, path: Path, opset: int = 17) -> Pat
     return path
 
 
-def _export(wrapped: nn.Module, example: torch.Tensor, fmt: str, path: Path, opset: int) -> None:
+def export_metadata(temperature: float) -> dict[str, str]:
+    """What an exported file says about its outputs (strings: both formats store text)."""
+    return {"temperature": repr(float(temperature)), "classes": json.dumps(list(CLASSES)), "output": "logits"}
+
+
+def _export(
+    wrapped: nn.Module, example: torch.Tensor, fmt: str, path: Path, opset: int, metadata: dict[str, str]
+) -> None:
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # exporter chatter about deprecations; the parity test is the check
         if fmt == "onnx":
@@ -87,6 +100,13 @@ def _export(wrapped: nn.Module, example: torch.Tensor, fmt: str, path: Path, ops
                 opset_version=opset,
                 dynamo=False,
             )
+            if metadata:
+                import onnx
+
+                graph = onnx.load(str(path))
+                for key, value in metadata.items():
+                    graph.metadata_props.add(key=key, value=value)
+                onnx.save(graph, str(path))
         else:
             traced = torch.jit.trace(wrapped, example)
-            traced.save(str(path))
+            traced.save(str(path), _extra_files={"metadata.json": json.dumps(metadata)})
