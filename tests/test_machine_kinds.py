@@ -143,6 +143,7 @@ def test_every_entry_point_runs_under_each_cpu_kind(machine, name, small_data, t
         *("--model", "fastnet", "--model-options", "{widths: [8, 16, 16], blocks: [1, 0, 0], stem_width: 8}"),
         *("--train-size", "200", "--val-size", "100", "--batch-size", "50", "--epochs", "2"),
         *("--data-dir", folder, "--no-download", "--progress", "none", "--threads", "1", "--name", "run"),
+        "--no-plots",  # `plot` draws them below
     ]
     assert _cli("train", *flags, "--stop-after-epochs", "1") == 0
     run = tmp_path / "outputs" / "run"
@@ -154,7 +155,7 @@ def test_every_entry_point_runs_under_each_cpu_kind(machine, name, small_data, t
 
     assert _cli("evaluate", run, "--data-dir", folder) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == trained
-    (run / "test_logits.safetensors").unlink(missing_ok=True)  # plot must evaluate again
+    (run / "test_logits.safetensors").unlink()  # plot must evaluate again (the saved-logits path: test_cli.py)
     assert _cli("plot", run, "--data-dir", folder) == 0
     assert "inference.png" in capsys.readouterr().out
 
