@@ -42,7 +42,7 @@ def test_readme_gives_the_two_commands_and_they_are_the_makefiles():
 
 
 @pytest.mark.parametrize("kind", ["avx2", "avx512_bf16", "amx"])
-def test_the_python_api_example_runs_under_each_machine_kind(kind, machine, tmp_path, monkeypatch, capsys):
+def test_the_python_api_example_runs_under_each_machine_kind(kind, machine, cifar_dir, tmp_path, monkeypatch, capsys):
     """The README's Python block, as written, with the default precision decided for a faked machine kind (the test
     set is cut to 200 images: bf16 really runs, emulated where this machine has no native bf16)."""
     from PIL import Image
@@ -53,6 +53,7 @@ def test_the_python_api_example_runs_under_each_machine_kind(kind, machine, tmp_
     block = between(README.read_text(), "### Python API\n\n```python", "```")
     machine(kind)
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESNET_CIFAR_DATA", str(cifar_dir))  # the real data (skipped without it: nothing downloads)
     for name in ("cat.jpg", "a.png", "b.webp"):
         Image.new("RGB", (40, 30), (200, 120, 40)).save(tmp_path / name)
     monkeypatch.setattr(resnet_cifar.data, "load_cifar10", lambda **kw: tuple(t[:200] for t in real_load(**kw)))
