@@ -52,6 +52,20 @@ def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
     )
 
 
+def load_weights(args: argparse.Namespace, bf16: bool | str):
+    """The model named by the flags `add_weights` adds (and --device), through inference.load_model."""
+    from resnet_cifar.inference.loading import load_model
+
+    return load_model(
+        args.weights,
+        args.checkpoint,
+        model_name=args.model,
+        model_options=args.model_options,
+        device=args.device,
+        bf16=bf16,
+    )
+
+
 def yaml_mapping(text: str) -> dict:
     """An argparse type for a YAML mapping such as `{widths: [16, 32, 64]}`."""
     import yaml

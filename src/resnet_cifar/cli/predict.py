@@ -5,21 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli.options import add_runtime, add_weights, top_k
+from resnet_cifar.cli.options import add_runtime, add_weights, load_weights, top_k
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from resnet_cifar.inference.loading import load_model
     from resnet_cifar.inference.predict import format_json, format_table, predict_files
 
-    loaded = load_model(
-        args.weights,
-        args.checkpoint,
-        model_name=args.model,
-        model_options=args.model_options,
-        device=args.device,
-        bf16=args.bf16,
-    )
+    loaded = load_weights(args, bf16=args.bf16)
     predictions = predict_files(
         loaded.model,
         args.images,
@@ -49,16 +41,8 @@ def _predict_parser(sub) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
 
     from resnet_cifar.inference.export import export_metadata, export_model, output_path
-    from resnet_cifar.inference.loading import load_model
 
-    loaded = load_model(  # bf16 off: the exported graph is fp32
-        args.weights,
-        args.checkpoint,
-        model_name=args.model,
-        model_options=args.model_options,
-        device=args.device,
-        bf16=False,
-    )
+    loaded = load_weights(args, bf16=False)  # the exported graph is fp32
     output = output_path(args.output, loaded.name, args.format)
     export_model(loaded.model, args.format, output, opset=args.opset, metadata=export_metadata(loaded.temperature))
     print(
