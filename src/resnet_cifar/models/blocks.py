@@ -1,6 +1,7 @@
 """Residual blocks: post-activation (He et al. 2015) and pre-activation (He et al. 2016), basic and bottleneck.
 
-Every block takes `shortcut` ("A", "B" or "none" for the plain twin) and `norm` ("bn" or "none"), so the same
+Every block takes `shortcut` ("A", "B" or "none" for the plain twin), `norm` ("bn" or "none") and, for option A,
+`shortcut_padding` (where its zero channels go: resnet_cifar.models.layers.PADDINGS), so the same
 code builds a ResNet, its plain counterpart, and both without batch norm. `zero_init_last()` zeroes the last
 scaling of the residual branch so each block starts as the identity (Goyal et al. 2017, "Accurate, Large
 Minibatch SGD", section 5.1).
@@ -27,7 +28,15 @@ class BasicBlock(nn.Module):
     expansion = 1
     preact = False
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "A", norm: str = "bn"):
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        shortcut: str = "A",
+        norm: str = "bn",
+        shortcut_padding: str = "after",
+    ):
         super().__init__()
         bias = norm == "none"
         self.conv1 = conv3x3(in_channels, width, stride, bias=bias)
@@ -35,7 +44,7 @@ class BasicBlock(nn.Module):
         self.conv2 = conv3x3(width, width, bias=bias)
         self.bn2 = norm_layer(norm, width)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = make_shortcut(shortcut, in_channels, width, stride, norm)
+        self.shortcut = make_shortcut(shortcut, in_channels, width, stride, norm, shortcut_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -54,7 +63,15 @@ class Bottleneck(nn.Module):
     expansion = 4
     preact = False
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B", norm: str = "bn"):
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        shortcut: str = "B",
+        norm: str = "bn",
+        shortcut_padding: str = "after",
+    ):
         super().__init__()
         bias = norm == "none"
         out_channels = width * self.expansion
@@ -65,7 +82,7 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(width, out_channels, bias=bias)
         self.bn3 = norm_layer(norm, out_channels)
         self.relu = nn.ReLU(inplace=True)
-        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm)
+        self.shortcut = make_shortcut(shortcut, in_channels, out_channels, stride, norm, shortcut_padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
@@ -79,11 +96,13 @@ class Bottleneck(nn.Module):
         _zero_last(self.bn3, self.conv3)
 
 
-def _preact_shortcut(kind: str, in_channels: int, out_channels: int, stride: int) -> nn.Module | None:
+def _preact_shortcut(
+    kind: str, in_channels: int, out_channels: int, stride: int, padding: str = "after"
+) -> nn.Module | None:
     # The projection sees the already normalised input, so it is a bare 1x1 convolution (He et al. 2016, Fig. 4).
     if kind == "B" and (stride != 1 or in_channels != out_channels):
         return conv1x1(in_channels, out_channels, stride)
-    return make_shortcut(kind, in_channels, out_channels, stride, norm="none")
+    return make_shortcut(kind, in_channels, out_channels, stride, norm="none", padding=padding)
 
 
 class PreActBasicBlock(nn.Module):
@@ -92,7 +111,15 @@ class PreActBasicBlock(nn.Module):
     expansion = 1
     preact = True
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B", norm: str = "bn"):
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        shortcut: str = "B",
+        norm: str = "bn",
+        shortcut_padding: str = "after",
+    ):
         super().__init__()
         bias = norm == "none"
         self.bn1 = norm_layer(norm, in_channels)
@@ -100,7 +127,7 @@ class PreActBasicBlock(nn.Module):
         self.bn2 = norm_layer(norm, width)
         self.conv2 = conv3x3(width, width, bias=bias)
         self.relu = nn.ReLU()  # not in-place: the pre-activated input may feed the projection shortcut
-        self.shortcut = _preact_shortcut(shortcut, in_channels, width, stride)
+        self.shortcut = _preact_shortcut(shortcut, in_channels, width, stride, shortcut_padding)
         self.project = isinstance(self.shortcut, nn.Conv2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,7 +147,15 @@ class PreActBottleneck(nn.Module):
     expansion = 4
     preact = True
 
-    def __init__(self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B", norm: str = "bn"):
+    def __init__(
+        self,
+        in_channels: int,
+        width: int,
+        stride: int = 1,
+        shortcut: str = "B",
+        norm: str = "bn",
+        shortcut_padding: str = "after",
+    ):
         super().__init__()
         bias = norm == "none"
         out_channels = width * self.expansion
@@ -131,7 +166,7 @@ class PreActBottleneck(nn.Module):
         self.bn3 = norm_layer(norm, width)
         self.conv3 = conv1x1(width, out_channels, bias=bias)
         self.relu = nn.ReLU()
-        self.shortcut = _preact_shortcut(shortcut, in_channels, out_channels, stride)
+        self.shortcut = _preact_shortcut(shortcut, in_channels, out_channels, stride, shortcut_padding)
         self.project = isinstance(self.shortcut, nn.Conv2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,10 @@ from torch import nn
 
 NORMS = ("bn", "none")
 SHORTCUTS = ("A", "B", "none")
+# Where option A puts the zero channels it adds: the paper leaves it open. "after": identity channels first, zeros
+# after them; "split": half the zeros before the identity and half after (akamaster/pytorch_resnet_cifar10's
+# layout, so its published weights compute what they were trained to).
+PADDINGS = ("after", "split")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
@@ -44,19 +48,27 @@ class ZeroPadShortcut(nn.Module):
     (not a lambda) so models stay picklable and scriptable.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, stride: int, padding: str = "after"):
         super().__init__()
         if out_channels < in_channels:
             raise ValueError("option A shortcut cannot reduce channels")
-        self.extra_channels = out_channels - in_channels
+        check_padding(padding)
+        extra = out_channels - in_channels
+        self.before = extra // 2 if padding == "split" else 0
+        self.after = extra - self.before
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
-        if self.extra_channels:
-            x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))
+        if self.before or self.after:
+            x = F.pad(x, (0, 0, 0, 0, self.before, self.after))
         return x
+
+
+def check_padding(padding: str) -> None:
+    if padding not in PADDINGS:
+        raise ValueError(f"shortcut_padding must be one of {PADDINGS}, got {padding!r}")
 
 
 def projection_shortcut(in_channels: int, out_channels: int, stride: int, norm: str) -> nn.Module:
@@ -65,8 +77,12 @@ def projection_shortcut(in_channels: int, out_channels: int, stride: int, norm: 
     return nn.Sequential(conv, norm_layer(norm, out_channels))
 
 
-def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, norm: str) -> nn.Module | None:
-    """The shortcut branch of a block: None for plain nets, identity where shapes match, else option A or B."""
+def make_shortcut(
+    kind: str, in_channels: int, out_channels: int, stride: int, norm: str, padding: str = "after"
+) -> nn.Module | None:
+    """The shortcut branch of a block: None for plain nets, identity where shapes match, else option A (its zeros
+    placed by `padding`, see PADDINGS) or B."""
+    check_padding(padding)
     if kind == "none":
         return None
     if kind not in SHORTCUTS:
@@ -74,5 +90,5 @@ def make_shortcut(kind: str, in_channels: int, out_channels: int, stride: int, n
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     if kind == "A":
-        return ZeroPadShortcut(in_channels, out_channels, stride)
+        return ZeroPadShortcut(in_channels, out_channels, stride, padding)
     return projection_shortcut(in_channels, out_channels, stride, norm)

@@ -32,6 +32,8 @@ class ResNet(nn.Module):
         stem_width: channels of the stem convolution.
         num_classes: size of the classifier output.
         shortcut: "A" (zero-padded identity), "B" (projection where the shape changes) or "none" (plain net).
+        shortcut_padding: where option A's zero channels go, "after" the identity or "split" around it (see
+            resnet_cifar.models.layers.PADDINGS); no parameter depends on it.
         norm: "bn" (batch norm) or "none".
         zero_init_residual: start every residual branch at zero so each block begins as the identity.
     """
@@ -45,6 +47,7 @@ class ResNet(nn.Module):
         stem_width: int,
         num_classes: int = 10,
         shortcut: str = "A",
+        shortcut_padding: str = "after",
         norm: str = "bn",
         zero_init_residual: bool = False,
         in_channels: int = 3,
@@ -64,7 +67,7 @@ class ResNet(nn.Module):
             layers = []
             for i in range(blocks):
                 stride = 2 if index > 0 and i == 0 else 1
-                layers.append(block(channels, width, stride, shortcut=shortcut, norm=norm))
+                layers.append(block(channels, width, stride, shortcut, norm, shortcut_padding))
                 channels = width * block.expansion
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
