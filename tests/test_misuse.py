@@ -208,7 +208,7 @@ def test_export_into_a_folder_names_the_file(tmp_path, capsys):
     assert (tmp_path / "fastnet.pt").is_file()
 
 
-def test_plot_of_a_file_is_refused_before_any_work(finished_run, capsys):
+def test_plot_of_a_runs_checkpoint_is_refused_before_any_work(finished_run, capsys):
     started = time.perf_counter()
     assert run_cli("plot", finished_run / "last.safetensors") == 2
     assert "plot needs a run folder" in capsys.readouterr().err and time.perf_counter() - started < 2

@@ -39,9 +39,10 @@ def calibration_of(loaded, dataset, config: dict, test) -> dict:
     train = load_split(dataset.folder, "train", fmt=dataset.format)
     _, val = train_val_split(train.labels, config.get("val_size", 5000), config.get("data_seed", 0))
     fp32 = choose_runtime("cpu", bf16=False)
-    val_logits = predict_logits(loaded.model.cpu(), train.images[val], tta=1, runtime=fp32)
+    norm = loaded.normalization
+    val_logits = predict_logits(loaded.model.cpu(), train.images[val], tta=1, runtime=fp32, normalization=norm)
     temperature = fit_temperature(val_logits, train.labels[val])
-    test_logits = predict_logits(loaded.model, test.images, tta=1, runtime=fp32)
+    test_logits = predict_logits(loaded.model, test.images, tta=1, runtime=fp32, normalization=norm)
     return {
         "temperature": temperature,
         "fitted_on": f"the run's validation split ({len(val):,} images, data_seed {config.get('data_seed', 0)}), "
@@ -52,15 +53,17 @@ def calibration_of(loaded, dataset, config: dict, test) -> dict:
 
 
 def recalibrate(data_dir: str | None) -> None:
-    """Fit the shipped weights' temperature again and store it in their metadata and card (tensors unchanged)."""
+    """Fit the shipped weights' temperature again and store it, and their normalisation, in their metadata and card
+    (tensors unchanged)."""
     tensors, metadata = load_checkpoint(DEFAULT_WEIGHTS)
     loaded = load_model(None, device="cpu", bf16=False)
     card = metadata["card"]
     dataset = find_dataset(data_dir)
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     card["calibration"] = calibration_of(loaded, dataset, card["config"], test)
+    card["normalization"] = loaded.normalization.as_dict()  # files from before it was recorded: CIFAR-10's
     kept = {k: v for k, v in metadata.items() if k not in ("format", "tensor_sha256")}
-    save_checkpoint(DEFAULT_WEIGHTS, tensors, {**kept, "card": card})
+    save_checkpoint(DEFAULT_WEIGHTS, tensors, {**kept, "normalization": card["normalization"], "card": card})
     DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"recalibrated {DEFAULT_WEIGHTS}: {json.dumps(card['calibration'], indent=1)}")
 
@@ -83,7 +86,7 @@ def main() -> None:
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     measured = {}
     for tta in (0, 1, 2):
-        logits = predict_logits(loaded.model, test.images, tta=tta)
+        logits = predict_logits(loaded.model, test.images, tta=tta, normalization=loaded.normalization)
         measured[f"tta{tta}"] = round(accuracy(logits, test.labels), 4)
     state = {f"model.{k}": v.contiguous() for k, v in loaded.model.state_dict().items()}
     card = {
@@ -105,10 +108,12 @@ def main() -> None:
             "tta_flip_translate": measured["tta2"],
         },
         "source_run": Path(args.run).name,
+        "normalization": loaded.normalization.as_dict(),
     }
     card["calibration"] = calibration_of(loaded, dataset, config, test)
     DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(DEFAULT_WEIGHTS, state, {"model": loaded.name, "model_options": loaded.options, "card": card})
+    metadata = {"model": loaded.name, "model_options": loaded.options, "normalization": card["normalization"]}
+    save_checkpoint(DEFAULT_WEIGHTS, state, {**metadata, "card": card})
     DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     size = DEFAULT_WEIGHTS.stat().st_size
     print(f"wrote {DEFAULT_WEIGHTS} ({size / 1e6:.2f} MB) and its model card; test accuracy {measured}")

@@ -72,7 +72,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from resnet_cifar.evaluate.runner import plot_run
 
     for path in plot_run(
-        args.run, data_dir=args.data_dir, download=not args.no_download, device=args.device, bf16=args.bf16
+        args.run,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        device=args.device,
+        bf16=args.bf16,
+        output_dir=args.output_dir,
     ):
         print(f"wrote {path}")
     return 0
@@ -80,7 +85,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 def _plot_parser(sub) -> None:
     parser = sub.add_parser("plot", help="(re)write inference.png, curves.png and confusion_matrix.png of a run")
-    parser.add_argument("run", help="run folder")
+    parser.add_argument("run", help="run folder, or a weights file outside one (shipped, imported)")
+    parser.add_argument(
+        "--output-dir", default="outputs", help="where a weights file's pictures go (<output-dir>/<stem>-pictures/)"
+    )
     add_runtime(parser)
     add_data_dir(parser)
     parser.set_defaults(func=cmd_plot)

@@ -9,18 +9,24 @@ from dataclasses import dataclass
 
 import torch
 
-# Per-channel statistics of the 50,000 training images, pixels scaled to [0, 1].
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+from resnet_cifar.data.normalization import CIFAR10_MEAN, CIFAR10_STD, normalize
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "PAD_MODES",
+    "AugmentParams",
+    "Augmentation",
+    "apply_flip",
+    "cutout",
+    "cutout_mask",
+    "normalize",
+    "random_crop",
+    "random_flip",
+    "shift",
+]
+
 PAD_MODES = ("reflect", "zeros")
-
-
-def normalize(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """uint8 (or [0, 255] float) N x 3 x H x W -> float, zero mean and unit variance per channel."""
-    mean = torch.tensor(CIFAR10_MEAN, dtype=dtype, device=images.device).view(1, 3, 1, 1) * 255
-    inv_std = 1 / (torch.tensor(CIFAR10_STD, dtype=dtype, device=images.device).view(1, 3, 1, 1) * 255)
-    out = images.to(dtype, copy=True)  # a fresh tensor, so the in-place ops below never touch the input
-    return out.sub_(mean).mul_(inv_std)
 
 
 def _source_index(

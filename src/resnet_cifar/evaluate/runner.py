@@ -52,6 +52,7 @@ def evaluate_source(
         batch_size=batch_size or config.get("eval_batch_size", 250),
         runtime=runtime,
         channels_last=loaded.channels_last,
+        normalization=loaded.normalization,
     )
     seconds = time.perf_counter() - started
     # one naming rule: results.json for the weights' own TTA level, results-WHICH-ttaN.json for any other; a file
@@ -79,22 +80,31 @@ def evaluate_source(
 
 
 def plot_run(
-    run: str | Path, *, data_dir=None, download: bool = True, device: str = "auto", bf16: bool | str = "auto"
+    run: str | Path,
+    *,
+    data_dir=None,
+    download: bool = True,
+    device: str = "auto",
+    bf16: bool | str = "auto",
+    output_dir: str | Path = "outputs",
 ) -> list[Path]:
-    """Write the run's pictures from its saved test logits (or by evaluating its final weights)."""
+    """Write the run's pictures from its saved test logits (or by evaluating its final weights). A weights file
+    outside a run (shipped, imported) gets its inference grid and confusion matrix in `output_dir/<stem>-pictures/`."""
     from resnet_cifar.viz.report import describe_predictions, write_run_pictures
 
     run = Path(run)
-    if not run.is_dir():
-        raise ConfigError(
-            f"plot needs a run folder (it draws the curves from metrics.csv and the pictures from the run's test "
-            f"results); {run} is {'a file' if run.exists() else 'not there'}"
-        )
+    if run.is_file() and (run.parent / run_folder.CONFIG).is_file():
+        raise ConfigError(f"plot needs a run folder, not one of its checkpoints: plot {run.parent}")
+    if not run.exists():
+        raise ConfigError(f"plot needs a run folder or a weights file; {run} is not there")
     loaded = load_model(run, "last", device=device, bf16=bf16)
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     config = loaded.config
-    stored = run_folder.load_logits(run)
+    stored = run_folder.load_logits(run) if run.is_dir() else None
+    if run.is_file():  # never a run's folder: `default.safetensors` must not draw into outputs/default
+        run = Path(output_dir) / f"{run.stem}-pictures"
+        run.mkdir(parents=True, exist_ok=True)
     if stored is not None:
         logits, meta = stored
         weights, tta = meta.get("weights", "last"), int(meta.get("tta", config.get("tta", 1)))
@@ -107,6 +117,7 @@ def plot_run(
             batch_size=config.get("eval_batch_size", 250),
             runtime=loaded.runtime,
             channels_last=loaded.channels_last,
+            normalization=loaded.normalization,
         )
     return write_run_pictures(
         run,

@@ -1,9 +1,10 @@
-"""Export a trained model to ONNX or TorchScript, with the CIFAR-10 normalisation built in.
+"""Export a trained model to ONNX or TorchScript, with the normalisation its weights were trained with built in.
 
 The exported graph takes float32 RGB images in [0, 1], shape N x 3 x 32 x 32 with any N (dynamic batch), and returns
 logits N x 10, so a user elsewhere needs nothing but the file. The file's metadata carries the temperature fitted on
-the validation split (`temperature`: probabilities are softmax(logits / temperature)) and the class names: ONNX
-`metadata_props`, TorchScript `extra_files` (`metadata.json`).
+the validation split (`temperature`: probabilities are softmax(logits / temperature)), the class names and the
+normalisation inside the graph (`normalization`, for the record: inputs stay [0, 1]): ONNX `metadata_props`,
+TorchScript `extra_files` (`metadata.json`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from resnet_cifar.data.augment import CIFAR10_MEAN, CIFAR10_STD
 from resnet_cifar.data.cifar10 import CLASSES
+from resnet_cifar.data.normalization import CIFAR10, Normalization
 from resnet_cifar.errors import ConfigError, ResnetCifarError
 from resnet_cifar.inference.tta import model_device
 
@@ -44,20 +45,25 @@ def output_path(output: str | Path | None, name: str, fmt: str) -> Path:
 
 
 class Deployable(nn.Module):
-    """model(normalise(x)) for x in [0, 1]."""
+    """model(normalise(x)) for x in [0, 1], with the weights' own normalisation."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, normalization: Normalization = CIFAR10):
         super().__init__()
         self.model = model.eval()
-        self.register_buffer("mean", torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("inv_std", 1 / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(normalization.mean).view(1, 3, 1, 1))
+        self.register_buffer("inv_std", 1 / torch.tensor(normalization.std).view(1, 3, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model((images - self.mean) * self.inv_std)
 
 
 def export_model(
-    model: nn.Module, fmt: str, path: Path, opset: int = 17, metadata: dict[str, str] | None = None
+    model: nn.Module,
+    fmt: str,
+    path: Path,
+    opset: int = 17,
+    metadata: dict[str, str] | None = None,
+    normalization: Normalization = CIFAR10,
 ) -> Path:
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -65,7 +71,7 @@ def export_model(
     if fmt == "onnx" and not low <= opset <= high:
         raise ConfigError(f"--opset: this PyTorch exports ONNX opsets {low} to {high}, got {opset}")
     device = model_device(model)  # traced where the model is (default CPU: a file that runs anywhere)
-    wrapped = Deployable(model).to(device).eval()
+    wrapped = Deployable(model, normalization).to(device).eval()
     example = torch.rand(2, 3, 32, 32, device=device)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")  # written whole, then renamed: no half-written file at `path`
@@ -79,9 +85,15 @@ def export_model(
     return path
 
 
-def export_metadata(temperature: float) -> dict[str, str]:
-    """What an exported file says about its outputs (strings: both formats store text)."""
-    return {"temperature": repr(float(temperature)), "classes": json.dumps(list(CLASSES)), "output": "logits"}
+def export_metadata(temperature: float, normalization: Normalization = CIFAR10) -> dict[str, str]:
+    """What an exported file says about its inputs and outputs (strings: both formats store text)."""
+    return {
+        "temperature": repr(float(temperature)),
+        "classes": json.dumps(list(CLASSES)),
+        "output": "logits",
+        "input": "float32 RGB in [0, 1], N x 3 x 32 x 32; normalised inside the graph",
+        "normalization": json.dumps(normalization.as_dict()),
+    }
 
 
 def _export(

@@ -10,6 +10,7 @@ from torch import nn
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, recorded_precision, split_prefix
+from resnet_cifar.data.normalization import Normalization, recorded_normalization
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import Runtime, choose_runtime
@@ -33,6 +34,11 @@ class LoadedModel:
     def channels_last(self) -> bool:
         """The memory format the weights were trained and tested in (the model is in it; feed batches in it)."""
         return bool(self.config.get("channels_last", False))
+
+    @property
+    def normalization(self) -> Normalization:
+        """The input statistics the weights were trained with (CIFAR-10's for files that do not say)."""
+        return recorded_normalization(self.metadata)
 
     @property
     def temperature(self) -> float:
@@ -91,6 +97,10 @@ def load_model(
     resnet_cifar.runtime), resolved here once."""
     path = resolve_weights(source, which)
     tensors, metadata = load_checkpoint(path)
+    try:
+        recorded_normalization(metadata)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: {error}") from None
     name = model_name or metadata.get("model")
     if name is None:
         raise ConfigError(

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from resnet_cifar.data.cifar10 import CLASSES
+from resnet_cifar.data.normalization import CIFAR10, Normalization
 from resnet_cifar.errors import ImageError
 from resnet_cifar.inference.images import load_image
 from resnet_cifar.inference.tta import model_device, predict_logits
@@ -74,13 +75,15 @@ def classify(
     batch_size: int = 256,
     runtime: Runtime | None = None,
     temperature: float = 1.0,
+    normalization: Normalization = CIFAR10,
 ) -> list[list[tuple[str, float]]]:
     """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32, on the model's device (`runtime`: its
     device and precision; default: chosen for the device the model is on). `temperature`: the weights' calibration
-    (LoadedModel.temperature), so that "90%" is right about 90% of the time."""
+    (LoadedModel.temperature), so that "90%" is right about 90% of the time; `normalization`: the statistics the
+    weights were trained with (LoadedModel.normalization)."""
     if len(images) == 0:
         return []
-    logits = predict_logits(model, images, tta=tta, batch_size=batch_size, runtime=runtime)
+    logits = predict_logits(model, images, tta=tta, batch_size=batch_size, runtime=runtime, normalization=normalization)
     probabilities = (logits / temperature).softmax(dim=1)
     values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [
@@ -96,6 +99,7 @@ def predict_files(
     tta: int = 0,
     runtime: Runtime | None = None,
     temperature: float = 1.0,
+    normalization: Normalization = CIFAR10,
 ) -> list[Prediction]:
     """Predict every readable image; unreadable ones come back with their error, in input order."""
     runtime = runtime or choose_runtime(model_device(model))
@@ -114,7 +118,15 @@ def predict_files(
     if tensors:
         for index, top in zip(
             readable,
-            classify(model, torch.stack(tensors), top_k, tta, runtime=runtime, temperature=temperature),
+            classify(
+                model,
+                torch.stack(tensors),
+                top_k,
+                tta,
+                runtime=runtime,
+                temperature=temperature,
+                normalization=normalization,
+            ),
             strict=True,
         ):
             results[index].top = top

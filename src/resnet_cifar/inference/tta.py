@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.data.augment import normalize
+from resnet_cifar.data.normalization import CIFAR10, Normalization, normalize
 from resnet_cifar.runtime import Runtime, choose_runtime
 
 TTA_LEVELS = (0, 1, 2)
@@ -47,11 +47,13 @@ def predict_logits(
     batch_size: int = 1000,
     runtime: Runtime | None = None,
     channels_last: bool = False,
+    normalization: Normalization = CIFAR10,
 ) -> torch.Tensor:
     """float32 logits (N x classes, on the CPU) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views.
 
     `runtime`: where and in what precision (default: chosen for the device the model is on, as `choose_runtime`
     does). `channels_last`: feed channels-last batches (as the run was trained and tested, for identical rounding).
+    `normalization`: the statistics the weights were trained with (LoadedModel.normalization).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -62,7 +64,7 @@ def predict_logits(
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
-                batch = normalize(images[start : start + batch_size]).to(runtime.device)
+                batch = normalize(images[start : start + batch_size], normalization=normalization).to(runtime.device)
                 views = tta_views(batch, tta)
                 total = None
                 for view in views:

@@ -12,6 +12,7 @@ from torch import nn
 
 from resnet_cifar.checkpoint import clean_state_dict, split_prefix
 from resnet_cifar.data.cifar10 import CLASSES
+from resnet_cifar.data.normalization import CIFAR10
 from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.config import TrainConfig
 
@@ -133,6 +134,7 @@ def checkpoint_metadata(
         "schedule": {"kind": schedule_kind, "step": position.step, "total_steps": total_steps},
         "ema": averaged,
         "classes": list(CLASSES),
+        "normalization": CIFAR10.as_dict(),  # what training fed the model (resnet_cifar.data.normalization)
         "data_folder": str(data_folder.resolve()),
         "runtime": runtime.as_dict(),
         "torch_version": torch.__version__,
