@@ -1,4 +1,4 @@
-"""`resnet-cifar predict` and `resnet-cifar export`: use a trained model."""
+"""`resnet-cifar predict`, `export` and `import`: use a trained model, or bring one trained elsewhere."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         tta=args.tta,
         runtime=loaded.runtime,
         temperature=loaded.temperature,
+        normalization=loaded.normalization,
     )
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
     failed = [p for p in predictions if p.error]
@@ -44,7 +45,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     loaded = load_weights(args, bf16=False)  # the exported graph is fp32
     output = output_path(args.output, loaded.name, args.format)
-    export_model(loaded.model, args.format, output, opset=args.opset, metadata=export_metadata(loaded.temperature))
+    export_model(
+        loaded.model,
+        args.format,
+        output,
+        opset=args.opset,
+        metadata=export_metadata(loaded.temperature, loaded.normalization),
+        normalization=loaded.normalization,
+    )
     print(
         f"exported {loaded.name} ({loaded.path}) to {output}: input float32 N x 3 x 32 x 32 in [0, 1], "
         "output logits N x 10"
@@ -64,7 +72,62 @@ def _export_parser(sub) -> None:
     parser.set_defaults(func=cmd_export)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from resnet_cifar.data.normalization import Normalization
+    from resnet_cifar.errors import ConfigError
+    from resnet_cifar.inference.importer import import_checkpoint
+
+    if (args.mean is None) != (args.std is None):
+        raise ConfigError("--mean and --std go together: give both (3 numbers each, pixels in [0, 1])")
+    normalization = None if args.mean is None else Normalization(tuple(args.mean), tuple(args.std))
+    source = Path(args.source)
+    output = Path(args.output) if args.output else Path("outputs") / "imported" / f"{source.stem}.safetensors"
+    done = import_checkpoint(
+        source,
+        output,
+        model_name=args.model,
+        shortcut_padding=args.shortcut_padding,
+        normalization=normalization,
+        overwrite=args.force,
+    )
+    options = ", ".join(f"{k}={v}" for k, v in done.options.items())
+    print(f"read {source} ({done.layout} layout, {done.tensors} tensors): {done.model} ({options})")
+    print(f"normalization: {done.normalization.describe()} ({done.normalization_source})")
+    if done.reported:
+        print(f"the file reports: {done.reported}")
+    print(f"wrote {done.path}; try: resnet-cifar evaluate {done.path}")
+    return 0
+
+
+def _import_parser(sub) -> None:
+    from resnet_cifar.models.layers import PADDINGS
+
+    parser = sub.add_parser(
+        "import",
+        help="convert a published CIFAR ResNet checkpoint (akamaster .th, kuangliu/torchvision-style state dicts) "
+        "to our weights",
+    )
+    parser.add_argument("source", help="a torch.save file (read with weights_only=True: nothing is unpickled)")
+    parser.add_argument(
+        "--output", default=None, help="the .safetensors file to write (default outputs/imported/<name>.safetensors)"
+    )
+    parser.add_argument("--model", default=None, help="the model name (default: told from the tensors)")
+    parser.add_argument(
+        "--shortcut-padding",
+        choices=PADDINGS,
+        default=None,
+        help="where option A's zero channels go (default: split for akamaster's layout, else after)",
+    )
+    parser.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="input mean")
+    parser.add_argument("--std", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="input std")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
+    parser.set_defaults(func=cmd_import)
+
+
 def register(sub) -> None:
     """Add this module's subcommands to the `resnet-cifar` parser."""
     _predict_parser(sub)
     _export_parser(sub)
+    _import_parser(sub)

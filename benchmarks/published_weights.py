@@ -1,0 +1,80 @@
+"""Import akamaster/pytorch_resnet_cifar10's published CIFAR ResNets and test them here: theirs vs ours vs the paper.
+
+    git clone https://github.com/akamaster/pytorch_resnet_cifar10   # BSD-2-Clause; never commit its files here
+    python benchmarks/published_weights.py pytorch_resnet_cifar10/pretrained_models
+
+Every `resnet*.th` file in the folder goes through `resnet-cifar import` (weights_only, keys mapped, shapes checked)
+and is evaluated on the full CIFAR-10 test set (10,000 images, fp32, no TTA, as published), once with option A's
+zeros split around the identity as akamaster pads (what the import records) and once with them after it (this
+project's default padding), which shows why where option A pads matters for reused weights. The table gives
+akamaster's README error, the error we measure, and He et al. 2015's (Table 6).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import tempfile
+from pathlib import Path
+
+from resnet_cifar.cli import run_reporting_errors
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.evaluate.runner import evaluate_source
+from resnet_cifar.inference.importer import import_checkpoint
+from resnet_cifar.runtime import machine_description
+
+# Test error in percent: akamaster's README table, and He et al. 2015 Table 6.
+PUBLISHED = {20: 8.27, 32: 7.37, 44: 6.90, 56: 6.61, 110: 6.32, 1202: 6.18}
+PAPER = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+
+
+def depth_of(path: Path) -> int:
+    match = re.match(r"resnet(\d+)", path.name)
+    return int(match.group(1)) if match else 0
+
+
+def measure(path: Path, scratch: Path, data_dir: str | None) -> dict:
+    """Import `path` twice (the recorded split padding, and zeros after) and return both test errors in percent."""
+    errors = {}
+    for padding in ("split", "after"):
+        weights = scratch / f"{path.stem}-{padding}.safetensors"
+        imported = import_checkpoint(path, weights, shortcut_padding=padding, overwrite=True)
+        results = evaluate_source(weights, tta=0, data_dir=data_dir, device="cpu", bf16=False, output_dir=scratch)
+        errors[padding] = 100 * (1 - results["top1"])
+    return {"model": imported.model, "reported": imported.reported, **errors}
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}%"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", help="the folder holding akamaster's resnet*.th files (pretrained_models/)")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    files = sorted(Path(args.folder).glob("resnet*.th"), key=depth_of)
+    if not files:
+        raise ConfigError(f"no resnet*.th files in {args.folder} (akamaster's pretrained_models/ folder)")
+    print(f"machine: {machine_description()}; fp32, no TTA, the 10,000 test images")
+    print(
+        "| model | akamaster README error | ours with their weights (zeros split, as imported) | "
+        "ours, zeros after the identity | difference to README | He et al. 2015 |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as scratch:
+        for path in files:
+            row = measure(path, Path(scratch), args.data_dir)
+            depth = depth_of(path)
+            published = PUBLISHED.get(depth)
+            gap = f"{row['split'] - published:+.2f}" if published is not None else "–"
+            print(
+                f"| {row['model']} | {_percent(published)} | {row['split']:.2f}% | {row['after']:.2f}% | {gap} | "
+                f"{_percent(PAPER.get(depth))} |",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_reporting_errors(main))
