@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev,export]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,export,serve]'
 	touch $@
 
 # `make train RESUME=outputs/default` continues an interrupted run exactly where it stopped.

@@ -60,3 +60,16 @@ def machine(monkeypatch):
     monkeypatch.undo()
     runtime.clear_caches()
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def fake_cifar(tmp_path, monkeypatch) -> Path:
+    """A fabricated dataset in the binary format (60 images per file, 6 of each class), its checksums injected."""
+    from fakes import write_fake
+    from resnet_cifar.data import checksums
+
+    folder = tmp_path / "fake-cifar"
+    table, _ = write_fake(folder, "binary", n=60)
+    for file_name, check in table.items():
+        monkeypatch.setitem(checksums.BINARY_FILES, file_name, check)
+    return folder

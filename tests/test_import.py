@@ -273,20 +273,7 @@ def test_cli_writes_once_and_reports_what_it_read(akamaster_file, tmp_path, caps
     assert code == 2 and "--mean and --std go together" in err
 
 
-@pytest.fixture
-def small_data(tmp_path, monkeypatch):
-    """A fabricated dataset (60 test images), its checksums injected."""
-    from fakes import write_fake
-    from resnet_cifar.data import checksums
-
-    folder = tmp_path / "small-cifar"
-    table, _ = write_fake(folder, "binary", n=60)
-    for file_name, check in table.items():
-        monkeypatch.setitem(checksums.BINARY_FILES, file_name, check)
-    return folder
-
-
-def test_evaluate_plot_and_predict_use_the_imported_statistics(akamaster_file, small_data, tmp_path, capsys):
+def test_evaluate_plot_and_predict_use_the_imported_statistics(akamaster_file, fake_cifar, tmp_path, capsys):
     from PIL import Image
 
     from resnet_cifar.data import load_split
@@ -295,10 +282,10 @@ def test_evaluate_plot_and_predict_use_the_imported_statistics(akamaster_file, s
     path, original = akamaster_file
     weights = tmp_path / "imported.safetensors"
     import_checkpoint(path, weights)
-    test = load_split(small_data, "test")
+    test = load_split(fake_cifar, "test")
     with torch.no_grad():
         expected = original(normalize(test.images, normalization=IMAGENET))
-    common = ("--data-dir", str(small_data), "--output-dir", str(tmp_path / "out"))
+    common = ("--data-dir", str(fake_cifar), "--output-dir", str(tmp_path / "out"))
     assert main(["evaluate", str(weights), *common]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == f"test_accuracy={accuracy(expected, test.labels):.4f}"
     results = json.loads((tmp_path / "out" / "imported-results.json").read_text())

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from resnet_cifar import __version__
-from resnet_cifar.cli import evaluate, experiment, info, predict, train
+from resnet_cifar.cli import evaluate, experiment, info, predict, serve, train
 from resnet_cifar.errors import Interrupted, ResnetCifarError
 
 EXIT_USAGE = 2
@@ -55,7 +55,7 @@ class Parser(argparse.ArgumentParser):
 
 # --- entry point -------------------------------------------------------------------------------------------------
 
-SUBCOMMANDS = (train, evaluate, predict, experiment, info)  # each module's register() adds its subcommands
+SUBCOMMANDS = (train, evaluate, predict, serve, experiment, info)  # each module's register() adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

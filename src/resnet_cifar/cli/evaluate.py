@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from resnet_cifar.cli.options import add_data_dir, add_runtime, add_weights, positive_int
+from resnet_cifar.cli.options import add_data_dir, add_explain, add_runtime, add_weights, positive_int
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -78,6 +78,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
         device=args.device,
         bf16=args.bf16,
         output_dir=args.output_dir,
+        explain=args.explain,
+        cam_layer=args.cam_layer,
     ):
         print(f"wrote {path}")
     return 0
@@ -89,6 +91,7 @@ def _plot_parser(sub) -> None:
     parser.add_argument(
         "--output-dir", default="outputs", help="where a weights file's pictures go (<output-dir>/<stem>-pictures/)"
     )
+    add_explain(parser, "--explain", action="store_true", help="also inference_cam.png: class-activation maps")
     add_runtime(parser)
     add_data_dir(parser)
     parser.set_defaults(func=cmd_plot)

@@ -110,3 +110,14 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
         "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false",
         default="auto",
     )
+
+
+def add_explain(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
+    """`flag` (predict: --explain OUT.png; plot: --explain) and --cam-layer, the layer the maps are taken at."""
+    parser.add_argument(flag, default=None, **kwargs)
+    parser.add_argument(
+        "--cam-layer",
+        default=None,
+        metavar="NAME",
+        help="layer for the class-activation maps, as in model.named_modules() (default: the last stage)",
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli.options import add_runtime, add_weights, load_weights, top_k
+from resnet_cifar.cli.options import add_explain, add_runtime, add_weights, load_weights, top_k
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -22,10 +22,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         normalization=loaded.normalization,
     )
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
+    readable = [p.path for p in predictions if p.top]
+    if args.explain and readable:
+        picture = explain_files(loaded, readable, args.explain, args.tta, args.cam_layer)
+        print(f"wrote {picture}", file=sys.stderr)
     failed = [p for p in predictions if p.error]
     if failed:
         print(f"{len(failed)} of {len(predictions)} inputs failed", file=sys.stderr)
     return 1 if failed or not predictions else 0
+
+
+def explain_files(loaded, paths: list[str], output: str, tta: int, layer: str | None):
+    """predict --explain: the class-activation maps of the readable image files `paths`, drawn into `output`."""
+    from pathlib import Path
+
+    import torch
+
+    from resnet_cifar.inference.cam import explain
+    from resnet_cifar.inference.images import load_image
+    from resnet_cifar.viz.cam import write_explanations
+
+    images = torch.stack([load_image(path) for path in paths])
+    explanation = explain(
+        loaded.model,
+        images,
+        layer=layer,
+        normalization=loaded.normalization,
+        temperature=loaded.temperature,
+        tta=tta,
+        runtime=loaded.runtime,
+    )
+    return write_explanations(images, explanation, paths, Path(output))
 
 
 def _predict_parser(sub) -> None:
@@ -35,6 +62,9 @@ def _predict_parser(sub) -> None:
     parser.add_argument("--top-k", type=top_k, default=3, help="classes shown per image, 1 to 10 (default 3)")
     parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_explain(
+        parser, "--explain", metavar="OUT.png", help="also draw each image's class-activation maps into OUT.png"
+    )
     add_runtime(parser)
     parser.set_defaults(func=cmd_predict)
 

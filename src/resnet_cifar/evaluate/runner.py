@@ -87,9 +87,12 @@ def plot_run(
     device: str = "auto",
     bf16: bool | str = "auto",
     output_dir: str | Path = "outputs",
+    explain: bool = False,
+    cam_layer: str | None = None,
 ) -> list[Path]:
     """Write the run's pictures from its saved test logits (or by evaluating its final weights). A weights file
-    outside a run (shipped, imported) gets its inference grid and confusion matrix in `output_dir/<stem>-pictures/`."""
+    outside a run (shipped, imported) gets its inference grid and confusion matrix in `output_dir/<stem>-pictures/`.
+    `explain`: also inference_cam.png, the grid's images with their class-activation maps (at `cam_layer`)."""
     from resnet_cifar.viz.report import describe_predictions, write_run_pictures
 
     run = Path(run)
@@ -119,7 +122,7 @@ def plot_run(
             channels_last=loaded.channels_last,
             normalization=loaded.normalization,
         )
-    return write_run_pictures(
+    written = write_run_pictures(
         run,
         test.images,
         test.labels,
@@ -128,3 +131,24 @@ def plot_run(
         label_smoothing=config.get("label_smoothing", 0.0),
         which=describe_predictions(weights, tta, loaded.averaged),
     )
+    if explain:
+        written.append(_cam_grid(loaded, test, run / "inference_cam.png", tta, cam_layer, config.get("seed", 0)))
+    return written
+
+
+def _cam_grid(loaded, test, path: Path, tta: int, layer: str | None, seed: int) -> Path:
+    from resnet_cifar.inference.cam import explain
+    from resnet_cifar.viz.cam import inference_cam_grid
+
+    def explain_batch(images):
+        return explain(
+            loaded.model,
+            images,
+            layer=layer,
+            normalization=loaded.normalization,
+            temperature=loaded.temperature,
+            tta=tta,
+            runtime=loaded.runtime,
+        )
+
+    return inference_cam_grid(test.images, test.labels, explain_batch, path, seed=seed)

@@ -16,6 +16,7 @@ or absurd dimensions.
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -73,11 +74,22 @@ def load_image(path: Path | str) -> torch.Tensor:
         raise ImageError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
+    return _decode(path, path)
+
+
+def decode_image(data: bytes, name: str) -> torch.Tensor:
+    """The same rule for an image held in memory (an upload), named `name` in errors; nothing touches the disk."""
+    if not data:
+        raise ImageError(f"{name}: empty file")
+    return _decode(io.BytesIO(data), name)
+
+
+def _decode(source: Path | io.BytesIO, path: Path | str) -> torch.Tensor:
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_IMAGE_PIXELS (89 MP) and refuses above twice that: our limit is checked below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path, formats=FORMATS) as image:
+            with Image.open(source, formats=FORMATS) as image:
                 width, height = image.size
                 if width < 1 or height < 1 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
                     raise ImageError(f"{path}: absurd dimensions {width}x{height} (limit {MAX_PIXELS:,} pixels)")

@@ -1,0 +1,93 @@
+"""Class-activation maps: where in the image the evidence for a class lies (Grad-CAM, Selvaraju et al. 2017).
+
+Computed with Captum's `LayerGradCam` (PyTorch's interpretability library) on the last residual stage by default
+(`stages.<last>` in every registered model), or any named layer: the layer's feature maps weighted by the spatially
+averaged gradient of the class score, summed over channels, negative evidence clipped, upsampled bilinearly to the
+input's 32x32 and scaled to [0, 1] per image. The maps are computed in fp32 with gradients on, whatever the caller's
+context (`no_grad`, `inference_mode`), because Grad-CAM needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from resnet_cifar.data.normalization import CIFAR10, Normalization, normalize
+from resnet_cifar.errors import ConfigError
+from resnet_cifar.inference.tta import model_device, predict_logits
+from resnet_cifar.runtime import Runtime
+
+
+@dataclass
+class Explanation:
+    probabilities: torch.Tensor  # N x classes, calibrated (softmax of logits / temperature)
+    classes: torch.Tensor  # N x K class indices, most likely first
+    maps: torch.Tensor  # N x K x H x W in [0, 1], one map per explained class
+    layer: str
+
+
+def default_layer(model: nn.Module) -> str:
+    """The last residual stage: `stages.<last>`."""
+    stages = getattr(model, "stages", None)
+    if not isinstance(stages, nn.Sequential) or len(stages) == 0:
+        raise ConfigError(f"{type(model).__name__} has no `stages`: name the layer to explain (--cam-layer)")
+    return f"stages.{len(stages) - 1}"
+
+
+def find_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule called `name` (as in `model.named_modules()`), or one line listing the names there are."""
+    modules = dict(model.named_modules())
+    if name not in modules or name == "":
+        stages = [n for n in modules if n.count(".") <= 1 and n.startswith("stages")]
+        raise ConfigError(f"no layer {name!r} in this model; its stages are {', '.join(stages) or 'none'}")
+    return modules[name]
+
+
+def explain(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    top: int = 2,
+    layer: str | None = None,
+    normalization: Normalization = CIFAR10,
+    temperature: float = 1.0,
+    tta: int = 0,
+    runtime: Runtime | None = None,
+    batch_size: int = 64,
+) -> Explanation:
+    """The probabilities (at TTA level `tta`, in `runtime`'s precision, calibrated by `temperature`: what `predict`
+    prints) of uint8 images N x 3 x H x W, and the class-activation maps of their `top` most likely classes (of the
+    image as it is, in fp32)."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    name = layer or default_layer(model)
+    cam = LayerGradCam(model, find_layer(model, name))
+    logits = predict_logits(model, images, tta=tta, runtime=runtime, normalization=normalization)
+    probabilities = (logits / temperature).softmax(dim=1)
+    classes = probabilities.topk(min(top, probabilities.shape[1]), dim=1).indices
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    maps = []
+    try:
+        with torch.inference_mode(False), torch.enable_grad():
+            for start in range(0, len(images), batch_size):
+                batch = normalize(images[start : start + batch_size], normalization=normalization).to(device)
+                chosen = classes[start : start + batch_size].clone().to(device)  # a normal tensor, not an inference one
+                per_class = []
+                for k in range(chosen.shape[1]):
+                    raw = cam.attribute(batch, target=chosen[:, k], relu_attributions=True)
+                    upsampled = LayerAttribution.interpolate(raw.detach(), tuple(batch.shape[-2:]), "bilinear")
+                    per_class.append(_unit_scale(upsampled[:, 0].float()))
+                maps.append(torch.stack(per_class, dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return Explanation(probabilities, classes, torch.cat(maps) if maps else torch.empty(0, top, 32, 32), name)
+
+
+def _unit_scale(maps: torch.Tensor) -> torch.Tensor:
+    """Each N x H x W map divided by its maximum (all-zero maps stay zero): comparable colours across images."""
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
+    return (maps.clamp_min(0) / peak).clamp(0, 1)
