@@ -23,6 +23,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"--weights names a run folder or weights file; for a run's {args.weights} checkpoint use "
             f"--checkpoint {args.weights}"
         )
+    if args.corruptions:
+        return _corruption_benchmark(args, source)
     results = evaluate_source(
         source,
         which=args.checkpoint,
@@ -39,6 +41,32 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_results(results))
     print(f"results written to {results['path']}")
     print(f"test_accuracy={results['top1']:.4f}")
+    return 0
+
+
+def _corruption_benchmark(args: argparse.Namespace, source: str) -> int:
+    from resnet_cifar.evaluate.robustness import format_report, parse_corruptions
+    from resnet_cifar.evaluate.runner import evaluate_corruptions
+
+    report, path, picture = evaluate_corruptions(
+        source,
+        corruptions=parse_corruptions(args.corruptions),
+        images=args.corruption_images,
+        seed=args.corruption_seed,
+        which=args.checkpoint,
+        tta=args.tta,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        model_name=args.model,
+        model_options=args.model_options,
+        batch_size=args.batch_size,
+        device=args.device,
+        bf16=args.bf16,
+        output_dir=args.output_dir,
+    )
+    print(format_report(report))
+    print(f"report written to {path}; examples drawn in {picture}")
+    print(f"mean_corruption_accuracy={report['mean_corruption_accuracy']:.4f}")
     return 0
 
 
@@ -63,6 +91,16 @@ def _evaluate_parser(sub) -> None:
         default="outputs",
         help="where the results of a weights file outside a run folder go (a run's results go into the run folder)",
     )
+    parser.add_argument(
+        "--corruptions",
+        default=None,
+        metavar="all|NAME,...",
+        help="instead: the corruption benchmark (14 CIFAR-10-C corruptions x 5 severities; all, or names)",
+    )
+    parser.add_argument(
+        "--corruption-images", type=positive_int, default=None, help="a seeded sample of the test set (default: all)"
+    )
+    parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the corruptions and the sample")
     add_runtime(parser)
     add_data_dir(parser)
     parser.set_defaults(func=cmd_evaluate)

@@ -152,3 +152,63 @@ def _cam_grid(loaded, test, path: Path, tta: int, layer: str | None, seed: int) 
         )
 
     return inference_cam_grid(test.images, test.labels, explain_batch, path, seed=seed)
+
+
+def evaluate_corruptions(
+    source: str | Path,
+    *,
+    corruptions: tuple[str, ...],
+    images: int | None = None,
+    seed: int = 0,
+    which: str = "last",
+    tta: int | None = None,
+    data_dir=None,
+    download: bool = True,
+    model_name: str | None = None,
+    model_options: dict | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+    bf16: bool | str = "auto",
+    output_dir: str | Path = "outputs",
+    progress=print,
+) -> tuple[dict, Path, Path]:
+    """The corruption benchmark of a run's (or weights file's) model: (report, its JSON file, the example picture),
+    written into the run folder (`corruptions.json`, `corruptions.png`) or `output_dir/<stem>-corruptions.*`."""
+    from resnet_cifar.evaluate.robustness import run_benchmark, sample, write_report
+    from resnet_cifar.viz.corruptions import write_corruption_examples
+
+    loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
+    in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
+    config = loaded.config
+    tta = config.get("tta", 1) if tta is None else tta
+    dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
+    test = load_split(dataset.folder, "test", fmt=dataset.format)
+    chosen = sample(images, len(test.labels), seed)
+
+    def predict(batch):
+        return predict_logits(
+            loaded.model,
+            batch,
+            tta=tta,
+            batch_size=batch_size or config.get("eval_batch_size", 250),
+            runtime=loaded.runtime,
+            channels_last=loaded.channels_last,
+            normalization=loaded.normalization,
+        )
+
+    report = run_benchmark(
+        predict,
+        test.images[chosen],
+        test.labels[chosen],
+        corruptions=corruptions,
+        temperature=loaded.temperature,
+        seed=seed,
+        progress=progress,
+    )
+    report.update(weights=str(loaded.path), model=loaded.name, tta=tta, runtime=loaded.runtime.as_dict())
+    folder = loaded.run_dir if in_run else Path(output_dir)
+    stem = "corruptions" if in_run else f"{loaded.path.stem}-corruptions"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = write_report(report, folder / f"{stem}.json")
+    picture = write_corruption_examples(test.images[0], folder / f"{stem}.png", corruptions, seed)
+    return report, path, picture
