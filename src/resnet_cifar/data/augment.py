@@ -1,6 +1,6 @@
 """Augmentation on whole batches of tensors (no per-image PIL calls): random crop with padding, horizontal flip,
-cutout, and CIFAR-10 normalisation. Every random draw comes from a caller-supplied `torch.Generator`, so a batch is
-reproduced exactly by reseeding it (the basis of exact resume).
+AugMix (data/augmix.py), cutout, and CIFAR-10 normalisation. Every random draw comes from a caller-supplied
+`torch.Generator`, so a batch is reproduced exactly by reseeding it (the basis of exact resume).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from resnet_cifar.data.augmix import augmix, sample_augmix
 from resnet_cifar.data.normalization import CIFAR10_MEAN, CIFAR10_STD, normalize
 
 __all__ = [
@@ -111,19 +112,25 @@ class AugmentParams:
     flip: torch.Tensor
     cut_top: torch.Tensor
     cut_left: torch.Tensor
+    mix: tuple[torch.Tensor, ...] = ()  # AugMix's draws (data/augmix.py), one row per image; () when it is off
 
     def _fields(self) -> tuple[torch.Tensor, ...]:
-        return (self.dy, self.dx, self.flip, self.cut_top, self.cut_left)
+        return (self.dy, self.dx, self.flip, self.cut_top, self.cut_left, *self.mix)
+
+    @staticmethod
+    def _of(fields) -> AugmentParams:
+        fields = tuple(fields)
+        return AugmentParams(*fields[:5], mix=fields[5:])
 
     def __getitem__(self, index) -> AugmentParams:
-        return AugmentParams(*(t[index] for t in self._fields()))
+        return AugmentParams._of(t[index] for t in self._fields())
 
     def to(self, device: torch.device | str) -> AugmentParams:
-        return AugmentParams(*(t.to(device) for t in self._fields()))
+        return AugmentParams._of(t.to(device) for t in self._fields())
 
     @staticmethod
     def cat(parts: list[AugmentParams]) -> AugmentParams:
-        return AugmentParams(*(torch.cat(column) for column in zip(*(p._fields() for p in parts), strict=True)))
+        return AugmentParams._of(torch.cat(column) for column in zip(*(p._fields() for p in parts), strict=True))
 
 
 @dataclass(frozen=True)
@@ -142,6 +149,13 @@ class Augmentation:
     flip: bool = True  # random horizontal flip with probability 0.5
     cutout: int = 0  # side of the cutout square in pixels (0: off)
     size: int = 32  # side of the training crop in pixels
+    augmix: str = "off"  # "mix": one AugMix view; "jsd": the clean image and two views, image after image
+    augmix_severity: int = 3  # AugMix's magnitude, of 10
+
+    @property
+    def views(self) -> int:
+        """Training images made of each image: 3 for AugMix with the Jensen-Shannon loss, else 1."""
+        return 3 if self.augmix == "jsd" else 1
 
     def sample(self, n: int, generator: torch.Generator, image_size: int = 32) -> AugmentParams:
         p, slack = self.crop_padding, image_size - self.size  # the window's top-left may also move by `slack`
@@ -150,17 +164,29 @@ class Augmentation:
         flip = torch.rand(n, generator=generator) < (0.5 if self.flip else 0.0)
         cut_top = torch.randint(0, self.size, (n,), generator=generator) - self.cutout // 2
         cut_left = torch.randint(0, self.size, (n,), generator=generator) - self.cutout // 2
-        return AugmentParams(dy, dx, flip, cut_top, cut_left)
+        if self.augmix == "off":
+            return AugmentParams(dy, dx, flip, cut_top, cut_left)
+        views = 2 if self.augmix == "jsd" else 1
+        return AugmentParams(dy, dx, flip, cut_top, cut_left, sample_augmix(n, views, self.augmix_severity, generator))
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         if self.crop_padding or self.size != images.shape[-1]:
             images = shift(images, params.dy, params.dx, self.pad_mode, self.size)
         if self.flip:
             images = apply_flip(images, params.flip)
+        if self.augmix != "off":
+            images = self._augmix(images.float(), params.mix)
         out = normalize(images)
         if self.cutout:
-            out = out.masked_fill(cutout_mask(params.cut_top, params.cut_left, self.cutout, *out.shape[-2:]), 0.0)
+            mask = cutout_mask(params.cut_top, params.cut_left, self.cutout, *out.shape[-2:])
+            out = out.masked_fill(mask.repeat_interleave(self.views, dim=0), 0.0)
         return out
+
+    def _augmix(self, images: torch.Tensor, draws: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if self.augmix == "mix":
+            return augmix(images, draws, 0)
+        views = (images, augmix(images, draws, 0), augmix(images, draws, 1))
+        return torch.stack(views, dim=1).flatten(0, 1)  # image-major: micro-batches keep each image's three views
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         return self.apply(images, self.sample(len(images), generator, images.shape[-1]))

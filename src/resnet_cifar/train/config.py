@@ -59,6 +59,9 @@ def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | N
     return field(default=default, metadata=metadata, **kwargs)
 
 
+AUGMIX = ("off", "mix", "jsd")  # resnet_cifar.data.augmix.MODES
+
+
 @dataclass
 class TrainConfig:
     # --- run -----------------------------------------------------------------------------------------------------
@@ -124,6 +127,10 @@ class TrainConfig:
     pad_mode: str = _opt("reflect", "random crop padding", choices=("reflect", "zeros"))
     flip: bool = _opt(True, "random horizontal flip")
     cutout: int = _opt(0, "cutout square side in pixels (0: off)", bound=Bound(0, 32))
+    augmix: str = _opt(
+        "off", "AugMix: off, mix (one mixed view) or jsd (clean + two views, Jensen-Shannon loss)", choices=AUGMIX
+    )
+    augmix_severity: int = _opt(3, "AugMix operations' magnitude, of 10", bound=Bound(1, 10))
     crop_size: int = _opt(
         32, "side of the random training crop in pixels (< 32: cheaper steps, see full_size_epochs)", bound=Bound(8, 32)
     )

@@ -51,6 +51,18 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     )
 
 
+def augmentation_of(config: TrainConfig) -> Augmentation:
+    """The config's training augmentation (its crop size is set per epoch by BatchStream.plan)."""
+    return Augmentation(
+        crop_padding=config.crop_padding,
+        pad_mode=config.pad_mode,
+        flip=config.flip,
+        cutout=config.cutout,
+        augmix=config.augmix,
+        augmix_severity=config.augmix_severity,
+    )
+
+
 @dataclass(frozen=True)
 class EpochPlan:
     """Everything random about one epoch, drawn up front and moved to the device once: the order of the images and

@@ -22,7 +22,7 @@ from resnet_cifar.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from resnet_cifar.data.augment import Augmentation, normalize
+from resnet_cifar.data.augment import normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
 from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
 from resnet_cifar.inference.tta import predict_logits
@@ -31,9 +31,10 @@ from resnet_cifar.seeding import derive_seed
 from resnet_cifar.train import distributed
 from resnet_cifar.train.build import build_model, build_optimizer
 from resnet_cifar.train.config import TrainConfig, save_config
-from resnet_cifar.train.data import BatchStream, TrainingData, prepare_data
+from resnet_cifar.train.data import BatchStream, TrainingData, augmentation_of, prepare_data
 from resnet_cifar.train.ema import EMA
 from resnet_cifar.train.final_test import final_test
+from resnet_cifar.train.losses import training_loss
 from resnet_cifar.train.progress import RunProgress, format_row, plural, say
 from resnet_cifar.train.schedule import build_schedule
 from resnet_cifar.train.signals import StopSignal
@@ -84,7 +85,7 @@ class Trainer:
         self.stream = BatchStream(
             self.data.train_images.to(self.device),  # uint8: 150 MB for all 50,000 images
             self.data.train_labels.to(self.device),
-            Augmentation(config.crop_padding, config.pad_mode, config.flip, config.cutout),
+            augmentation_of(config),
             config.batch_size,
             derive_seed(config.seed, 1),
             self.dist.rank,
@@ -301,8 +302,8 @@ class Trainer:
             sync = contextlib.nullcontext() if last or not self.dist.enabled else self.train_model.no_sync()
             with sync:
                 with self.runtime.autocast():
-                    logits = self.train_model(x)
-                    loss = F.cross_entropy(logits.float(), y, label_smoothing=self.config.label_smoothing)
+                    logits = self.train_model(x)  # with AugMix's JSD: each image's clean view and two mixes
+                    loss, logits = training_loss(logits, y, self.config.label_smoothing, self.stream.augmentation.views)
                     loss = loss * (len(y) / len(labels)) if len(chunks) > 1 else loss
                 loss.backward()
             loss_total += loss.detach()
