@@ -31,7 +31,7 @@ def corruption_examples_figure(
                 axes[row, column].set_title(name.replace("_", " "), fontsize=8)
     for row, severity in enumerate(SHOWN):
         axes[row, 0].text(-0.1, 0.5, f"severity {severity}", transform=axes[row, 0].transAxes, ha="right",
-                          va="center", fontsize=8) if row else None  # fmt: skip
+                          va="center", fontsize=8)  # fmt: skip
     fig.suptitle("The corruption benchmark: one test image at severities 1, 3 and 5 (rows)", fontsize=11)
     fig.tight_layout()
     return fig
