@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -15,9 +13,9 @@ from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.data.augment import Augmentation
 from resnet_cifar.data.augmix import OPS, apply_operations, augmix, sample_augmix
 from resnet_cifar.errors import Interrupted
-from resnet_cifar.train.loop import Callback, Trainer
+from resnet_cifar.train.loop import Trainer
 from resnet_cifar.train.losses import jensen_shannon, training_loss
-from tiny import tiny_config
+from tiny import StopAt, tiny_config
 
 
 def random_images(n: int = 6, seed: int = 0) -> torch.Tensor:
@@ -113,15 +111,6 @@ def test_jensen_shannon_and_the_training_loss():
     assert float(plain) == pytest.approx(
         float(torch.nn.functional.cross_entropy(logits[:4], labels, label_smoothing=0.1))
     )
-
-
-class StopAt(Callback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step(self, trainer):
-        if trainer.position.step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_augmix_jsd_trains_and_resumes_exactly(cifar_dir, tmp_path):

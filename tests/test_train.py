@@ -1,6 +1,4 @@
 import dataclasses
-import os
-import signal
 from pathlib import Path
 
 import pytest
@@ -11,9 +9,9 @@ from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy, summarize
 from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
 from resnet_cifar.train.config import load_config
-from resnet_cifar.train.loop import Callback, Interrupted, Trainer
+from resnet_cifar.train.loop import Interrupted, Trainer
 from resnet_cifar.train.schedule import Schedule, build_schedule
-from tiny import tiny_config
+from tiny import StopAt, tiny_config
 
 
 def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -35,17 +33,6 @@ def test_a_tiny_real_run_learns(cifar_dir, tmp_path):
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.2
     assert rows[-1]["val_acc"] > 0.25  # chance is 0.10
     assert trainer.position.best_val_acc == max(r["val_acc"] for r in rows if r["val_acc"] is not None)
-
-
-class StopAt(Callback):
-    """Sends this process SIGINT after `step` steps, as a user pressing Ctrl-C would."""
-
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step(self, trainer):
-        if trainer.position.step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 RESUME_OPTIONS = {"ema": 0.9, "crop_size": 24}  # EMA state and a crop size that changes by epoch must resume too

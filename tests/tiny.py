@@ -1,9 +1,13 @@
 """The tiny run the tests share: a small fastnet on a 1,000-image real subset, fp32 on the CPU, so that runs can be
 compared bit for bit on any machine kind. `tiny_config()` for the Python API, `tiny_flags()` for the command line."""
 
+import os
+import signal
+
 import yaml
 
 from resnet_cifar.train.config import TrainConfig, load_config
+from resnet_cifar.train.loop import Callback
 
 TINY_NET = {"widths": [16, 32, 64], "blocks": [1, 0, 1], "stem_width": 16}
 TINY = {
@@ -40,3 +44,14 @@ def tiny_flags(**changes) -> list[str]:
         else:
             flags += [flag, str(value)]
     return flags
+
+
+class StopAt(Callback):
+    """Sends this process SIGINT after `step` steps, as a user pressing Ctrl-C would."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step(self, trainer):
+        if trainer.position.step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)

@@ -25,23 +25,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     if args.corruptions:
         return _corruption_benchmark(args, source)
-    results = evaluate_source(
-        source,
-        which=args.checkpoint,
-        tta=args.tta,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        model_name=args.model,
-        model_options=args.model_options,
-        batch_size=args.batch_size,
-        device=args.device,
-        bf16=args.bf16,
-        output_dir=args.output_dir,
-    )
+    results = evaluate_source(source, **_test_options(args))
     print(format_results(results))
     print(f"results written to {results['path']}")
     print(f"test_accuracy={results['top1']:.4f}")
     return 0
+
+
+def _test_options(args: argparse.Namespace) -> dict:
+    """What evaluate's flags say about the weights and the test: shared by the plain test and the benchmark."""
+    return {
+        "which": args.checkpoint,
+        "tta": args.tta,
+        "data_dir": args.data_dir,
+        "download": not args.no_download,
+        "model_name": args.model,
+        "model_options": args.model_options,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "bf16": args.bf16,
+        "output_dir": args.output_dir,
+    }
 
 
 def _corruption_benchmark(args: argparse.Namespace, source: str) -> int:
@@ -53,16 +57,7 @@ def _corruption_benchmark(args: argparse.Namespace, source: str) -> int:
         corruptions=parse_corruptions(args.corruptions),
         images=args.corruption_images,
         seed=args.corruption_seed,
-        which=args.checkpoint,
-        tta=args.tta,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        model_name=args.model,
-        model_options=args.model_options,
-        batch_size=args.batch_size,
-        device=args.device,
-        bf16=args.bf16,
-        output_dir=args.output_dir,
+        **_test_options(args),
     )
     print(format_report(report))
     print(f"report written to {path}; examples drawn in {picture}")

@@ -38,21 +38,12 @@ def explain_files(loaded, paths: list[str], output: str, tta: int, layer: str | 
 
     import torch
 
-    from resnet_cifar.inference.cam import explain
+    from resnet_cifar.inference.cam import explain_loaded
     from resnet_cifar.inference.images import load_image
     from resnet_cifar.viz.cam import write_explanations
 
     images = torch.stack([load_image(path) for path in paths])
-    explanation = explain(
-        loaded.model,
-        images,
-        layer=layer,
-        normalization=loaded.normalization,
-        temperature=loaded.temperature,
-        tta=tta,
-        runtime=loaded.runtime,
-    )
-    return write_explanations(images, explanation, paths, Path(output))
+    return write_explanations(images, explain_loaded(loaded, images, tta=tta, layer=layer), paths, Path(output))
 
 
 def _predict_parser(sub) -> None:

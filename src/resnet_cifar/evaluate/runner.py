@@ -15,6 +15,25 @@ from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import predict_logits
 
 
+def test_logits(loaded, images, tta: int, batch_size: int | None = None):
+    """Logits of `images` as the weights' own final test ran: their eval batch, runtime, memory format and
+    normalisation."""
+    return predict_logits(
+        loaded.model,
+        images,
+        tta=tta,
+        batch_size=batch_size or loaded.config.get("eval_batch_size", 250),
+        runtime=loaded.runtime,
+        channels_last=loaded.channels_last,
+        normalization=loaded.normalization,
+    )
+
+
+def in_run_folder(loaded) -> bool:
+    """Whether the weights sit in a run folder (results go there) rather than in a bare file."""
+    return (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
+
+
 def evaluate_source(
     source: str | Path,
     *,
@@ -37,7 +56,7 @@ def evaluate_source(
     (resnet_cifar.runtime), with its batch size and memory format, so the run's test accuracy is reproduced."""
     loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
     runtime = loaded.runtime
-    in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
+    in_run = in_run_folder(loaded)
     if Path(source).is_file():  # a file names its checkpoint itself: last, best, or any other name
         which = loaded.path.stem
     config = loaded.config
@@ -45,15 +64,7 @@ def evaluate_source(
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     started = time.perf_counter()
-    logits = predict_logits(
-        loaded.model,
-        test.images,
-        tta=tta,
-        batch_size=batch_size or config.get("eval_batch_size", 250),
-        runtime=runtime,
-        channels_last=loaded.channels_last,
-        normalization=loaded.normalization,
-    )
+    logits = test_logits(loaded, test.images, tta, batch_size)
     seconds = time.perf_counter() - started
     # one naming rule: results.json for the weights' own TTA level, results-WHICH-ttaN.json for any other; a file
     # outside a run gets its stem in front (`default-results.json`, `default-results-last-tta0.json`)
@@ -113,15 +124,7 @@ def plot_run(
         weights, tta = meta.get("weights", "last"), int(meta.get("tta", config.get("tta", 1)))
     else:
         weights, tta = "last", config.get("tta", 1)
-        logits = predict_logits(
-            loaded.model,
-            test.images,
-            tta=tta,
-            batch_size=config.get("eval_batch_size", 250),
-            runtime=loaded.runtime,
-            channels_last=loaded.channels_last,
-            normalization=loaded.normalization,
-        )
+        logits = test_logits(loaded, test.images, tta)
     written = write_run_pictures(
         run,
         test.images,
@@ -137,19 +140,11 @@ def plot_run(
 
 
 def _cam_grid(loaded, test, path: Path, tta: int, layer: str | None, seed: int) -> Path:
-    from resnet_cifar.inference.cam import explain
+    from resnet_cifar.inference.cam import explain_loaded
     from resnet_cifar.viz.cam import inference_cam_grid
 
     def explain_batch(images):
-        return explain(
-            loaded.model,
-            images,
-            layer=layer,
-            normalization=loaded.normalization,
-            temperature=loaded.temperature,
-            tta=tta,
-            runtime=loaded.runtime,
-        )
+        return explain_loaded(loaded, images, tta=tta, layer=layer)
 
     return inference_cam_grid(test.images, test.labels, explain_batch, path, seed=seed)
 
@@ -178,26 +173,13 @@ def evaluate_corruptions(
     from resnet_cifar.viz.corruptions import write_corruption_examples
 
     loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
-    in_run = (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
-    config = loaded.config
-    tta = config.get("tta", 1) if tta is None else tta
+    in_run = in_run_folder(loaded)
+    tta = loaded.config.get("tta", 1) if tta is None else tta
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     chosen = sample(images, len(test.labels), seed)
-
-    def predict(batch):
-        return predict_logits(
-            loaded.model,
-            batch,
-            tta=tta,
-            batch_size=batch_size or config.get("eval_batch_size", 250),
-            runtime=loaded.runtime,
-            channels_last=loaded.channels_last,
-            normalization=loaded.normalization,
-        )
-
     report = run_benchmark(
-        predict,
+        lambda batch: test_logits(loaded, batch, tta, batch_size),
         test.images[chosen],
         test.labels[chosen],
         corruptions=corruptions,

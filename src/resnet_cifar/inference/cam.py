@@ -87,6 +87,20 @@ def explain(
     return Explanation(probabilities, classes, torch.cat(maps) if maps else torch.empty(0, top, 32, 32), name)
 
 
+def explain_loaded(loaded, images: torch.Tensor, *, tta: int, layer: str | None = None, top: int = 2) -> Explanation:
+    """`explain` with the normalisation, temperature and runtime a LoadedModel carries (what predict uses)."""
+    return explain(
+        loaded.model,
+        images,
+        top=top,
+        layer=layer,
+        normalization=loaded.normalization,
+        temperature=loaded.temperature,
+        tta=tta,
+        runtime=loaded.runtime,
+    )
+
+
 def _unit_scale(maps: torch.Tensor) -> torch.Tensor:
     """Each N x H x W map divided by its maximum (all-zero maps stay zero): comparable colours across images."""
     peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)

@@ -25,7 +25,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
-from resnet_cifar.inference.cam import explain
+from resnet_cifar.inference.cam import explain_loaded
 from resnet_cifar.inference.images import decode_image
 from resnet_cifar.inference.loading import LoadedModel
 
@@ -75,16 +75,7 @@ class Classifier:
         if images:
             batch = torch.stack(images)
             with self.lock:
-                explanation = explain(
-                    self.loaded.model,
-                    batch,
-                    top=1,
-                    layer=self.cam_layer,
-                    normalization=self.loaded.normalization,
-                    temperature=self.loaded.temperature,
-                    tta=self.tta,
-                    runtime=self.loaded.runtime,
-                )
+                explanation = explain_loaded(self.loaded, batch, tta=self.tta, layer=self.cam_layer, top=1)
             for position, index in enumerate(readable):
                 entries[index]["top"] = _top(explanation.probabilities[position], top_k)
                 if with_pictures:
