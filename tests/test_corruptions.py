@@ -102,3 +102,39 @@ def test_evaluate_corruptions_on_the_shipped_weights(fake_cifar, tmp_path, capsy
     assert set(report["accuracy"]["fog"]) == {"1", "2", "3", "4", "5"}
     assert (tmp_path / "default-corruptions.png").stat().st_size > 10_000
     assert main(["evaluate", str(DEFAULT_WEIGHTS), "--corruptions", "frost", "--data-dir", str(fake_cifar)]) == 2
+
+
+def test_corruption_benchmark_on_the_validation_split(fake_cifar, tmp_path, capsys):
+    """`--corruption-split val` measures the weights' own validation split (their val_size and data_seed), the images
+    robust recipes are tuned on; weights without one are refused in one line."""
+    from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
+    from resnet_cifar.data.cifar10 import load_split
+    from resnet_cifar.data.splits import train_val_split
+    from resnet_cifar.inference.loading import DEFAULT_WEIGHTS
+
+    tensors, metadata = load_checkpoint(DEFAULT_WEIGHTS)
+    for val_size in (40, 0):
+        card = metadata["card"]
+        metadata["card"] = {**card, "config": {**card["config"], "val_size": val_size, "data_seed": 3}}
+        save_checkpoint(tmp_path / f"val{val_size}.safetensors", tensors, metadata)
+    common = ["--corruptions", "contrast", "--data-dir", str(fake_cifar), "--output-dir", str(tmp_path)]
+    assert main(["evaluate", str(tmp_path / "val40.safetensors"), *common, "--corruption-split", "val"]) == 0
+    report = json.loads((tmp_path / "val40-corruptions-val.json").read_text())
+    assert report["split"] == "val" and report["images"] == 40
+    train = load_split(fake_cifar, "train")
+    _, val = train_val_split(train.labels, 40, 3)
+    assert report["clean_accuracy"] == pytest.approx(
+        _shipped_accuracy(train.images[val], train.labels[val]), abs=1e-6
+    )
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "val0.safetensors"), *common, "--corruption-split", "val"]) == 2
+    assert "no validation split" in capsys.readouterr().err
+
+
+def _shipped_accuracy(images, labels) -> float:
+    from resnet_cifar.evaluate.metrics import accuracy
+    from resnet_cifar.evaluate.runner import test_logits
+    from resnet_cifar.inference.loading import load_model
+
+    loaded = load_model(None, device="auto", bf16="auto")
+    return accuracy(test_logits(loaded, images, loaded.config.get("tta", 1)), labels)

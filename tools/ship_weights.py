@@ -4,8 +4,13 @@ The model card records how the run was made (command, config, seed, date, machin
 these weights, measured here in fp32 the way `resnet-cifar predict` runs them, with and without TTA.
 tests/test_shipped_weights.py checks that the shipped file reproduces those numbers.
 
-    resnet-cifar train --config configs/shipped.yaml
-    python tools/ship_weights.py outputs/shipped
+    resnet-cifar train --config configs/robust.yaml
+    resnet-cifar evaluate outputs/robust --corruptions all
+    python tools/ship_weights.py outputs/robust
+
+The run's corruption benchmark (`corruptions.json`, or `--corruptions REPORT`) goes into the card: clean, per-family
+and mean corrupted accuracy, the relative drop, the machine and the command, with a spot check (one corruption and
+severity on a seeded sample, fp32) that tests/test_shipped_weights.py reproduces from the shipped file.
 
 The card also carries the temperature fitted on the run's validation split (flip TTA, as `predict` runs by
 default) and the test set's calibration before and after it; `--recalibrate` refits it for the weights already
@@ -23,10 +28,12 @@ from pathlib import Path
 from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
+from resnet_cifar.data.corruptions import corrupt
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import train_val_split
 from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.evaluate.robustness import sample
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import count_parameters
@@ -52,6 +59,41 @@ def calibration_of(loaded, dataset, config: dict, test) -> dict:
     }
 
 
+SPOT_CHECK = {"corruption": "gaussian_noise", "severity": 3, "images": 500, "seed": 0}
+
+
+def spot_check_accuracy(loaded, test, check: dict = SPOT_CHECK) -> float:
+    """Flip-TTA accuracy in fp32 on `check["images"]` seeded test images under one corruption and severity: the
+    number tests/test_shipped_weights.py recomputes from the shipped file."""
+    chosen = sample(check["images"], len(test.labels), check["seed"])
+    images = corrupt(test.images[chosen], check["corruption"], check["severity"], check["seed"])
+    fp32 = choose_runtime("cpu", bf16=False)
+    logits = predict_logits(
+        loaded.model.cpu(), images, tta=1, runtime=fp32, batch_size=250, normalization=loaded.normalization
+    )
+    return accuracy(logits, test.labels[chosen])
+
+
+def robustness_of(report_path: Path, loaded, test) -> dict:
+    """The card's robustness entry: the benchmark's summary (as run on the finished run) and the spot check."""
+    report = json.loads(report_path.read_text())
+    if report.get("split", "test") != "test" or report.get("images") != len(test.labels):
+        raise SystemExit(f"{report_path}: the card needs the benchmark on the full test set")
+    keep = ("images", "seed", "tta", "runtime", "clean_accuracy", "mean_corruption_accuracy", "relative_drop")
+    summary = {key: report.get(key) for key in keep}
+    summary.update(
+        per_family=report["per_family"],
+        per_corruption=report["per_corruption"],
+        calibration=report["calibration"],
+        left_out=sorted(report.get("left_out", {})),
+        seconds=report.get("seconds"),
+        machine=report.get("machine"),
+        command=f"resnet-cifar evaluate RUN --corruptions all (report {report_path.name})",
+    )
+    summary["spot_check"] = {**SPOT_CHECK, "precision": "fp32, flip TTA", "accuracy": spot_check_accuracy(loaded, test)}
+    return summary
+
+
 def recalibrate(data_dir: str | None) -> None:
     """Fit the shipped weights' temperature again and store it, and their normalisation, in their metadata and card
     (tensors unchanged)."""
@@ -71,7 +113,8 @@ def recalibrate(data_dir: str | None) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", help="the finished run folder")
-    parser.add_argument("--command", default="resnet-cifar train --config configs/shipped.yaml")
+    parser.add_argument("--command", default=None, help="default: resnet-cifar train --config configs/<run name>.yaml")
+    parser.add_argument("--corruptions", default=None, help="benchmark report (default: RUN/corruptions.json)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--recalibrate", action="store_true", help="only refit the shipped weights' temperature")
     args = parser.parse_args()
@@ -85,8 +128,10 @@ def main() -> None:
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     measured = {}
+    fp32 = choose_runtime("cpu", bf16=False)  # as the card says, and as the test reproduces it on any machine
+    loaded.model.cpu()
     for tta in (0, 1, 2):
-        logits = predict_logits(loaded.model, test.images, tta=tta, normalization=loaded.normalization)
+        logits = predict_logits(loaded.model, test.images, tta=tta, runtime=fp32, normalization=loaded.normalization)
         measured[f"tta{tta}"] = round(accuracy(logits, test.labels), 4)
     state = {f"model.{k}": v.contiguous() for k, v in loaded.model.state_dict().items()}
     card = {
@@ -94,7 +139,7 @@ def main() -> None:
         "model_options": loaded.options,
         "parameters": count_parameters(loaded.model),
         "weights": "exponential moving average" if loaded.averaged else "final weights",
-        "command": args.command,
+        "command": args.command or f"resnet-cifar train --config configs/{config.get('name', 'shipped')}.yaml",
         "config": config,
         "seed": config.get("seed"),
         "trained_on": f"{config.get('train_size') or 50_000 - config.get('val_size', 0)} CIFAR-10 training images",
@@ -111,6 +156,11 @@ def main() -> None:
         "normalization": loaded.normalization.as_dict(),
     }
     card["calibration"] = calibration_of(loaded, dataset, config, test)
+    report = Path(args.corruptions) if args.corruptions else Path(args.run) / "corruptions.json"
+    if report.is_file():
+        card["robustness"] = robustness_of(report, loaded, test)
+    elif args.corruptions:
+        raise SystemExit(f"{report}: no such benchmark report")
     DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"model": loaded.name, "model_options": loaded.options, "normalization": card["normalization"]}
     save_checkpoint(DEFAULT_WEIGHTS, state, {**metadata, "card": card})

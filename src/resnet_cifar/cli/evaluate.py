@@ -57,6 +57,7 @@ def _corruption_benchmark(args: argparse.Namespace, source: str) -> int:
         corruptions=parse_corruptions(args.corruptions),
         images=args.corruption_images,
         seed=args.corruption_seed,
+        split=args.corruption_split,
         **_test_options(args),
     )
     print(format_report(report))
@@ -93,9 +94,15 @@ def _evaluate_parser(sub) -> None:
         help="instead: the corruption benchmark (14 CIFAR-10-C corruptions x 5 severities; all, or names)",
     )
     parser.add_argument(
-        "--corruption-images", type=positive_int, default=None, help="a seeded sample of the test set (default: all)"
+        "--corruption-images", type=positive_int, default=None, help="a seeded sample of the images (default: all)"
     )
     parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the corruptions and the sample")
+    parser.add_argument(
+        "--corruption-split",
+        choices=("test", "val"),
+        default="test",
+        help="the test set, or the weights' own validation split (to tune robust recipes on; default test)",
+    )
     add_runtime(parser)
     add_data_dir(parser)
     parser.set_defaults(func=cmd_evaluate)

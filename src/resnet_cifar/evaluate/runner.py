@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from resnet_cifar import run_folder
-from resnet_cifar.data.cifar10 import load_split
+from resnet_cifar.data.cifar10 import Split, load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.calibration import calibration_report
@@ -165,10 +165,13 @@ def evaluate_corruptions(
     device: str = "auto",
     bf16: bool | str = "auto",
     output_dir: str | Path = "outputs",
+    split: str = "test",
     progress=print,
 ) -> tuple[dict, Path, Path]:
     """The corruption benchmark of a run's (or weights file's) model: (report, its JSON file, the example picture),
-    written into the run folder (`corruptions.json`, `corruptions.png`) or `output_dir/<stem>-corruptions.*`."""
+    written into the run folder (`corruptions.json`, `corruptions.png`) or `output_dir/<stem>-corruptions.*`.
+    `split="val"` runs it on the weights' own validation split instead (`corruptions-val.*`): what robust recipes
+    are tuned on, so that the corrupted test set is only ever measured."""
     from resnet_cifar.evaluate.robustness import run_benchmark, sample, write_report
     from resnet_cifar.viz.corruptions import write_corruption_examples
 
@@ -176,21 +179,40 @@ def evaluate_corruptions(
     in_run = in_run_folder(loaded)
     tta = loaded.config.get("tta", 1) if tta is None else tta
     dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
-    test = load_split(dataset.folder, "test", fmt=dataset.format)
-    chosen = sample(images, len(test.labels), seed)
+    pool = _benchmark_images(dataset, split, loaded.training_config)
+    chosen = sample(images, len(pool.labels), seed)
     report = run_benchmark(
         lambda batch: test_logits(loaded, batch, tta, batch_size),
-        test.images[chosen],
-        test.labels[chosen],
+        pool.images[chosen],
+        pool.labels[chosen],
         corruptions=corruptions,
         temperature=loaded.temperature,
         seed=seed,
         progress=progress,
     )
-    report.update(weights=str(loaded.path), model=loaded.name, tta=tta, runtime=loaded.runtime.as_dict())
+    report.update(
+        split=split, weights=str(loaded.path), model=loaded.name, tta=tta, runtime=loaded.runtime.as_dict()
+    )
     folder = loaded.run_dir if in_run else Path(output_dir)
-    stem = "corruptions" if in_run else f"{loaded.path.stem}-corruptions"
+    stem = ("corruptions" if in_run else f"{loaded.path.stem}-corruptions") + ("-val" if split == "val" else "")
     folder.mkdir(parents=True, exist_ok=True)
     path = write_report(report, folder / f"{stem}.json")
-    picture = write_corruption_examples(test.images[0], folder / f"{stem}.png", corruptions, seed)
+    picture = write_corruption_examples(pool.images[0], folder / f"{stem}.png", corruptions, seed)
     return report, path, picture
+
+
+def _benchmark_images(dataset, split: str, config: dict):
+    """The test set, or the validation split the weights were trained beside (their config's val_size and
+    data_seed, the same seeded split the training carved)."""
+    from resnet_cifar.data.splits import train_val_split
+
+    if split == "test":
+        return load_split(dataset.folder, "test", fmt=dataset.format)
+    if split != "val":
+        raise ConfigError(f"--corruption-split: test or val, not {split!r}")
+    val_size = config.get("val_size", 0)
+    if not val_size:
+        raise ConfigError("--corruption-split val: these weights record no validation split (val_size 0 or unknown)")
+    train = load_split(dataset.folder, "train", fmt=dataset.format)
+    _, val = train_val_split(train.labels, val_size, config.get("data_seed", 0))
+    return Split(images=train.images[val], labels=train.labels[val])

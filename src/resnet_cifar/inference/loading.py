@@ -31,6 +31,11 @@ class LoadedModel:
         return self.metadata.get("config", {})
 
     @property
+    def training_config(self) -> dict:
+        """The configuration the weights were trained with: a run's, or the one a shipped file's card records."""
+        return self.config or self.metadata.get("card", {}).get("config", {})
+
+    @property
     def channels_last(self) -> bool:
         """The memory format the weights were trained and tested in (the model is in it; feed batches in it)."""
         return bool(self.config.get("channels_last", False))
