@@ -123,9 +123,7 @@ def test_corruption_benchmark_on_the_validation_split(fake_cifar, tmp_path, caps
     assert report["split"] == "val" and report["images"] == 40
     train = load_split(fake_cifar, "train")
     _, val = train_val_split(train.labels, 40, 3)
-    assert report["clean_accuracy"] == pytest.approx(
-        _shipped_accuracy(train.images[val], train.labels[val]), abs=1e-6
-    )
+    assert report["clean_accuracy"] == pytest.approx(_shipped_accuracy(train.images[val], train.labels[val]), abs=1e-6)
     capsys.readouterr()
     assert main(["evaluate", str(tmp_path / "val0.safetensors"), *common, "--corruption-split", "val"]) == 2
     assert "no validation split" in capsys.readouterr().err

@@ -190,9 +190,7 @@ def evaluate_corruptions(
         seed=seed,
         progress=progress,
     )
-    report.update(
-        split=split, weights=str(loaded.path), model=loaded.name, tta=tta, runtime=loaded.runtime.as_dict()
-    )
+    report.update(split=split, weights=str(loaded.path), model=loaded.name, tta=tta, runtime=loaded.runtime.as_dict())
     folder = loaded.run_dir if in_run else Path(output_dir)
     stem = ("corruptions" if in_run else f"{loaded.path.stem}-corruptions") + ("-val" if split == "val" else "")
     folder.mkdir(parents=True, exist_ok=True)
