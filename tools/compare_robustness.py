@@ -1,7 +1,7 @@
 """Side by side: corruption-benchmark reports (`resnet-cifar evaluate ... --corruptions all`) as one Markdown table.
 
-    python tools/compare_robustness.py shipped=docs/robustness/default-corruptions.json \
-        robust=outputs/robust/corruptions.json
+    python tools/compare_robustness.py earlier=docs/robustness/earlier-corruptions.json \
+        robust=docs/robustness/robust-corruptions.json
 """
 
 from __future__ import annotations
@@ -46,8 +46,9 @@ def main() -> int:
         reports[name] = json.loads(Path(file or name).read_text())
     sources = ", ".join(f"{name}: {Path(report['weights']).name}" for name, report in reports.items())
     images = sorted({report["images"] for report in reports.values()})
+    splits = sorted({report.get("split", "test") for report in reports.values()})
     ttas = sorted({report["tta"] for report in reports.values()})
-    print(f"{sources}; test images {images}, TTA {ttas}")
+    print(f"{sources}; {'/'.join(splits)} images {images}, TTA {ttas}")
     print("\n".join(rows(reports)))
     return 0
 
