@@ -6,6 +6,7 @@ import hashlib
 import io
 import pickle
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -244,3 +245,12 @@ def test_pickle_is_never_used_for_checkpoints(tmp_path, good_checkpoint):
         path = tmp_path / "last.safetensors"
         path.write_bytes(pickle.dumps({"model.w": torch.zeros(1)}))
         load_checkpoint(path)
+
+
+def test_a_huge_memo_index_is_refused_before_anything_is_allocated():
+    """b'Nr\\x9c\\xc6\\\\F' (None, then LONG_BINPUT 1,180,485,276): the unpickler would size its memo to that index,
+    ~19 GB, before failing; the check refuses it first (this example took 80 s of page faults before)."""
+    started = time.perf_counter()
+    with pytest.raises(DataError, match="memo index 1180485276"):
+        parse_python(b"Nr\x9c\xc6\\F", "data_batch_1")
+    assert time.perf_counter() - started < 1.0

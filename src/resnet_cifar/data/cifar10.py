@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import ClassVar, NamedTuple
@@ -71,8 +72,21 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
 
 
+# A CIFAR-10 batch memoises a handful of objects. A memo index is an array index for the unpickler, so a 6-byte
+# file asking to store at index 1.2e9 made it allocate ~19 GB (found by tests/test_fuzz.py); indices are checked
+# before anything is unpickled.
+MAX_MEMO_INDEX = 100_000
+
+
+def _check_memo_indices(raw: bytes) -> None:
+    for opcode, argument, _ in pickletools.genops(raw):
+        if opcode.name in ("PUT", "BINPUT", "LONG_BINPUT") and int(argument) > MAX_MEMO_INDEX:
+            raise pickle.UnpicklingError(f"memo index {argument} is implausible for a CIFAR-10 batch")
+
+
 def parse_python(raw: bytes, name: str) -> Split:
     try:
+        _check_memo_indices(raw)
         batch = _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as error:  # any failure to unpickle is a bad file, reported by name
         raise DataError(f"{name}: not a CIFAR-10 python batch ({error})") from None
