@@ -30,10 +30,10 @@ from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.corruptions import corrupt
 from resnet_cifar.data.locate import find_dataset
-from resnet_cifar.data.splits import train_val_split
 from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.evaluate.robustness import sample
+from resnet_cifar.evaluate.runner import validation_split
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import count_parameters
@@ -43,18 +43,17 @@ from resnet_cifar.runtime import choose_runtime, machine_description
 def calibration_of(loaded, dataset, config: dict, test) -> dict:
     """The temperature fitted on the run's validation split (the same seeded split it was selected on, never the
     test set) at flip TTA, fp32, and the calibration it gives on the test set."""
-    train = load_split(dataset.folder, "train", fmt=dataset.format)
-    _, val = train_val_split(train.labels, config.get("val_size", 5000), config.get("data_seed", 0))
+    val = validation_split(dataset, config)
     fp32 = choose_runtime("cpu", bf16=False)
     norm = loaded.normalization
-    val_logits = predict_logits(loaded.model.cpu(), train.images[val], tta=1, runtime=fp32, normalization=norm)
-    temperature = fit_temperature(val_logits, train.labels[val])
+    val_logits = predict_logits(loaded.model.cpu(), val.images, tta=1, runtime=fp32, normalization=norm)
+    temperature = fit_temperature(val_logits, val.labels)
     test_logits = predict_logits(loaded.model, test.images, tta=1, runtime=fp32, normalization=norm)
     return {
         "temperature": temperature,
-        "fitted_on": f"the run's validation split ({len(val):,} images, data_seed {config.get('data_seed', 0)}), "
-        "flip TTA",
-        "validation": calibration_report(val_logits, train.labels[val], temperature),
+        "fitted_on": f"the run's validation split ({len(val.labels):,} images, "
+        f"data_seed {config.get('data_seed', 0)}), flip TTA",
+        "validation": calibration_report(val_logits, val.labels, temperature),
         "test": calibration_report(test_logits, test.labels, temperature),
     }
 

@@ -34,6 +34,14 @@ def in_run_folder(loaded) -> bool:
     return (loaded.run_dir / run_folder.CONFIG).is_file() and bool(loaded.config)
 
 
+def _weights_and_data(source, which, tta, data_dir, download, model_name, model_options, device, bf16):
+    """(the loaded weights, the dataset, the TTA level: the one asked for, else the weights' own): what evaluate and
+    the corruption benchmark both start from."""
+    loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
+    dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
+    return loaded, dataset, loaded.config.get("tta", 1) if tta is None else tta
+
+
 def evaluate_source(
     source: str | Path,
     *,
@@ -54,14 +62,14 @@ def evaluate_source(
 
     `device` and `bf16` default to the run's own final test where this machine runs its precision natively
     (resnet_cifar.runtime), with its batch size and memory format, so the run's test accuracy is reproduced."""
-    loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
+    loaded, dataset, tta = _weights_and_data(
+        source, which, tta, data_dir, download, model_name, model_options, device, bf16
+    )
     runtime = loaded.runtime
     in_run = in_run_folder(loaded)
     if Path(source).is_file():  # a file names its checkpoint itself: last, best, or any other name
         which = loaded.path.stem
     config = loaded.config
-    tta = config.get("tta", 1) if tta is None else tta
-    dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     started = time.perf_counter()
     logits = test_logits(loaded, test.images, tta, batch_size)
@@ -175,10 +183,10 @@ def evaluate_corruptions(
     from resnet_cifar.evaluate.robustness import run_benchmark, sample, write_report
     from resnet_cifar.viz.corruptions import write_corruption_examples
 
-    loaded = load_model(source, which, model_name=model_name, model_options=model_options, device=device, bf16=bf16)
+    loaded, dataset, tta = _weights_and_data(
+        source, which, tta, data_dir, download, model_name, model_options, device, bf16
+    )
     in_run = in_run_folder(loaded)
-    tta = loaded.config.get("tta", 1) if tta is None else tta
-    dataset = find_dataset(data_dir, download=download, fallback=loaded.metadata.get("data_folder"))
     pool = _benchmark_images(dataset, split, loaded.training_config)
     chosen = sample(images, len(pool.labels), seed)
     report = run_benchmark(
@@ -202,15 +210,20 @@ def evaluate_corruptions(
 def _benchmark_images(dataset, split: str, config: dict):
     """The test set, or the validation split the weights were trained beside (their config's val_size and
     data_seed, the same seeded split the training carved)."""
-    from resnet_cifar.data.splits import train_val_split
-
     if split == "test":
         return load_split(dataset.folder, "test", fmt=dataset.format)
     if split != "val":
         raise ConfigError(f"--corruption-split: test or val, not {split!r}")
+    return validation_split(dataset, config)
+
+
+def validation_split(dataset, config: dict) -> Split:
+    """The validation images a run carved from the training set (its config's val_size and data_seed)."""
+    from resnet_cifar.data.splits import train_val_split
+
     val_size = config.get("val_size", 0)
     if not val_size:
-        raise ConfigError("--corruption-split val: these weights record no validation split (val_size 0 or unknown)")
+        raise ConfigError("these weights record no validation split (val_size 0 or unknown)")
     train = load_split(dataset.folder, "train", fmt=dataset.format)
     _, val = train_val_split(train.labels, val_size, config.get("data_seed", 0))
     return Split(images=train.images[val], labels=train.labels[val])
