@@ -165,3 +165,30 @@ def test_fastnet_trains_under_deterministic_algorithms_on_cuda():
         torch.nn.functional.cross_entropy(model(x), torch.arange(8, device="cuda")).backward()
     finally:
         torch.use_deterministic_algorithms(False)
+
+
+def test_whitening_stem_decorrelates_real_patches_and_can_freeze_its_bias(cifar_train):
+    from resnet_cifar.data.augment import normalize
+
+    images = normalize(cifar_train.images[:2000])
+    net = create_model("fastnet", widths=[16, 32, 64], stem="whiten", train_stem_bias=False)
+    net.stem.whiten_(images)
+    half = net.stem.conv.out_channels // 2
+    with torch.no_grad():
+        responses = net.stem.conv(images)[:, :half].permute(0, 2, 3, 1).reshape(-1, half).double()
+    covariance = torch.cov(responses.T)
+    # decorrelated with unit variance (the eps of whiten_ shrinks the smallest eigen-directions a little)
+    assert (covariance - torch.diag(covariance.diagonal())).abs().max() < 1e-4
+    assert covariance.diagonal().min() > 0.5 and covariance.diagonal().max() < 1.01
+    # frozen bias: nothing before the first 3x3 convolution learns, so its input needs no gradient
+    x = images[:8].requires_grad_(False)
+    assert not net.stem(x).requires_grad
+    net(x).sum().backward()
+    assert net.stem.conv.bias.grad is None and net.stem.conv.weight.grad is None
+    assert net.stages[0][0][0].weight.grad is not None
+    trained = create_model("fastnet", widths=[16, 32, 64], stem="whiten")
+    trained.stem.whiten_(images)
+    trained(x).sum().backward()
+    assert trained.stem.conv.bias.grad is not None and trained.stem.conv.weight.grad is None
+    with pytest.raises(ValueError, match="whitening stem"):
+        create_model("fastnet", train_stem_bias=False)

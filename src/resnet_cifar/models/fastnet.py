@@ -58,13 +58,18 @@ class ResidualBlock(nn.Module):
 class WhiteningStem(nn.Module):
     """A 2x2 convolution (no padding) whose filters whiten image patches, then an activation (airbench's first
     layer). `whiten_(images)` sets the filters from the eigenvectors of the patch covariance of training images:
-    each eigenvector scaled by 1/sqrt(eigenvalue), and its negative, so the output starts decorrelated."""
+    each eigenvector scaled by 1/sqrt(eigenvalue), and its negative, so the output starts decorrelated.
 
-    def __init__(self, width: int = 24, act: str = "gelu"):
+    The filters stay fixed. `train_bias=False` freezes the bias too: then nothing before the first 3x3 convolution
+    learns, and the backward pass skips that convolution's input gradient (the costliest part of a step at 31x31)."""
+
+    def __init__(self, width: int = 24, act: str = "gelu", *, train_bias: bool = True):
         super().__init__()
+        self.train_bias = train_bias
         if width % 2 or width > 24:
             raise ValueError("the whitening stem needs an even width of at most 24 (12 patch dimensions x 2)")
         self.conv = nn.Conv2d(3, width, kernel_size=2, padding=0, bias=True)
+        self.conv.bias.requires_grad_(train_bias)
         self.act = _activation(act)
 
     @torch.no_grad()
@@ -81,7 +86,8 @@ class WhiteningStem(nn.Module):
         filters = (eigenvectors.T[:half] / torch.sqrt(eigenvalues[:half, None] + eps)).view(half, 3, 2, 2)
         self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight.dtype))
         self.conv.bias.zero_()
-        self.conv.weight.requires_grad_(False)  # the whitening stays fixed; its bias still learns (as in airbench)
+        self.conv.weight.requires_grad_(False)  # the whitening stays fixed; its bias learns unless frozen
+        self.conv.bias.requires_grad_(self.train_bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))
@@ -96,6 +102,7 @@ class FastResNet(nn.Module):
         stem_width: channels of the stem convolution at full resolution.
         head_scale: the logits are multiplied by this (Page uses 0.125), which tempers the output early on.
         residual: False builds the plain twin: the same layers with every identity shortcut removed.
+        train_stem_bias: False freezes the whitening stem's bias at zero (stem="whiten" only).
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class FastResNet(nn.Module):
         residual_convs: int = 2,
         stem: str = "conv",
         residual: bool = True,
+        train_stem_bias: bool = True,
     ):
         super().__init__()
         if len(widths) != len(blocks):
@@ -120,8 +128,10 @@ class FastResNet(nn.Module):
             raise ValueError(f"stem must be 'conv' or 'whiten', got {stem!r}")
         if zero_init_residual and not residual:
             raise ValueError("zero_init_residual would zero the plain twin's blocks: it needs residual=True")
+        if not train_stem_bias and stem != "whiten":
+            raise ValueError("train_stem_bias=False is an option of the whitening stem (stem='whiten')")
         if stem == "whiten":
-            self.stem = WhiteningStem(stem_width, act)
+            self.stem = WhiteningStem(stem_width, act, train_bias=train_stem_bias)
         else:
             self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
         stages, channels = [], stem_width
