@@ -1,7 +1,8 @@
 """Make the shipped default weights from a finished run: src/resnet_cifar/weights/default.safetensors + default.json.
 
 The model card records how the run was made (command, config, seed, date, machine) and the test accuracy of exactly
-these weights, measured here in fp32 the way `resnet-cifar predict` runs them, with and without TTA.
+these weights, measured here in fp32 (the precision `resnet-cifar predict` runs them in on CPUs without native
+bf16), with and without TTA.
 tests/test_shipped_weights.py checks that the shipped file reproduces those numbers.
 
     resnet-cifar train --config configs/robust.yaml
@@ -146,7 +147,7 @@ def main() -> None:
         "machine": machine_description(),
         "test_accuracy": {
             "images": len(test.labels),
-            "precision": "fp32 (as resnet-cifar predict runs it)",
+            "precision": "fp32 (as resnet-cifar predict runs on CPUs without native bf16)",
             "no_tta": measured["tta0"],
             "tta_flip": measured["tta1"],
             "tta_flip_translate": measured["tta2"],
