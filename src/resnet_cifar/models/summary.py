@@ -19,7 +19,8 @@ def count_parameters(model: nn.Module) -> int:
 VARIANTS = {
     "fastnet 32-64-128 (make train)": (
         "fastnet",
-        {"widths": [32, 64, 128], "blocks": [1, 1, 1], "stem_width": 24, "stem": "whiten"},  # configs/fast80.yaml
+        # configs/fast80.yaml
+        {"widths": [32, 64, 128], "blocks": [1, 0, 1], "stem_width": 24, "stem": "whiten", "train_stem_bias": False},
     ),
 }
 
