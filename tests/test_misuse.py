@@ -491,7 +491,7 @@ def test_the_model_table_comes_from_the_shipped_file_without_building_models(mon
     monkeypatch.setattr(summary, "model_table", lambda *a, **k: pytest.fail("models were built"))
     assert run_cli("models") == 0
     table = capsys.readouterr().out
-    assert "| fastnet 32-64-128 (make train) | fast | 8 | 0.49M |" in table  # the README's default net, by name
+    assert "| fastnet 32-64-128 (make train) | fast | 8 | 0.42M |" in table  # the README's default net, by name
 
 
 def test_experiment_help_gives_each_default_once(capsys):
