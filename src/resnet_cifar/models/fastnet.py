@@ -65,7 +65,6 @@ class WhiteningStem(nn.Module):
 
     def __init__(self, width: int = 24, act: str = "gelu", *, train_bias: bool = True):
         super().__init__()
-        self.train_bias = train_bias
         if width % 2 or width > 24:
             raise ValueError("the whitening stem needs an even width of at most 24 (12 patch dimensions x 2)")
         self.conv = nn.Conv2d(3, width, kernel_size=2, padding=0, bias=True)
@@ -86,8 +85,7 @@ class WhiteningStem(nn.Module):
         filters = (eigenvectors.T[:half] / torch.sqrt(eigenvalues[:half, None] + eps)).view(half, 3, 2, 2)
         self.conv.weight.copy_(torch.cat([filters, -filters]).to(self.conv.weight.dtype))
         self.conv.bias.zero_()
-        self.conv.weight.requires_grad_(False)  # the whitening stays fixed; its bias learns unless frozen
-        self.conv.bias.requires_grad_(self.train_bias)
+        self.conv.weight.requires_grad_(False)  # the whitening stays fixed; its bias learns unless frozen (__init__)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.conv(x))
