@@ -9,7 +9,8 @@ A grid file names candidates, each a set of training options laid over one base 
 
 Each candidate runs as its own `resnet-cifar train` process with the test set untouched (`test_at_end: false`);
 `--parallel N` runs N at once (a GPU that one small run leaves mostly idle). The table is sorted by validation
-accuracy, and the last line names the best candidate. Then `benchmarks/repeat_runs.py` measures the chosen config on
+accuracy (single view; `TTA val` is the last epoch's at the config's TTA level), and the last line names the best
+candidate. Then `benchmarks/repeat_runs.py` measures the chosen config on
 the test set over several seeds.
 
     python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
@@ -18,6 +19,8 @@ the test set over several seeds.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import subprocess
 import sys
 import time
@@ -51,9 +54,11 @@ def run_candidate(config: Path, out: Path, extra: list[str]) -> dict:
         return {"name": name, "error": result.stderr.strip().splitlines()[-1:] or ["failed"], "wall_s": wall}
     rows = [row for row in read_metrics(out / name) if row["val_acc"] is not None]
     last = rows[-1]
+    calibration = json.loads((out / name / "last.json").read_text()).get("calibration") or {}
     return {
         "name": name,
         "val_acc": last["val_acc"],
+        "tta_val_acc": calibration.get("val_acc", math.nan),  # at the config's TTA level, after the last epoch
         "best_val_acc": max(row["val_acc"] for row in rows),
         "epochs": last["epoch"],
         "train_s": sum(row["seconds"] for row in read_metrics(out / name)),
@@ -84,10 +89,13 @@ def main() -> None:
         rows = list(pool.map(lambda config: run_candidate(config, out, args.extra), configs))
     failed = [row for row in rows if "error" in row]
     done = sorted((row for row in rows if "error" not in row), key=lambda row: -row["val_acc"])
-    print(f"{'candidate':<24} {'final val':>9} {'best val':>9} {'epochs':>6} {'train s':>8} {'wall s':>7}")
+    print(
+        f"{'candidate':<24} {'final val':>9} {'TTA val':>8} {'best val':>9} {'epochs':>6} {'train s':>8} {'wall s':>7}"
+    )
     for row in done:
         print(
-            f"{row['name']:<24} {row['val_acc']:>9.4f} {row['best_val_acc']:>9.4f} {row['epochs']:>6} "
+            f"{row['name']:<24} {row['val_acc']:>9.4f} {row['tta_val_acc']:>8.4f} {row['best_val_acc']:>9.4f} "
+            f"{row['epochs']:>6} "
             f"{row['train_s']:>8.1f} {row['wall_s']:>7.1f}"
         )
     for row in failed:

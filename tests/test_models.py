@@ -192,3 +192,42 @@ def test_whitening_stem_decorrelates_real_patches_and_can_freeze_its_bias(cifar_
     assert trained.stem.conv.bias.grad is not None and trained.stem.conv.weight.grad is None
     with pytest.raises(ValueError, match="whitening stem"):
         create_model("fastnet", train_stem_bias=False)
+
+
+def test_airbench_options_fixed_bn_scale_momentum_and_identity_init():
+    net = create_model("fastnet", widths=[16, 32, 32], bn_scale=False, bn_momentum=0.4, dirac_init=True)
+    norms = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.4 and not m.weight.requires_grad for m in norms)
+    assert all(m.bias.requires_grad for m in norms)
+    # Dirac init: a convolution with as many inputs as outputs starts as the identity on every channel
+    conv = net.stages[1][1].branch[0][0]  # the residual block's 32 -> 32 convolution
+    x = torch.randn(2, 32, 8, 8)
+    assert torch.allclose(conv(x), x, atol=1e-6)
+    widening = net.stages[1][0][0]  # 16 -> 32: its first 16 filters pass the input through, the rest stay random
+    y = widening(torch.randn(2, 16, 8, 8))
+    assert y.shape[1] == 32 and not torch.allclose(y[:, 16:], torch.zeros_like(y[:, 16:]))
+    x16 = torch.randn(2, 16, 8, 8)
+    assert torch.allclose(widening(x16)[:, :16], x16, atol=1e-6)
+    net(torch.randn(2, 3, 32, 32)).sum().backward()
+    assert all(m.weight.grad is None for m in norms)
+    with pytest.raises(ValueError, match="bn_scale"):
+        create_model("fastnet", bn_scale=False, zero_init_residual=True)
+    with pytest.raises(ValueError, match="bn_momentum"):
+        create_model("fastnet", bn_momentum=0.0)
+
+
+def test_gated_residual_blocks_start_as_the_identity_and_post_activation_sums_first():
+    from resnet_cifar.models.fastnet import ResidualBlock
+
+    x = torch.randn(4, 8, 6, 6)
+    gated = ResidualBlock(8, norm="bn", act="gelu", convs=1, gate=True)
+    assert gated.gate.item() == 0 and torch.equal(gated(x), x)
+    gated(x).sum().backward()
+    assert gated.gate.grad is not None and gated.gate.grad.abs() > 0  # the branch can come in
+    post = ResidualBlock(8, norm="bn", act="gelu", convs=1, post_act=True)
+    conv, bn = post.branch[0][0], post.branch[0][1]
+    assert torch.allclose(post(x), torch.nn.functional.gelu(x + bn(conv(x))))
+    net = create_model("fastnet", widths=[16, 32, 32], residual_gate=True, post_act=True)
+    assert net(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    with pytest.raises(ValueError, match="need residual=True"):
+        create_model("fastnet", residual_gate=True, residual=False)

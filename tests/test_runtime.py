@@ -1,5 +1,6 @@
 """Device and precision routing (resnet_cifar.runtime), the epoch plan that feeds a GPU, and off-terminal progress."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from resnet_cifar import runtime
-from resnet_cifar.data.augment import Augmentation
+from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.train.data import BatchStream
 from resnet_cifar.train.progress import RunProgress, format_duration
@@ -77,6 +78,34 @@ def test_ranks_take_their_slices_of_the_global_batch():
         parts = [s.batch(s.plan(1), step) for s in halves]
         assert torch.equal(torch.cat([p[0] for p in parts]), full)
         assert torch.equal(torch.cat([p[1] for p in parts]), labels)
+
+
+def test_alternating_flips_mirror_each_image_every_other_epoch_and_resume_mid_epoch():
+    images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.arange(100) % 10
+    stream = BatchStream(images, labels, Augmentation(0, "reflect", True), 20, seed=3, alternate_flips=True)
+    flipped = functools.partial(_flips_by_image, stream)
+    first = flipped(0)
+    assert 30 < int(first.sum()) < 70  # a coin per image in the first epoch
+    assert torch.equal(flipped(1), ~first) and torch.equal(flipped(2), first) and torch.equal(flipped(3), ~first)
+    # the batches really carry those flips, and a plan started mid-epoch (a resume) continues the alternation
+    whole, resumed = stream.plan(1), stream.plan(1, first_step=2)
+    for step in range(2, stream.steps_per_epoch):
+        batch, _ = stream.batch(resumed, step - 2)
+        assert torch.equal(batch, stream.batch(whole, step)[0])
+        chosen = whole.order[step * 20 : (step + 1) * 20]
+        mirrored = normalize(images[chosen].flip(3))  # epoch 1 mirrors exactly the images epoch 0 left alone
+        assert torch.equal(batch[~first[chosen]], mirrored[~first[chosen]])
+    random_flips = BatchStream(images, labels, Augmentation(0, "reflect", True), 20, seed=3)
+    assert not torch.equal(_flips_by_image(random_flips, 1), ~_flips_by_image(random_flips, 0))
+
+
+def _flips_by_image(stream: BatchStream, epoch: int) -> torch.Tensor:
+    """Per image index: is it flipped in this epoch?"""
+    plan = stream.plan(epoch)
+    out = torch.zeros(len(stream.labels), dtype=torch.bool)
+    out[plan.order] = plan.params.flip
+    return out
 
 
 # --- progress off a terminal ----------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_
 from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Interrupted, Trainer
+from resnet_cifar.train.muon import orthogonalize
 from resnet_cifar.train.schedule import Schedule, build_schedule
 from tiny import StopAt, tiny_config
 
@@ -35,7 +36,37 @@ def test_a_tiny_real_run_learns(cifar_dir, tmp_path):
     assert trainer.position.best_val_acc == max(r["val_acc"] for r in rows if r["val_acc"] is not None)
 
 
-RESUME_OPTIONS = {"ema": 0.9, "crop_size": 24}  # EMA state and a crop size that changes by epoch must resume too
+def test_muon_orthogonalizes_the_filters_update_and_a_tiny_run_learns_and_resumes(cifar_dir, tmp_path):
+    gradient = torch.randn(32, 16 * 9) * torch.logspace(-3, 0, 16 * 9)  # badly conditioned
+    singular = torch.linalg.svdvals(orthogonalize(gradient, steps=5))
+    assert singular.min() > 0.5 and singular.max() < 1.5  # Muon's quintic iteration: all near 1, not exactly 1
+    options = {"optimizer": "muon", "muon_lr": 0.2, "lr": 0.05, "epochs": 3, "data_dir": str(cifar_dir)}
+    trainer = Trainer(tiny_config(**options), tmp_path / "learns")
+    groups = trainer.optimizer.param_groups
+    (filters,) = [g for g in groups if g["orthogonalize"]]
+    assert all(p.ndim == 4 and p.requires_grad for p in filters["params"]) and filters["lr_scale"] == 4.0
+    assert not any(p.ndim == 4 and p.requires_grad for g in groups if not g["orthogonalize"] for p in g["params"])
+    trainer.fit()
+    rows = trainer.history
+    assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.2 and rows[-1]["val_acc"] > 0.25
+    conv = trainer.model.stages[0][0][0].weight  # the norm it is held at (before its last step)
+    assert conv.norm().item() == pytest.approx(conv.shape[0] ** 0.5, rel=0.3)
+    # stopped at step 13 of 20 and resumed: bit for bit the same weights and momentum as straight through
+    options["epochs"] = 2
+    Trainer(tiny_config(**options), tmp_path / "run").fit()
+    with pytest.raises(Interrupted):
+        Trainer(tiny_config(**options), tmp_path / "resumed", callbacks=[StopAt(13)]).fit()
+    resumed = Trainer(tiny_config(**options), tmp_path / "resumed")
+    resumed.load(tmp_path / "resumed" / "last.safetensors")
+    resumed.fit()
+    straight, again = final_state(tmp_path / "run"), final_state(tmp_path / "resumed")
+    assert straight.keys() == again.keys() and any(k.startswith("optimizer.momentum") for k in straight)
+    assert load_checkpoint(tmp_path / "run" / "last.safetensors")[1]["optimizer"]["name"] == "muon"
+    assert all(torch.equal(straight[k], again[k]) for k in straight)
+
+
+# EMA state, a crop size that changes by epoch, alternating flips and a scaled BN-shift lr must resume too
+RESUME_OPTIONS = {"ema": 0.9, "crop_size": 24, "alternate_flips": True, "bias_lr_scale": 8.0}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +106,21 @@ def test_same_seed_same_run_other_seed_other_run(cifar_dir, tmp_path):
 
 
 # --- schedules -----------------------------------------------------------------------------------------------------
+
+
+def test_batch_norm_shifts_can_learn_faster_with_the_same_decay_per_step(cifar_dir, tmp_path):
+    config = tiny_config(data_dir=str(cifar_dir), bias_lr_scale=64.0, weight_decay=1e-3)
+    trainer = Trainer(config, tmp_path / "run")
+    model, groups = trainer.model, trainer.optimizer.param_groups
+    shifts = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    (scaled,) = [g for g in groups if g["lr_scale"] != 1]
+    assert {id(p) for p in scaled["params"]} == shifts
+    assert scaled["lr_scale"] == 64 and scaled["weight_decay"] == pytest.approx(1e-3 / 64)
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+    images, labels = trainer.stream.batch(trainer.stream.plan(0), 0)
+    trainer._step(images, labels)
+    lr = trainer.schedule(0)
+    assert scaled["lr"] == pytest.approx(64 * lr) and groups[0]["lr"] == pytest.approx(lr)
 
 
 def test_schedules_by_hand():
@@ -141,6 +187,9 @@ def test_yaml_then_flags(tmp_path):
         ({"model": "resnet21"}, "unknown model 'resnet21'"),
         ({"schedule": "exponential"}, "schedule: must be one of"),
         ({"tta": 3}, "tta: must be one of"),
+        ({"optimizer": "adam"}, "optimizer: must be one of sgd, muon"),
+        ({"alternate_flips": True, "flip": False}, "alternate_flips: needs flip: true"),
+        ({"bias_lr_scale": 0}, "bias_lr_scale: must be positive"),
     ],
 )
 def test_bad_configs_fail_with_one_clear_line(overrides, message):

@@ -39,15 +39,40 @@ class ConvBN(nn.Sequential):
 class ResidualBlock(nn.Module):
     """x + f(x), f = `convs` ConvBN layers of the same width (two: Page's ResNet-9 residual block).
 
-    `shortcut=False` drops the identity and returns f(x): the block of the plain twin (same layers and weights)."""
+    `shortcut=False` drops the identity and returns f(x): the block of the plain twin (same layers and weights).
+    `gate=True` returns x + g * f(x) with a learned scalar g starting at 0 (SkipInit, De & Smith 2020): the block
+    starts as the identity and lets the branch in as fast as it helps; batch norms without a trained scale
+    (bn_scale=False) cannot weigh the branch down themselves.
+    `post_act=True` moves the branch's last activation after the sum: act(x + f(x)) (He et al. 2015's block).
+    """
 
-    def __init__(self, channels: int, *, norm: str, act: str, convs: int = 2, shortcut: bool = True):
+    def __init__(
+        self,
+        channels: int,
+        *,
+        norm: str,
+        act: str,
+        convs: int = 2,
+        shortcut: bool = True,
+        gate: bool = False,
+        post_act: bool = False,
+    ):
         super().__init__()
-        self.branch = nn.Sequential(*(ConvBN(channels, channels, pool=False, norm=norm, act=act) for _ in range(convs)))
+        layers = [ConvBN(channels, channels, pool=False, norm=norm, act=act) for _ in range(convs)]
+        self.post_act = layers[-1][-1] if post_act else None
+        if post_act:
+            layers[-1][-1] = nn.Identity()
+        self.branch = nn.Sequential(*layers)
         self.shortcut = shortcut
+        self.gate = nn.Parameter(torch.zeros(())) if gate else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.branch(x) if self.shortcut else self.branch(x)
+        out = self.branch(x)
+        if self.gate is not None:
+            out = self.gate * out
+        if self.shortcut:
+            out = x + out
+        return self.post_act(out) if self.post_act is not None else out
 
     def zero_init_last(self) -> None:
         bn = self.branch[-1][1]
@@ -101,6 +126,13 @@ class FastResNet(nn.Module):
         head_scale: the logits are multiplied by this (Page uses 0.125), which tempers the output early on.
         residual: False builds the plain twin: the same layers with every identity shortcut removed.
         train_stem_bias: False freezes the whitening stem's bias at zero (stem="whiten" only).
+        bn_scale: False fixes every batch norm's scale at 1 (only its shift learns): the convolutions before it are
+            then scale-invariant, and weight decay only sets their effective learning rate (airbench).
+        bn_momentum: weight of the batch's statistics in the running ones (PyTorch's convention; airbench's
+            "momentum 0.6" is 0.4 here): the running statistics follow the fast-moving weights of a short run.
+        residual_gate, post_act: see ResidualBlock.
+        dirac_init: start each 3x3 convolution with its first in_channels filters as identities (the rest random),
+            so every layer begins by passing its input through (airbench).
     """
 
     def __init__(
@@ -118,6 +150,11 @@ class FastResNet(nn.Module):
         stem: str = "conv",
         residual: bool = True,
         train_stem_bias: bool = True,
+        bn_scale: bool = True,
+        bn_momentum: float = 0.1,
+        dirac_init: bool = False,
+        residual_gate: bool = False,
+        post_act: bool = False,
     ):
         super().__init__()
         if len(widths) != len(blocks):
@@ -126,6 +163,10 @@ class FastResNet(nn.Module):
             raise ValueError(f"stem must be 'conv' or 'whiten', got {stem!r}")
         if zero_init_residual and not residual:
             raise ValueError("zero_init_residual would zero the plain twin's blocks: it needs residual=True")
+        if (residual_gate or post_act) and not residual:
+            raise ValueError("residual_gate and post_act change the residual sum: they need residual=True")
+        if zero_init_residual and not bn_scale:
+            raise ValueError("zero_init_residual zeroes a batch-norm scale, which bn_scale=False fixes at 1")
         if not train_stem_bias and stem != "whiten":
             raise ValueError("train_stem_bias=False is an option of the whitening stem (stem='whiten')")
         if stem == "whiten":
@@ -136,7 +177,16 @@ class FastResNet(nn.Module):
         for width, count in zip(widths, blocks, strict=True):
             layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
             layers += [
-                ResidualBlock(width, norm=norm, act=act, convs=residual_convs, shortcut=residual) for _ in range(count)
+                ResidualBlock(
+                    width,
+                    norm=norm,
+                    act=act,
+                    convs=residual_convs,
+                    shortcut=residual,
+                    gate=residual_gate,
+                    post_act=post_act,
+                )
+                for _ in range(count)
             ]
             stages.append(nn.Sequential(*layers))
             channels = width
@@ -150,6 +200,11 @@ class FastResNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
+        if dirac_init:
+            for module in self.stages.modules():
+                if isinstance(module, nn.Conv2d):
+                    _dirac_(module.weight)
+        _configure_batch_norms(self, scale=bn_scale, momentum=bn_momentum)
         if zero_init_residual:
             for module in self.modules():
                 if isinstance(module, ResidualBlock):
@@ -170,6 +225,23 @@ class FastResNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes, bias=False)
+
+
+@torch.no_grad()
+def _dirac_(weight: torch.Tensor) -> None:
+    """Filters 0..in_channels-1 become identities (out >= in in these nets); later filters keep their random init."""
+    identities = min(weight.shape[0], weight.shape[1])
+    nn.init.dirac_(weight[:identities])
+
+
+def _configure_batch_norms(model: nn.Module, *, scale: bool, momentum: float) -> None:
+    if not 0 < momentum <= 1:
+        raise ValueError(f"bn_momentum must be in (0, 1], got {momentum}")
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = momentum
+            if not scale:
+                module.weight.requires_grad_(False)  # stays at 1
 
 
 @register_model("resnet9", family="fast", depth=9, description="Page's ResNet-9 (DAWNBench): 64-128-256-512")

@@ -99,9 +99,19 @@ class TrainConfig:
     )
     lr: float = _opt(0.1, "peak learning rate (for the global batch)", bound=POSITIVE)
     momentum: float = _opt(0.9, "SGD momentum", bound=FRACTION)
+    optimizer: str = _opt(
+        "sgd",
+        "sgd, or muon: Muon for the convolution filters and SGD for the rest (see train/muon.py)",
+        choices=("sgd", "muon"),
+    )
+    muon_lr: float = _opt(0.24, "optimizer muon: the filters' peak lr (scheduled like lr)", bound=POSITIVE)
+    muon_momentum: float = _opt(0.6, "optimizer muon: the filters' Nesterov momentum", bound=FRACTION)
     nesterov: bool = _opt(True, "Nesterov momentum")
     weight_decay: float = _opt(5e-4, "L2 weight decay", bound=NON_NEGATIVE)
     decay_norm_and_bias: bool = _opt(True, "apply weight decay to norm scales and biases too (the paper does)")
+    bias_lr_scale: float = _opt(
+        1.0, "batch norms' shifts learn at lr x this (weight decay / this: the same decay per step)", bound=POSITIVE
+    )
     schedule: str = _opt(
         "onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "linear", "step", "constant")
     )
@@ -126,6 +136,9 @@ class TrainConfig:
     crop_padding: int = _opt(4, "random crop: pixels of padding on each side (0: no crop)", bound=Bound(0, 16))
     pad_mode: str = _opt("reflect", "random crop padding", choices=("reflect", "zeros"))
     flip: bool = _opt(True, "random horizontal flip")
+    alternate_flips: bool = _opt(
+        False, "flip each image in every other epoch (from a random first epoch) instead of at random (airbench)"
+    )
     cutout: int = _opt(0, "cutout square side in pixels (0: off)", bound=Bound(0, 32))
     augmix: str = _opt(
         "off", "AugMix: off, mix (one mixed view) or jsd (clean + two views, Jensen-Shannon loss)", choices=AUGMIX
@@ -235,8 +248,9 @@ def _unknown_key(key: str) -> ConfigError:
 
 
 # Keys that earlier versions wrote into config.yaml and checkpoints, no longer read: accepted and dropped, so old
-# runs still resume and old config files still load.
-RETIRED_KEYS = {"optimizer": "SGD is the only optimizer; the key was never read"}
+# runs still resume and old config files still load. ("optimizer", once retired as never read, is read again: the
+# value old runs recorded, "sgd", is still what it means.)
+RETIRED_KEYS: dict[str, str] = {}
 
 
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
@@ -320,6 +334,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         isinstance(m, (int, float)) and not isinstance(m, bool) and m > 0 for m in config.milestones
     ):
         raise ConfigError(f"milestones: expected a list of positive numbers, got {config.milestones!r}")
+    if config.alternate_flips and not config.flip:
+        raise ConfigError("alternate_flips: needs flip: true (it decides which epochs flip an image)")
     if config.bf16 not in (True, False, "auto"):  # the same as runtime.BF16_CHOICES (tested): auto lets it decide
         raise ConfigError(f"bf16: must be true, false or auto; got {config.bf16!r}")
     if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):

@@ -21,6 +21,8 @@ from resnet_cifar.errors import ConfigError
 from resnet_cifar.seeding import derive_seed
 from resnet_cifar.train.config import TrainConfig
 
+FIRST_FLIPS_STREAM = 2**31  # derive_seed(seed, epoch) is an epoch's order: a stream number no epoch reaches
+
 
 @dataclass
 class TrainingData:
@@ -88,6 +90,7 @@ class BatchStream:
     seed: int
     rank: int = 0
     world_size: int = 1
+    alternate_flips: bool = False  # image i is flipped in epoch e iff first_flips[i] xor (e odd)
 
     def __post_init__(self):
         if self.global_batch % self.world_size:
@@ -120,8 +123,16 @@ class BatchStream:
         order = self.permutation(epoch)[: self.steps_per_epoch * self.global_batch].view(-1, self.global_batch)
         order = order[first_step:, mine].reshape(-1)
         params = AugmentParams.cat([draws(index)[mine] for index in steps]) if steps else None
+        if params is not None and self.alternate_flips:
+            params = dataclasses.replace(params, flip=self.first_flips()[order] ^ bool(epoch % 2))
         device = self.images.device
         return EpochPlan(order.to(device), params.to(device) if params is not None else None, augmentation)
+
+    def first_flips(self) -> torch.Tensor:
+        """Which images epoch 0 flips, for alternating flips: a fair coin per image, the same in every epoch's
+        computation (seeded, so a resumed run continues the alternation)."""
+        generator = torch.Generator().manual_seed(derive_seed(self.seed, FIRST_FLIPS_STREAM))
+        return torch.rand(len(self.labels), generator=generator) < 0.5
 
     def batch(self, plan: EpochPlan, position: int) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's slice of the `position`-th batch of `plan`: (normalised float images, labels)."""

@@ -90,6 +90,7 @@ class Trainer:
             derive_seed(config.seed, 1),
             self.dist.rank,
             self.dist.world_size,
+            config.alternate_flips,
         )
         if config.accumulate > self.stream.per_rank:
             raise ConfigError(f"accumulate: {config.accumulate} micro-batches of a {self.stream.per_rank}-image batch")
@@ -292,7 +293,7 @@ class Trainer:
         images = images.contiguous(memory_format=self.memory_format)
         lr = self.schedule(self.position.step)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group["lr_scale"]
         self.optimizer.zero_grad(set_to_none=True)
         chunks = list(zip(images.chunk(self.config.accumulate), labels.chunk(self.config.accumulate), strict=True))
         loss_total = torch.zeros((), device=self.device)
@@ -390,6 +391,7 @@ class Trainer:
             "temperature": temperature,
             "fitted_on": "validation",
             "tta": self.config.tta,
+            "val_acc": (logits.argmax(1) == self.data.val_labels).double().mean().item(),  # at that TTA level
             "validation": calibration_report(logits, self.data.val_labels, temperature),
         }
 

@@ -125,11 +125,15 @@ def checkpoint_metadata(
         "global_batch": config.batch_size,
         "world_size": world_size,
         "optimizer": {
-            "name": "sgd",
+            "name": config.optimizer,
             "lr": lr,
             "momentum": config.momentum,
             "nesterov": config.nesterov,
             "weight_decay": config.weight_decay,
+            "bias_lr_scale": config.bias_lr_scale,
+            **(
+                {"muon_lr": config.muon_lr, "muon_momentum": config.muon_momentum} if config.optimizer == "muon" else {}
+            ),
         },
         "schedule": {"kind": schedule_kind, "step": position.step, "total_steps": total_steps},
         "ema": averaged,
