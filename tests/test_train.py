@@ -36,6 +36,27 @@ def test_a_tiny_real_run_learns(cifar_dir, tmp_path):
     assert trainer.position.best_val_acc == max(r["val_acc"] for r in rows if r["val_acc"] is not None)
 
 
+def test_muon_optimizer_steps_its_sgd_groups_exactly_as_torch_sgd():
+    from resnet_cifar.train.muon import MuonWithSGD
+
+    torch.manual_seed(0)
+    ours, theirs = torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    theirs.load_state_dict(ours.state_dict())
+    settings = {"lr": 0.1, "momentum": 0.85, "nesterov": True}
+    optimizers = (
+        MuonWithSGD([{"params": list(ours.parameters()), "weight_decay": 0.01}], **settings),
+        torch.optim.SGD([{"params": list(theirs.parameters()), "weight_decay": 0.01}], **settings),
+    )
+    x = torch.randn(16, 6)
+    for _ in range(4):
+        for model, optimizer in zip((ours, theirs), optimizers, strict=True):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(ours.parameters(), theirs.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-7, rtol=0)
+
+
 def test_muon_orthogonalizes_the_filters_update_and_a_tiny_run_learns_and_resumes(cifar_dir, tmp_path):
     gradient = torch.randn(32, 16 * 9) * torch.logspace(-3, 0, 16 * 9)  # badly conditioned
     singular = torch.linalg.svdvals(orthogonalize(gradient, steps=5))

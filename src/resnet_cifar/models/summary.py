@@ -22,6 +22,19 @@ VARIANTS = {
         # configs/fast80.yaml
         {"widths": [32, 64, 128], "blocks": [1, 0, 1], "stem_width": 24, "stem": "whiten", "train_stem_bias": False},
     ),
+    "fastnet 64-256-256 (cpu94)": (
+        "fastnet",
+        # configs/cpu94.yaml (the options that change the parameters: one gate per residual block)
+        {
+            "widths": [64, 256, 256],
+            "blocks": [1, 1, 1],
+            "residual_convs": 1,
+            "stem_width": 24,
+            "stem": "whiten",
+            "train_stem_bias": False,
+            "residual_gate": True,
+        },
+    ),
 }
 
 
