@@ -44,9 +44,9 @@ class MuonWithSGD(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
+            step = _muon_step if group["orthogonalize"] else _sgd_step
             for parameter in group["params"]:
                 if parameter.grad is not None:
-                    step = _muon_step if group["orthogonalize"] else _sgd_step
                     step(parameter, self.state[parameter], group)
 
 
