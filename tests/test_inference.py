@@ -199,3 +199,18 @@ def test_predict_cli_exit_code_and_json(tmp_path):
     assert result.returncode == 1
     rows = json.loads(result.stdout)
     assert rows[0]["file"] == "ok.png" and len(rows[0]["top"]) == 3 and rows[1]["error"].startswith("not an image")
+
+
+@pytest.mark.parametrize("tta", [0, 1, 2])
+def test_one_pass_gives_the_tta_logits_and_the_plain_view_bit_for_bit(tta):
+    """Training's last validation reads the single-view accuracy and fits the temperature on the TTA views from one
+    pass: both must be exactly what the separate passes give."""
+    from resnet_cifar.inference.tta import predict_logits, predict_logits_and_plain
+
+    torch.manual_seed(0)
+    model = create_model("fastnet", widths=[8, 16, 16], stem_width=8).eval()
+    images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+    averaged, plain = predict_logits_and_plain(model, images, tta=tta, batch_size=5)
+    assert torch.equal(averaged, predict_logits(model, images, tta=tta, batch_size=5))
+    assert torch.equal(plain, predict_logits(model, images, tta=0, batch_size=5))
+    assert tta == 0 or not torch.equal(averaged, plain)

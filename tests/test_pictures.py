@@ -17,17 +17,19 @@ def test_pictures_say_what_they_show():
 
 
 def test_the_inference_picture_shows_what_it_says():
-    from resnet_cifar.viz.pictures import inference_figure
+    from resnet_cifar.viz.pictures import CELL_H, CELL_W, RIGHT, WRONG, inference_figure
 
     labels = torch.arange(10).repeat(10)
     logits = torch.nn.functional.one_hot(labels, 10).float() * 5
     logits[labels == 3] = torch.nn.functional.one_hot(torch.tensor(5), 10).float() * 5  # every cat is called a dog
     images = torch.randint(0, 256, (100, 3, 32, 32), dtype=torch.uint8)
     figure = inference_figure(images, labels, logits)
-    shown = [ax for ax in figure.axes if ax.get_title()]
+    shown = [text for text in figure.texts if "\ntrue: " in text.get_text()]
     assert len(shown) == 40  # four of every class
-    wrong = [ax.get_title() for ax in shown if ax.title.get_color() != "black" and "true: cat" in ax.get_title()]
-    assert len(wrong) == 4 and all(title.startswith("dog ") for title in wrong)
+    wrong = [text.get_text() for text in shown if text.get_color() == WRONG and "true: cat" in text.get_text()]
+    assert len(wrong) == 4 and all(caption.startswith("dog ") for caption in wrong)
+    assert sum(text.get_color() == RIGHT for text in shown) == 36
+    assert len(figure.images) == 1 and figure.images[0].get_array().shape == (5 * CELL_H, 8 * CELL_W, 3)
     assert "(36/40 correct shown; mistakes in red)" in figure._suptitle.get_text()
 
 

@@ -73,3 +73,16 @@ def calibration_report(logits: torch.Tensor, labels: torch.Tensor, temperature: 
         "confidence_before": logits.float().softmax(1).max(1).values.mean().item(),
         "confidence_after": scaled.softmax(1).max(1).values.mean().item(),
     }
+
+
+def temperature_calibration(logits: torch.Tensor, labels: torch.Tensor, tta: int) -> dict:
+    """A run's calibration record: the temperature fitted on validation logits (at TTA level `tta`), their accuracy at
+    that level, and the validation split's report before and after it."""
+    temperature = fit_temperature(logits, labels)
+    return {
+        "temperature": temperature,
+        "fitted_on": "validation",
+        "tta": tta,
+        "val_acc": (logits.argmax(1) == labels).double().mean().item(),  # at that TTA level
+        "validation": calibration_report(logits, labels, temperature),
+    }

@@ -55,12 +55,28 @@ def predict_logits(
     does). `channels_last`: feed channels-last batches (as the run was trained and tested, for identical rounding).
     `normalization`: the statistics the weights were trained with (LoadedModel.normalization).
     """
+    options = dict(batch_size=batch_size, runtime=runtime, channels_last=channels_last, normalization=normalization)
+    return predict_logits_and_plain(model, images, tta=tta, **options)[0]
+
+
+def predict_logits_and_plain(
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    tta: int = 0,
+    batch_size: int = 1000,
+    runtime: Runtime | None = None,
+    channels_last: bool = False,
+    normalization: Normalization = CIFAR10,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`predict_logits` and, from the same pass, the logits of the image as is (TTA level 0, bit for bit): the
+    first view of every level, so a caller that needs both pays for the views once."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     runtime = runtime or choose_runtime(model_device(model))
     was_training = model.training
     model.eval()
-    outputs = []
+    averaged, plain = [], []
     try:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
@@ -72,8 +88,12 @@ def predict_logits(
                         view = view.contiguous(memory_format=torch.channels_last)
                     with runtime.autocast():
                         logits = model(view).float()
+                    if total is None:
+                        plain.append(logits.cpu())
                     total = logits if total is None else total + logits
-                outputs.append((total / len(views)).cpu())
+                averaged.append((total / len(views)).cpu())
     finally:
         model.train(was_training)
-    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+    if not averaged:
+        return torch.empty(0, 0), torch.empty(0, 0)
+    return torch.cat(averaged), torch.cat(plain)

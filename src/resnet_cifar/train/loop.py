@@ -24,12 +24,12 @@ from resnet_cifar.checkpoint import (
 )
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
-from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
-from resnet_cifar.inference.tta import predict_logits
+from resnet_cifar.evaluate.calibration import temperature_calibration
+from resnet_cifar.inference.tta import predict_logits, predict_logits_and_plain
 from resnet_cifar.runtime import Runtime, choose_runtime, enable_determinism, let_cudnn_choose_kernels
 from resnet_cifar.seeding import derive_seed
 from resnet_cifar.train import distributed
-from resnet_cifar.train.build import build_model, build_optimizer
+from resnet_cifar.train.build import build_model, build_optimizer, start_importing_optimizer_machinery
 from resnet_cifar.train.config import TrainConfig, save_config
 from resnet_cifar.train.data import BatchStream, TrainingData, augmentation_of, prepare_data
 from resnet_cifar.train.ema import EMA
@@ -77,6 +77,7 @@ class Trainer:
         else:
             let_cudnn_choose_kernels(self.device)
         torch.manual_seed(config.seed)
+        start_importing_optimizer_machinery()  # while the data loads (build.py says why)
         started = time.perf_counter()
         self.data: TrainingData = self._prepare_data()
         # where the time of a run goes (results.json); the training loop's own time is in metrics.csv
@@ -354,12 +355,11 @@ class Trainer:
         position, epoch = self.position, self.position.epoch + 1
         last_epoch = epoch == self.epochs
         row = position.totals.row(epoch, position.step, self.schedule(position.step - 1))
-        validate = len(self.data.val_labels) and (epoch % self.config.eval_every == 0 or last_epoch)
-        improved = self.dist.is_main and validate and self._validate(row) > position.best_val_acc
+        has_val = self.dist.is_main and len(self.data.val_labels)
+        validate = has_val and (epoch % self.config.eval_every == 0 or last_epoch)
+        improved = validate and self._validate(row, calibrate=last_epoch) > position.best_val_acc
         if improved:
             position.best_val_acc, position.best_epoch = row["val_acc"], epoch
-        if last_epoch and self.dist.is_main and len(self.data.val_labels):
-            self.calibration = self._calibrate()
         position.epoch, position.epoch_step, position.totals = epoch, 0, EpochTotals()
         if self.dist.is_main:
             self.history.append(row)
@@ -373,40 +373,32 @@ class Trainer:
             callback.on_epoch_end(self, row)
         distributed.barrier(self.dist)
 
-    def _validate(self, row: dict) -> float:
-        """Fill the row's validation columns (single view); returns the validation accuracy."""
+    def _validate(self, row: dict, calibrate: bool = False) -> float:
+        """Fill the row's validation columns (single view); returns the validation accuracy. `calibrate` (the last
+        epoch) also fits the temperature on the run's TTA views of the same pass (what evaluate and predict use), kept
+        in the final checkpoint so every later use of these weights reports honest probabilities."""
         started = time.perf_counter()
-        logits = self.predict(self.data.val_images, tta=0)
-        row["val_loss"] = F.cross_entropy(logits, self.data.val_labels).item()
-        row["val_acc"] = (logits.argmax(1) == self.data.val_labels).double().mean().item()
+        images, labels = self.data.val_images, self.data.val_labels
+        averaged, logits = predict_logits_and_plain(
+            self.eval_model, images, tta=self.config.tta if calibrate else 0, **self._predict_options()
+        )
+        row["val_loss"] = F.cross_entropy(logits, labels).item()
+        row["val_acc"] = (logits.argmax(1) == labels).double().mean().item()
         row["val_seconds"] = time.perf_counter() - started
+        if calibrate:
+            self.calibration = temperature_calibration(averaged, labels, self.config.tta)
         return row["val_acc"]
-
-    def _calibrate(self) -> dict:
-        """Temperature scaling fitted on the validation split at the run's TTA level (what evaluate and predict
-        use), stored in the final checkpoint so every later use of these weights reports honest probabilities."""
-        logits = self.predict(self.data.val_images, tta=self.config.tta)
-        temperature = fit_temperature(logits, self.data.val_labels)
-        return {
-            "temperature": temperature,
-            "fitted_on": "validation",
-            "tta": self.config.tta,
-            "val_acc": (logits.argmax(1) == self.data.val_labels).double().mean().item(),  # at that TTA level
-            "validation": calibration_report(logits, self.data.val_labels, temperature),
-        }
 
     @property
     def temperature(self) -> float:
         return self.calibration["temperature"] if self.calibration else 1.0
 
     def predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:
-        return predict_logits(
-            self.eval_model,
-            images,
-            tta=tta,
-            batch_size=self.config.eval_batch_size,
-            runtime=self.runtime,
-            channels_last=self.config.channels_last,
+        return predict_logits(self.eval_model, images, tta=tta, **self._predict_options())
+
+    def _predict_options(self) -> dict:
+        return dict(
+            batch_size=self.config.eval_batch_size, runtime=self.runtime, channels_last=self.config.channels_last
         )
 
     def train_seconds(self) -> float:
