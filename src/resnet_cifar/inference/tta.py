@@ -39,24 +39,15 @@ def model_device(model: nn.Module) -> torch.device:
     return next(iter(model.parameters()), torch.empty(0)).device
 
 
-def predict_logits(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    tta: int = 0,
-    batch_size: int = 1000,
-    runtime: Runtime | None = None,
-    channels_last: bool = False,
-    normalization: Normalization = CIFAR10,
-) -> torch.Tensor:
+def predict_logits(model: nn.Module, images: torch.Tensor, **options) -> torch.Tensor:
     """float32 logits (N x classes, on the CPU) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views.
 
-    `runtime`: where and in what precision (default: chosen for the device the model is on, as `choose_runtime`
-    does). `channels_last`: feed channels-last batches (as the run was trained and tested, for identical rounding).
-    `normalization`: the statistics the weights were trained with (LoadedModel.normalization).
+    Options, as `predict_logits_and_plain` takes them: `tta` (level, default 0), `batch_size`; `runtime`: where and
+    in what precision (default: chosen for the device the model is on, as `choose_runtime` does); `channels_last`:
+    feed channels-last batches (as the run was trained and tested, for identical rounding); `normalization`: the
+    statistics the weights were trained with (LoadedModel.normalization).
     """
-    options = dict(batch_size=batch_size, runtime=runtime, channels_last=channels_last, normalization=normalization)
-    return predict_logits_and_plain(model, images, tta=tta, **options)[0]
+    return predict_logits_and_plain(model, images, **options)[0]
 
 
 def predict_logits_and_plain(
