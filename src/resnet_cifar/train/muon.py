@@ -28,7 +28,9 @@ def orthogonalize(matrix: torch.Tensor, steps: int = 3, eps: float = 1e-7) -> to
         x = x.T
     for _ in range(steps):
         gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
+        # a x + (b G + c G G) x as two fused matrix products: the same arithmetic up to float32 rounding, 2-3x
+        # faster on a CPU for make train's small filter banks (separate scalings and sums cost more than the products)
+        x = torch.addmm(x, torch.addmm(gram, gram, gram, beta=b, alpha=c), x, beta=a)
     return x if wide else x.T
 
 
