@@ -15,6 +15,7 @@ from torch import nn
 
 from resnet_cifar.models.layers import GlobalMaxPool, conv3x3, norm_layer
 from resnet_cifar.models.registry import register_model
+from resnet_cifar.models.tap_conv import TapGradConv2d
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -25,11 +26,21 @@ def _activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
+def _conv(in_channels: int, out_channels: int, *, bias: bool, tap_grad_max_side: int) -> nn.Conv2d:
+    if tap_grad_max_side:
+        return TapGradConv2d(in_channels, out_channels, 3, padding=1, bias=bias, max_side=tap_grad_max_side)
+    return conv3x3(in_channels, out_channels, bias=bias)
+
+
 class ConvBN(nn.Sequential):
     """conv3x3 - (optional 2x2 max-pool) - norm - activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, pool: bool, norm: str, act: str):
-        layers: list[nn.Module] = [conv3x3(in_channels, out_channels, bias=norm == "none")]
+    def __init__(
+        self, in_channels: int, out_channels: int, *, pool: bool, norm: str, act: str, tap_grad_max_side: int = 0
+    ):
+        layers: list[nn.Module] = [
+            _conv(in_channels, out_channels, bias=norm == "none", tap_grad_max_side=tap_grad_max_side)
+        ]
         if pool:
             layers.append(nn.MaxPool2d(2))
         layers += [norm_layer(norm, out_channels), _activation(act)]
@@ -56,9 +67,13 @@ class ResidualBlock(nn.Module):
         shortcut: bool = True,
         gate: bool = False,
         post_act: bool = False,
+        tap_grad_max_side: int = 0,
     ):
         super().__init__()
-        layers = [ConvBN(channels, channels, pool=False, norm=norm, act=act) for _ in range(convs)]
+        layers = [
+            ConvBN(channels, channels, pool=False, norm=norm, act=act, tap_grad_max_side=tap_grad_max_side)
+            for _ in range(convs)
+        ]
         self.post_act = layers[-1][-1] if post_act else None
         if post_act:
             layers[-1][-1] = nn.Identity()
@@ -133,6 +148,9 @@ class FastResNet(nn.Module):
         residual_gate, post_act: see ResidualBlock.
         dirac_init: start each 3x3 convolution with its first in_channels filters as identities (the rest random),
             so every layer begins by passing its input through (airbench).
+        tap_grad_max_side: a 3x3 convolution whose input is at most this many pixels a side computes its filter
+            gradient tap by tap (models/tap_conv.py: faster there on CPUs); 0: oneDNN's kernel everywhere. The same
+            function and parameters either way.
     """
 
     def __init__(
@@ -155,8 +173,11 @@ class FastResNet(nn.Module):
         dirac_init: bool = False,
         residual_gate: bool = False,
         post_act: bool = False,
+        tap_grad_max_side: int = 0,
     ):
         super().__init__()
+        if tap_grad_max_side < 0:
+            raise ValueError(f"tap_grad_max_side must be >= 0, got {tap_grad_max_side}")
         if len(widths) != len(blocks):
             raise ValueError("widths and blocks must have the same length")
         if stem not in ("conv", "whiten"):
@@ -175,7 +196,7 @@ class FastResNet(nn.Module):
             self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
         stages, channels = [], stem_width
         for width, count in zip(widths, blocks, strict=True):
-            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
+            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act, tap_grad_max_side=tap_grad_max_side)]
             layers += [
                 ResidualBlock(
                     width,
@@ -185,6 +206,7 @@ class FastResNet(nn.Module):
                     shortcut=residual,
                     gate=residual_gate,
                     post_act=post_act,
+                    tap_grad_max_side=tap_grad_max_side,
                 )
                 for _ in range(count)
             ]
