@@ -3,10 +3,13 @@ filters (oneDNN's kernels), and the filters' gradient computed instead as one ma
 side in one run (synthetic batches, the config's precision and memory format).
 
     python benchmarks/conv_backward.py --config configs/cpu94.yaml --crop-sizes 24 32
+    python benchmarks/conv_backward.py --config configs/cpu94.yaml --crop-sizes 24 32 --whole-steps --max-sides 0 7
 
 The four are timed in turn, round after round, and each is reported as its median, so a virtual machine whose speed
 drifts slows them alike. `taps/native` below 1 means the per-tap products would compute that layer's filter gradient
-faster than oneDNN does; the gradients are compared too (relative error in float32).
+faster than oneDNN does; the gradients are compared too (relative error in float32). `--whole-steps` then times
+whole training steps (forward, loss, backward, an SGD step) of the config's model with each `tap_grad_max_side` of
+`--max-sides` (0: every filter gradient oneDNN's), interleaved step by step, the same weights in each.
 """
 
 from __future__ import annotations
@@ -81,6 +84,8 @@ def main() -> None:
     parser.add_argument("--crop-sizes", type=int, nargs="+", default=[32], help="image sides to measure at")
     parser.add_argument("--batch-size", type=int, help="default: the config's")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--whole-steps", action="store_true", help="also time whole training steps per max side")
+    parser.add_argument("--max-sides", type=int, nargs="+", default=[0, 7], help="tap_grad_max_side values to race")
     args = parser.parse_args()
     config = load_config(args.config)
     runtime = choose_runtime("cpu", config.bf16, config.threads)
@@ -101,6 +106,47 @@ def main() -> None:
             totals["best filters"] += min(ms["backward filters"], ms.get("taps", float("inf")))
             print(f"{size} px, {layer_line(conv, shape, ms, error)}", flush=True)
         print(f"{size} px, all convolutions: {totals_line(totals)}")
+    if args.whole_steps:
+        for size in args.crop_sizes:
+            rates = whole_step_rates(config, runtime, fmt, batch, size, args.max_sides, args.rounds)
+            line = ", ".join(f"max side {side}: {rate:.0f} images/s" for side, rate in rates.items())
+            print(
+                f"{size} px, whole training steps (median of {args.rounds}): {line}; "
+                f"{rates[args.max_sides[-1]] / rates[args.max_sides[0]]:.2f}x",
+                flush=True,
+            )
+
+
+def whole_step_rates(config, runtime, fmt, batch: int, size: int, sides: list[int], rounds: int) -> dict[int, float]:
+    """Training images per second of the config's model at each tap_grad_max_side, one step of each in turn."""
+    torch.manual_seed(0)
+    whitening_images = torch.randn(500, 3, 32, 32)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,))
+    models = [create_model(config.model, **{**config.model_options, "tap_grad_max_side": side}) for side in sides]
+    for model in models:
+        if hasattr(getattr(model, "stem", None), "whiten_"):  # as training does: the whitening filters are then frozen
+            model.stem.whiten_(whitening_images)
+        model.load_state_dict(models[0].state_dict())
+    steps = {
+        side: training_step(m.to(memory_format=fmt).train(), runtime, x, y)
+        for side, m in zip(sides, models, strict=True)
+    }
+    seconds = median_ms(steps, rounds)
+    return {side: batch / (ms / 1000) for side, ms in seconds.items()}
+
+
+def training_step(model: nn.Module, runtime, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        with runtime.autocast():
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
 
 
 def layer_line(conv: nn.Conv2d, shape: torch.Size, ms: dict[str, float], error: float | None) -> str:

@@ -1,6 +1,10 @@
 """The tap-by-tap filter gradient computes what oneDNN's convolution backward computes, in fp32 and under bf16
 autocast, and a fastnet built with it is the same function with the same parameters."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -90,3 +94,20 @@ def test_fastnet_with_tap_gradients_is_the_same_network():
         assert relative_error(b.grad, a.grad) < 1e-4, name
     with pytest.raises(ValueError, match="tap_grad_max_side"):
         create_model("fastnet", **options, tap_grad_max_side=-1)
+
+
+def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
+    """The benchmark behind tap_grad_max_side runs end to end on a small fastnet and prints both of its races."""
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "model: fastnet\nmodel_options: {widths: [8, 16, 16], stem: whiten, stem_width: 12, tap_grad_max_side: 7}\n"
+        "batch_size: 8\nbf16: false\n"
+    )
+    script = Path(__file__).parents[1] / "benchmarks" / "conv_backward.py"
+    command = [sys.executable, str(script), "--config", str(config), "--crop-sizes", "16", "--rounds", "1"]
+    done = subprocess.run([*command, "--whole-steps"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "16 px, all convolutions:" in done.stdout
+    assert "taps/native" in done.stdout  # the stride-1 layers were raced against the per-tap products
+    steps = next(line for line in done.stdout.splitlines() if "whole training steps" in line)
+    assert "max side 0:" in steps and "max side 7:" in steps

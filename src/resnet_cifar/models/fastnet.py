@@ -149,8 +149,9 @@ class FastResNet(nn.Module):
         dirac_init: start each 3x3 convolution with its first in_channels filters as identities (the rest random),
             so every layer begins by passing its input through (airbench).
         tap_grad_max_side: a 3x3 convolution whose input is at most this many pixels a side computes its filter
-            gradient tap by tap (models/tap_conv.py: faster there on CPUs); 0: oneDNN's kernel everywhere. The same
-            function and parameters either way.
+            gradient tap by tap (models/tap_conv.py: faster there on some CPUs, measure with
+            benchmarks/conv_backward.py); 0 (the default): oneDNN's kernel everywhere. The same function and
+            parameters either way, up to float rounding.
     """
 
     def __init__(

@@ -1,11 +1,12 @@
 """A convolution whose filter gradient, on small maps, is one matrix product per filter tap.
 
-On a 2-core Intel Xeon with AMX in bf16, oneDNN's filter-gradient kernel took half of a fastnet step's convolution
-time and ran 2-6x slower than the forward pass on the same layer where the maps are small and wide (256 channels at
-7x7 down to 2x2); the gradient summed tap by tap, dW[:, :, i, j] = dY^T @ shifted X, took 0.17-0.59 of its time
-there and 1.8-12x more on large maps (benchmarks/conv_backward.py). So the choice is by the input's side: up to
-`max_side` pixels the products, above it oneDNN. The forward pass and the input gradient stay oneDNN's.
-"""
+On a 2-core Intel Xeon with AMX in bf16, oneDNN's filter-gradient kernel takes over half of a fastnet step's
+convolution time and runs 2-6x slower than the forward pass on the same layer where the maps are small and wide
+(256 channels at 7x7 down to 2x2). The gradient summed tap by tap, dW[:, :, i, j] = dY^T @ shifted X, took 0.2-0.7
+of its time at 5x5 and below in every measurement, at 7x7 0.5-0.6 in one session and 1.0-1.2 in another where the
+machine ran twice as fast, and 2.7-12x more on large maps (benchmarks/conv_backward.py). So the choice is by the
+input's side: up to `max_side` pixels the products, above it oneDNN. The forward pass and the input gradient stay
+oneDNN's."""
 
 from __future__ import annotations
 
