@@ -28,6 +28,7 @@ from resnet_cifar.models import create_model
 from resnet_cifar.models.tap_conv import tap_weight_grad
 from resnet_cifar.runtime import choose_runtime, machine_description
 from resnet_cifar.train.config import load_config
+from step_speed import freeze_whitening, training_step  # the sibling benchmark's synthetic step
 
 
 def conv_inputs(model: nn.Module, images: torch.Tensor) -> list[tuple[nn.Conv2d, torch.Size]]:
@@ -120,13 +121,11 @@ def main() -> None:
 def whole_step_rates(config, runtime, fmt, batch: int, size: int, sides: list[int], rounds: int) -> dict[int, float]:
     """Training images per second of the config's model at each tap_grad_max_side, one step of each in turn."""
     torch.manual_seed(0)
-    whitening_images = torch.randn(500, 3, 32, 32)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
     models = [create_model(config.model, **{**config.model_options, "tap_grad_max_side": side}) for side in sides]
     for model in models:
-        if hasattr(getattr(model, "stem", None), "whiten_"):  # as training does: the whitening filters are then frozen
-            model.stem.whiten_(whitening_images)
+        freeze_whitening(model)
         model.load_state_dict(models[0].state_dict())
     steps = {
         side: training_step(m.to(memory_format=fmt).train(), runtime, x, y)
@@ -134,19 +133,6 @@ def whole_step_rates(config, runtime, fmt, batch: int, size: int, sides: list[in
     }
     seconds = median_ms(steps, rounds)
     return {side: batch / (ms / 1000) for side, ms in seconds.items()}
-
-
-def training_step(model: nn.Module, runtime, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
-
-    def step() -> None:
-        with runtime.autocast():
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    return step
 
 
 def layer_line(conv: nn.Conv2d, shape: torch.Size, ms: dict[str, float], error: float | None) -> str:

@@ -15,11 +15,34 @@ import time
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import choose_runtime, machine_description
 from resnet_cifar.train.config import load_config
+
+
+def freeze_whitening(model: nn.Module) -> None:
+    """As training does before its first step: a whitening stem gets its filters (here from random images), which
+    then stay frozen, so no gradient is computed for them."""
+    if hasattr(getattr(model, "stem", None), "whiten_"):
+        model.stem.whiten_(torch.randn(500, 3, 32, 32))
+
+
+def training_step(model: nn.Module, runtime, x, y, *, label_smoothing: float = 0.0):
+    """One synthetic training step (forward under the runtime's autocast, loss, backward, an SGD step with its own
+    optimizer) as a callable."""
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        with runtime.autocast():
+            loss = F.cross_entropy(model(x), y, label_smoothing=label_smoothing)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    return step
 
 
 def images_per_second(step, batch: int, repeats: int) -> float:
@@ -41,21 +64,12 @@ def main() -> None:
     runtime = choose_runtime("cpu", config.bf16, config.threads)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model = create_model(config.model, **config.model_options)
-    if hasattr(getattr(model, "stem", None), "whiten_"):  # as training does: the whitening filters are then frozen
-        model.stem.whiten_(torch.randn(500, 3, 32, 32))
+    freeze_whitening(model)
     model = model.to(memory_format=fmt)
-    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     print(f"machine: {machine_description()}; {runtime.reason}; {config.model} of {args.config}", flush=True)
 
     def train_step(net, x, y):
-        def step():
-            with runtime.autocast():
-                loss = F.cross_entropy(net(x), y, label_smoothing=config.label_smoothing)
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-        return step
+        return training_step(net, runtime, x, y, label_smoothing=config.label_smoothing)
 
     def batch(size: int):
         return torch.randn(size, 3, 32, 32).contiguous(memory_format=fmt), torch.randint(0, 10, (size,))
