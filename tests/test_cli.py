@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,8 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
     chosen = choose_runtime("cpu", "auto")  # this machine's decision: the one the run must have made and recorded
     assert header.endswith(f"; cpu ({chosen.reason}), {chosen.threads} threads"), header
     assert json.loads((run / "results.json").read_text())["runtime"]["precision"] == chosen.precision
+    allocator = json.loads((run / "results.json").read_text())["runtime"]["allocator"]  # set by the entry point
+    assert allocator != "not set" and (platform.libc_ver()[0] != "glibc" or allocator.startswith("glibc")), allocator
     assert yaml.safe_load((run / "config.yaml").read_text())["bf16"] is chosen.bf16
     calibration = json.loads((run / "results.json").read_text())["calibration"]  # fitted on validation, kept
     assert calibration["fitted_on"] == "validation" and calibration["temperature"] > 0

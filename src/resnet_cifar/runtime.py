@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.allocator import allocator_state
 from resnet_cifar.errors import ConfigError
 
 BF16_CHOICES = (True, False, "auto")  # auto: chosen here from the hardware
@@ -63,6 +64,7 @@ class Runtime:
             "reason": self.reason,
             "threads": self.threads,
             "machine": machine_description(self.device),
+            "allocator": allocator_state(),
         }
 
 

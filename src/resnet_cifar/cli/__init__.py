@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from resnet_cifar import __version__
+from resnet_cifar.allocator import keep_freed_memory
 from resnet_cifar.cli import evaluate, experiment, info, predict, serve, train
 from resnet_cifar.errors import Interrupted, ResnetCifarError
 
@@ -87,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def run_reporting_errors(command: Callable[[], int | None]) -> int:
     """Run `command` as the CLI runs a subcommand: the user's errors as one line (exit 2), a signal as 128 + its
-    number, a refusal of the file system as one line (exit 1). The benchmarks and tools use it for their main()."""
+    number, a refusal of the file system as one line (exit 1). The benchmarks and tools use it for their main().
+    Also where the process's memory policy is set, before any tensor exists (resnet_cifar.allocator)."""
+    keep_freed_memory()
     try:
         return command() or 0
     except Interrupted as stop:  # the loop has written its checkpoint and said how to continue
