@@ -12,7 +12,6 @@ and system CPU seconds of the whole command (the kernel's share is what mapping 
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import resource
 import shlex
@@ -22,6 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ddp_scaling import training_rate
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
 
@@ -57,11 +57,8 @@ def train(folder: Path, name: str, extra_env: dict[str, str], args: argparse.Nam
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(command, check=True, capture_output=True, text=True, env={**env, **extra_env})
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(folder / name / "metrics.csv", newline="") as file:
-        rows = list(csv.DictReader(file))
-    images = sum(float(r["images_per_s"]) * float(r["seconds"]) for r in rows)
-    seconds = sum(float(r["seconds"]) for r in rows)
-    return images / seconds, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
+    rate = training_rate(folder / name / "metrics.csv")
+    return rate, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime
 
 
 def main() -> None:

@@ -59,11 +59,15 @@ def train(folder: Path, name: str, processes: int, threads: int, args: argparse.
     started = time.perf_counter()
     subprocess.run(command, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
     wall = time.perf_counter() - started
-    with open(folder / name / "metrics.csv", newline="") as file:
+    return training_rate(folder / name / "metrics.csv"), wall
+
+
+def training_rate(metrics_csv: Path) -> float:
+    """Training images/s of a whole run from its metrics.csv (epochs weighted by their time; validation excluded)."""
+    with open(metrics_csv, newline="") as file:
         rows = list(csv.DictReader(file))
     images = sum(float(r["images_per_s"]) * float(r["seconds"]) for r in rows)
-    seconds = sum(float(r["seconds"]) for r in rows)
-    return images / seconds, wall
+    return images / sum(float(r["seconds"]) for r in rows)
 
 
 def main() -> None:
