@@ -1,15 +1,19 @@
 """Where a training step's convolution time goes, layer by layer: forward, backward to the input, backward to the
-filters (oneDNN's kernels), and the filters' gradient computed instead as one matrix product per filter tap, side by
-side in one run (synthetic batches, the config's precision and memory format).
+filters (oneDNN's kernels), the filters' gradient computed instead as one matrix product per filter tap, and on maps
+of at most 3 pixels a side the whole layer (forward and both gradients) as dense matrix products, side by side in
+one run (synthetic batches, the config's precision and memory format).
 
     python benchmarks/conv_backward.py --config configs/cpu94.yaml --crop-sizes 24 32
     python benchmarks/conv_backward.py --config configs/cpu94.yaml --crop-sizes 24 32 --whole-steps --max-sides 0 7
+    python benchmarks/conv_backward.py --config configs/cpu94.yaml --crop-sizes 24 32 --whole-steps --max-sides 0 \
+        --dense-sides 3
 
 The four are timed in turn, round after round, and each is reported as its median, so a virtual machine whose speed
 drifts slows them alike. `taps/native` below 1 means the per-tap products would compute that layer's filter gradient
 faster than oneDNN does; the gradients are compared too (relative error in float32). `--whole-steps` then times
 whole training steps (forward, loss, backward, an SGD step) of the config's model with each `tap_grad_max_side` of
-`--max-sides` (0: every filter gradient oneDNN's), interleaved step by step, the same weights in each.
+`--max-sides` (0: every filter gradient oneDNN's) and each `dense_conv_max_side` of `--dense-sides`, interleaved step
+by step, the same weights in each; the ratio is each against the first.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from torch import nn
 
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.models import create_model
+from resnet_cifar.models.small_map_conv import dense_conv3x3
 from resnet_cifar.models.tap_conv import tap_weight_grad
 from resnet_cifar.runtime import choose_runtime, machine_description
 from resnet_cifar.train.config import load_config
@@ -76,7 +81,20 @@ def layer_jobs(conv: nn.Conv2d, shape: torch.Size, dtype: torch.dtype, fmt: torc
         native = backward(*args, conv.groups, [False, True, False])[1].float()
         error = (jobs["taps"]().float() - native).norm() / native.norm().clamp(min=1e-12)
         jobs["error"] = float(error)
+    if max(shape[2:]) <= 3 and conv.kernel_size == (3, 3) and conv.padding == (1, 1) and jobs.get("taps"):
+        jobs["dense"] = dense_layer_step(x, conv.weight.detach().to(dtype), grad_out)
     return jobs
+
+
+def dense_layer_step(x: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor) -> Callable[[], object]:
+    """The layer's forward pass and both its gradients as dense matrix products (models/small_map_conv.py)."""
+    x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()
+
+    def step():
+        x.grad = weight.grad = None
+        dense_conv3x3(x, weight).backward(grad_out)
+
+    return step
 
 
 def main() -> None:
@@ -87,6 +105,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--whole-steps", action="store_true", help="also time whole training steps per max side")
     parser.add_argument("--max-sides", type=int, nargs="+", default=[0, 7], help="tap_grad_max_side values to race")
+    parser.add_argument("--dense-sides", type=int, nargs="*", default=[], help="dense_conv_max_side values to race")
     args = parser.parse_args()
     config = load_config(args.config)
     runtime = choose_runtime("cpu", config.bf16, config.threads)
@@ -109,30 +128,32 @@ def main() -> None:
         print(f"{size} px, all convolutions: {totals_line(totals)}")
     if args.whole_steps:
         for size in args.crop_sizes:
-            rates = whole_step_rates(config, runtime, fmt, batch, size, args.max_sides, args.rounds)
-            line = ", ".join(f"max side {side}: {rate:.0f} images/s" for side, rate in rates.items())
-            print(
-                f"{size} px, whole training steps (median of {args.rounds}): {line}; "
-                f"{rates[args.max_sides[-1]] / rates[args.max_sides[0]]:.2f}x",
-                flush=True,
-            )
+            variants = {
+                f"tap_grad_max_side {s}": {"tap_grad_max_side": s, "dense_conv_max_side": 0} for s in args.max_sides
+            }
+            variants |= {
+                f"dense_conv_max_side {s}": {"dense_conv_max_side": s, "tap_grad_max_side": 0} for s in args.dense_sides
+            }
+            rates = whole_step_rates(config, runtime, fmt, batch, size, variants, args.rounds)
+            first = next(iter(rates.values()))
+            line = ", ".join(f"{name}: {rate:.0f} images/s ({rate / first:.2f}x)" for name, rate in rates.items())
+            print(f"{size} px, whole training steps (median of {args.rounds}): {line}", flush=True)
 
 
-def whole_step_rates(config, runtime, fmt, batch: int, size: int, sides: list[int], rounds: int) -> dict[int, float]:
-    """Training images per second of the config's model at each tap_grad_max_side, one step of each in turn."""
+def whole_step_rates(config, runtime, fmt, batch: int, size: int, variants: dict[str, dict], rounds: int) -> dict:
+    """Training images per second of the config's model with each variant's model options, one step of each in
+    turn."""
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
-    models = [create_model(config.model, **{**config.model_options, "tap_grad_max_side": side}) for side in sides]
-    for model in models:
+    models = {name: create_model(config.model, **{**config.model_options, **opts}) for name, opts in variants.items()}
+    first = next(iter(models.values()))
+    for model in models.values():
         freeze_whitening(model)
-        model.load_state_dict(models[0].state_dict())
-    steps = {
-        side: training_step(m.to(memory_format=fmt).train(), runtime, x, y)
-        for side, m in zip(sides, models, strict=True)
-    }
+        model.load_state_dict(first.state_dict())
+    steps = {name: training_step(m.to(memory_format=fmt).train(), runtime, x, y) for name, m in models.items()}
     seconds = median_ms(steps, rounds)
-    return {side: batch / (ms / 1000) for side, ms in seconds.items()}
+    return {name: batch / (ms / 1000) for name, ms in seconds.items()}
 
 
 def layer_line(conv: nn.Conv2d, shape: torch.Size, ms: dict[str, float], error: float | None) -> str:
@@ -144,6 +165,9 @@ def layer_line(conv: nn.Conv2d, shape: torch.Size, ms: dict[str, float], error: 
     if "taps" in ms:
         ratio = ms["taps"] / ms["backward filters"]
         line += f", taps {ms['taps']:6.1f} (taps/native {ratio:.2f}, error {error:.1e})"
+    if "dense" in ms:
+        native = ms["forward"] + ms["backward input"] + ms["backward filters"]
+        line += f"; dense forward + backward {ms['dense']:6.1f} (dense/native {ms['dense'] / native:.2f})"
     return line
 
 

@@ -97,7 +97,8 @@ def test_fastnet_with_tap_gradients_is_the_same_network():
 
 
 def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
-    """The benchmark behind tap_grad_max_side runs end to end on a small fastnet and prints both of its races."""
+    """The benchmark behind tap_grad_max_side and dense_conv_max_side runs end to end on a small fastnet and prints
+    both of its races."""
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "model: fastnet\nmodel_options: {widths: [8, 16, 16], stem: whiten, stem_width: 12, tap_grad_max_side: 7}\n"
@@ -105,9 +106,12 @@ def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
     )
     script = Path(__file__).parents[1] / "benchmarks" / "conv_backward.py"
     command = [sys.executable, str(script), "--config", str(config), "--crop-sizes", "16", "--rounds", "1"]
-    done = subprocess.run([*command, "--whole-steps"], capture_output=True, text=True, timeout=120)
+    races = ["--whole-steps", "--max-sides", "0", "7", "--dense-sides", "3"]
+    done = subprocess.run([*command, *races], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "16 px, all convolutions:" in done.stdout
     assert "taps/native" in done.stdout  # the stride-1 layers were raced against the per-tap products
+    assert "dense/native" in done.stdout  # and the 3x3 and 1x1 maps of the last stage against dense products
     steps = next(line for line in done.stdout.splitlines() if "whole training steps" in line)
-    assert "max side 0:" in steps and "max side 7:" in steps
+    for variant in ("tap_grad_max_side 0: ", "tap_grad_max_side 7: ", "dense_conv_max_side 3: "):
+        assert variant in steps

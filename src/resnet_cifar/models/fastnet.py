@@ -9,12 +9,14 @@ make the deeper variants train in a few epochs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from resnet_cifar.models.layers import GlobalMaxPool, conv3x3, norm_layer
 from resnet_cifar.models.registry import register_model
+from resnet_cifar.models.small_map_conv import SmallMapConv2d
 from resnet_cifar.models.tap_conv import TapGradConv2d
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
@@ -26,21 +28,42 @@ def _activation(name: str) -> nn.Module:
     return ACTIVATIONS[name]()
 
 
-def _conv(in_channels: int, out_channels: int, *, bias: bool, tap_grad_max_side: int) -> nn.Conv2d:
-    if tap_grad_max_side:
-        return TapGradConv2d(in_channels, out_channels, 3, padding=1, bias=bias, max_side=tap_grad_max_side)
-    return conv3x3(in_channels, out_channels, bias=bias)
+@dataclass(frozen=True)
+class ConvKernels:
+    """Which implementation runs each 3x3 convolution, chosen by the side of its input: the same function and
+    parameters either way, up to float rounding. 0 turns an option off (oneDNN's kernel, nn.Conv2d)."""
+
+    tap_grad_max_side: int = 0  # filter gradient tap by tap (models/tap_conv.py)
+    dense_max_side: int = 0  # the whole convolution as one matrix product (models/small_map_conv.py)
+
+    def __post_init__(self):
+        if self.tap_grad_max_side < 0 or self.dense_max_side < 0:
+            raise ValueError(f"tap_grad_max_side and dense_conv_max_side must be >= 0, got {self}")
+        if self.tap_grad_max_side and self.dense_max_side:
+            raise ValueError("tap_grad_max_side and dense_conv_max_side are two kernels for one layer: set one")
+
+    def conv3x3(self, in_channels: int, out_channels: int, *, bias: bool) -> nn.Conv2d:
+        if self.dense_max_side:
+            return SmallMapConv2d(in_channels, out_channels, bias=bias, max_side=self.dense_max_side)
+        if self.tap_grad_max_side:
+            return TapGradConv2d(in_channels, out_channels, 3, padding=1, bias=bias, max_side=self.tap_grad_max_side)
+        return conv3x3(in_channels, out_channels, bias=bias)
 
 
 class ConvBN(nn.Sequential):
     """conv3x3 - (optional 2x2 max-pool) - norm - activation."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, *, pool: bool, norm: str, act: str, tap_grad_max_side: int = 0
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        pool: bool,
+        norm: str,
+        act: str,
+        kernels: ConvKernels = ConvKernels(),
     ):
-        layers: list[nn.Module] = [
-            _conv(in_channels, out_channels, bias=norm == "none", tap_grad_max_side=tap_grad_max_side)
-        ]
+        layers: list[nn.Module] = [kernels.conv3x3(in_channels, out_channels, bias=norm == "none")]
         if pool:
             layers.append(nn.MaxPool2d(2))
         layers += [norm_layer(norm, out_channels), _activation(act)]
@@ -67,13 +90,10 @@ class ResidualBlock(nn.Module):
         shortcut: bool = True,
         gate: bool = False,
         post_act: bool = False,
-        tap_grad_max_side: int = 0,
+        kernels: ConvKernels = ConvKernels(),
     ):
         super().__init__()
-        layers = [
-            ConvBN(channels, channels, pool=False, norm=norm, act=act, tap_grad_max_side=tap_grad_max_side)
-            for _ in range(convs)
-        ]
+        layers = [ConvBN(channels, channels, pool=False, norm=norm, act=act, kernels=kernels) for _ in range(convs)]
         self.post_act = layers[-1][-1] if post_act else None
         if post_act:
             layers[-1][-1] = nn.Identity()
@@ -152,6 +172,9 @@ class FastResNet(nn.Module):
             gradient tap by tap (models/tap_conv.py: faster there on some CPUs, measure with
             benchmarks/conv_backward.py); 0 (the default): oneDNN's kernel everywhere. The same function and
             parameters either way, up to float rounding.
+        dense_conv_max_side: a 3x3 convolution whose input is at most this many pixels a side runs as one dense
+            matrix product (models/small_map_conv.py: 3 covers fastnet's last layer at 24 and 32 pixels); 0 (the
+            default): oneDNN's kernel. Not together with tap_grad_max_side.
     """
 
     def __init__(
@@ -175,10 +198,10 @@ class FastResNet(nn.Module):
         residual_gate: bool = False,
         post_act: bool = False,
         tap_grad_max_side: int = 0,
+        dense_conv_max_side: int = 0,
     ):
         super().__init__()
-        if tap_grad_max_side < 0:
-            raise ValueError(f"tap_grad_max_side must be >= 0, got {tap_grad_max_side}")
+        kernels = ConvKernels(tap_grad_max_side, dense_conv_max_side)
         if len(widths) != len(blocks):
             raise ValueError("widths and blocks must have the same length")
         if stem not in ("conv", "whiten"):
@@ -197,7 +220,7 @@ class FastResNet(nn.Module):
             self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
         stages, channels = [], stem_width
         for width, count in zip(widths, blocks, strict=True):
-            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act, tap_grad_max_side=tap_grad_max_side)]
+            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act, kernels=kernels)]
             layers += [
                 ResidualBlock(
                     width,
@@ -207,7 +230,7 @@ class FastResNet(nn.Module):
                     shortcut=residual,
                     gate=residual_gate,
                     post_act=post_act,
-                    tap_grad_max_side=tap_grad_max_side,
+                    kernels=kernels,
                 )
                 for _ in range(count)
             ]
