@@ -34,17 +34,17 @@ class ConvKernels:
     parameters either way, up to float rounding. 0 turns an option off (oneDNN's kernel, nn.Conv2d)."""
 
     tap_grad_max_side: int = 0  # filter gradient tap by tap (models/tap_conv.py)
-    dense_max_side: int = 0  # the whole convolution as one matrix product (models/small_map_conv.py)
+    dense_conv_max_side: int = 0  # the whole convolution as one matrix product (models/small_map_conv.py)
 
     def __post_init__(self):
-        if self.tap_grad_max_side < 0 or self.dense_max_side < 0:
+        if self.tap_grad_max_side < 0 or self.dense_conv_max_side < 0:
             raise ValueError(f"tap_grad_max_side and dense_conv_max_side must be >= 0, got {self}")
-        if self.tap_grad_max_side and self.dense_max_side:
+        if self.tap_grad_max_side and self.dense_conv_max_side:
             raise ValueError("tap_grad_max_side and dense_conv_max_side are two kernels for one layer: set one")
 
     def conv3x3(self, in_channels: int, out_channels: int, *, bias: bool) -> nn.Conv2d:
-        if self.dense_max_side:
-            return SmallMapConv2d(in_channels, out_channels, bias=bias, max_side=self.dense_max_side)
+        if self.dense_conv_max_side:
+            return SmallMapConv2d(in_channels, out_channels, bias=bias, max_side=self.dense_conv_max_side)
         if self.tap_grad_max_side:
             return TapGradConv2d(in_channels, out_channels, 3, padding=1, bias=bias, max_side=self.tap_grad_max_side)
         return conv3x3(in_channels, out_channels, bias=bias)
