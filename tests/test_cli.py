@@ -37,6 +37,7 @@ def trained_run(cifar_dir, tmp_path_factory):
         "base: " + str(REPO / "configs" / "fast80.yaml") + "\n"
         "train_size: 1000\nval_size: 500\nepochs: 2\nbatch_size: 100\ndevice: cpu\n"  # bf16: auto, the default
         "model_options: {widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}\n"
+        "tta: 2\ntta_share: 0.3\n"  # six views for the 30% least confident: evaluate must reproduce that too
     )
     result = cli("train", "--config", "tiny.yaml", "--data-dir", str(cifar_dir), cwd=work)
     return work, result

@@ -329,6 +329,36 @@ def test_flip_and_cutout(images):
     assert zeros.max() == 64 and zeros.min() > 0  # full 8x8 squares, some clipped at the border
 
 
+def test_brightness_and_contrast_jitter_per_image_within_range_and_only_drawn_when_on(images):
+    plain = Augmentation(crop_padding=2, flip=True)
+    jitter = Augmentation(crop_padding=2, flip=True, brightness=0.2, contrast=0.3)
+    params = jitter.sample(64, _generator(3))
+    assert torch.equal(params.dy, plain.sample(64, _generator(3)).dy)  # jitter draws come after the others
+    assert params.shift_by.abs().max() <= 0.2 and (params.scale_by - 1).abs().max() <= 0.3
+    assert len(set(params.shift_by.tolist())) == 64 and len(set(params.scale_by.tolist())) == 64  # per image
+    out, base = jitter.apply(images, params), plain.apply(images, params)
+    expected = (base + params.shift_by.view(-1, 1, 1, 1)) * params.scale_by.view(-1, 1, 1, 1)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert torch.equal(out, jitter(images, _generator(3)))  # deterministic given the generator
+    # off: nothing drawn, so a recipe without jitter sees the very stream (and batches) it saw before
+    off = plain.sample(64, _generator(3))
+    assert torch.equal(off.shift_by, torch.zeros(64)) and torch.equal(off.scale_by, torch.ones(64))
+    generator = _generator(3)
+    plain.sample(64, generator)
+    assert torch.equal(torch.rand(4, generator=generator), _after_plain_draws(64))
+
+
+def _after_plain_draws(n: int) -> torch.Tensor:
+    """The generator's next numbers after the draws a plain crop + flip + cutout augmentation makes by hand."""
+    generator = _generator(3)
+    for high in (5, 5):
+        torch.randint(-2, high - 2, (n,), generator=generator)
+    torch.rand(n, generator=generator)
+    torch.randint(0, 32, (n,), generator=generator)
+    torch.randint(0, 32, (n,), generator=generator)
+    return torch.rand(4, generator=generator)
+
+
 def test_normalize_uses_cifar_statistics():
     mean_image = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1).expand(1, 3, 32, 32) * 255
     assert normalize(mean_image).abs().max() < 1e-5

@@ -214,3 +214,25 @@ def test_one_pass_gives_the_tta_logits_and_the_plain_view_bit_for_bit(tta):
     assert torch.equal(averaged, predict_logits(model, images, tta=tta, batch_size=5))
     assert torch.equal(plain, predict_logits(model, images, tta=0, batch_size=5))
     assert tta == 0 or not torch.equal(averaged, plain)
+
+
+def test_a_tta_share_gives_the_views_to_the_least_confident_images_only():
+    from resnet_cifar.inference.tta import least_confident, predict_logits, predict_logits_and_plain, view_count
+
+    torch.manual_seed(0)
+    model = create_model("fastnet", widths=[8, 16, 16], stem_width=8).eval()
+    images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
+    full = predict_logits(model, images, tta=2, batch_size=7)
+    averaged, plain = predict_logits_and_plain(model, images, tta=2, batch_size=7, tta_share=0.25)
+    assert torch.equal(plain, predict_logits(model, images, tta=0, batch_size=7))
+    chosen = least_confident(plain, 0.25)
+    confidence = plain.softmax(1).amax(1)
+    rest = torch.ones(20, dtype=torch.bool)
+    rest[chosen] = False
+    assert len(chosen) == 5 and confidence[chosen].max() <= confidence[rest].min()
+    assert torch.allclose(averaged[chosen], full[chosen], atol=1e-5)  # all six views, as the full pass
+    assert torch.equal(averaged[rest], plain[rest])  # the rest: the single view
+    assert [view_count(level) for level in (0, 1, 2)] == [1, 2, 6]
+    assert torch.equal(predict_logits(model, images, tta=2, batch_size=7, tta_share=1.0), full)
+    with pytest.raises(ValueError, match="tta_share"):
+        predict_logits(model, images, tta=2, tta_share=0.0)

@@ -1,5 +1,5 @@
 """Augmentation on whole batches of tensors (no per-image PIL calls): random crop with padding, horizontal flip,
-AugMix (data/augmix.py), cutout, and CIFAR-10 normalisation. Every random draw comes from a caller-supplied
+AugMix (data/augmix.py), brightness and contrast jitter, cutout, and CIFAR-10 normalisation. Every random draw comes from a caller-supplied
 `torch.Generator`, so a batch is reproduced exactly by reseeding it (the basis of exact resume).
 """
 
@@ -112,15 +112,17 @@ class AugmentParams:
     flip: torch.Tensor
     cut_top: torch.Tensor
     cut_left: torch.Tensor
+    shift_by: torch.Tensor  # brightness: added to every normalised pixel (0 when the jitter is off)
+    scale_by: torch.Tensor  # contrast: the normalised image is multiplied by it (1 when off)
     mix: tuple[torch.Tensor, ...] = ()  # AugMix's draws (data/augmix.py), one row per image; () when it is off
 
     def _fields(self) -> tuple[torch.Tensor, ...]:
-        return (self.dy, self.dx, self.flip, self.cut_top, self.cut_left, *self.mix)
+        return (self.dy, self.dx, self.flip, self.cut_top, self.cut_left, self.shift_by, self.scale_by, *self.mix)
 
     @staticmethod
     def _of(fields) -> AugmentParams:
         fields = tuple(fields)
-        return AugmentParams(*fields[:5], mix=fields[5:])
+        return AugmentParams(*fields[:7], mix=fields[7:])
 
     def __getitem__(self, index) -> AugmentParams:
         return AugmentParams._of(t[index] for t in self._fields())
@@ -151,6 +153,8 @@ class Augmentation:
     size: int = 32  # side of the training crop in pixels
     augmix: str = "off"  # "mix": one AugMix view; "jsd": the clean image and two views, image after image
     augmix_severity: int = 3  # AugMix's magnitude, of 10
+    brightness: float = 0.0  # add a uniform draw from [-b, b] to the normalised image (0: off)
+    contrast: float = 0.0  # multiply the normalised image by a uniform draw from [1 - c, 1 + c] (0: off)
 
     @property
     def views(self) -> int:
@@ -164,10 +168,21 @@ class Augmentation:
         flip = torch.rand(n, generator=generator) < (0.5 if self.flip else 0.0)
         cut_top = torch.randint(0, self.size, (n,), generator=generator) - self.cutout // 2
         cut_left = torch.randint(0, self.size, (n,), generator=generator) - self.cutout // 2
+        shift_by, scale_by = self._sample_jitter(n, generator)
+        drawn = (dy, dx, flip, cut_top, cut_left, shift_by, scale_by)
         if self.augmix == "off":
-            return AugmentParams(dy, dx, flip, cut_top, cut_left)
+            return AugmentParams(*drawn)
         views = 2 if self.augmix == "jsd" else 1
-        return AugmentParams(dy, dx, flip, cut_top, cut_left, sample_augmix(n, views, self.augmix_severity, generator))
+        return AugmentParams(*drawn, mix=sample_augmix(n, views, self.augmix_severity, generator))
+
+    def _sample_jitter(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image, the brightness shift and the contrast factor. Nothing is drawn when the jitter is off, so the
+        generator's stream (and every recipe without it) stays what it was."""
+        if not (self.brightness or self.contrast):
+            return torch.zeros(n), torch.ones(n)
+        shift_by = (torch.rand(n, generator=generator) * 2 - 1) * self.brightness
+        scale_by = 1 + (torch.rand(n, generator=generator) * 2 - 1) * self.contrast
+        return shift_by, scale_by
 
     def apply(self, images: torch.Tensor, params: AugmentParams) -> torch.Tensor:
         if self.crop_padding or self.size != images.shape[-1]:
@@ -177,6 +192,8 @@ class Augmentation:
         if self.augmix != "off":
             images = self._augmix(images.float(), params.mix)
         out = normalize(images)
+        if self.brightness or self.contrast:  # per image, on the normalised pixels (the hiverge CIFAR-10 record's)
+            out = (out + params.shift_by.view(-1, 1, 1, 1)) * params.scale_by.view(-1, 1, 1, 1)
         if self.cutout:
             mask = cutout_mask(params.cut_top, params.cut_left, self.cutout, *out.shape[-2:])
             out = out.masked_fill(mask.repeat_interleave(self.views, dim=0), 0.0)

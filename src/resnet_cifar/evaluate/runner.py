@@ -16,8 +16,8 @@ from resnet_cifar.inference.tta import predict_logits
 
 
 def test_logits(loaded, images, tta: int, batch_size: int | None = None):
-    """Logits of `images` as the weights' own final test ran: their eval batch, runtime, memory format and
-    normalisation."""
+    """Logits of `images` as the weights' own final test ran: their eval batch, runtime, memory format,
+    normalisation and share of images given the TTA views."""
     return predict_logits(
         loaded.model,
         images,
@@ -26,6 +26,7 @@ def test_logits(loaded, images, tta: int, batch_size: int | None = None):
         runtime=loaded.runtime,
         channels_last=loaded.channels_last,
         normalization=loaded.normalization,
+        tta_share=loaded.config.get("tta_share", 1.0),
     )
 
 

@@ -144,6 +144,12 @@ class TrainConfig:
         "off", "AugMix: off, mix (one mixed view) or jsd (clean + two views, Jensen-Shannon loss)", choices=AUGMIX
     )
     augmix_severity: int = _opt(3, "AugMix operations' magnitude, of 10", bound=Bound(1, 10))
+    brightness: float = _opt(
+        0.0, "brightness jitter: add U(-b, b) to each normalised training image (0: off)", bound=Bound(0, 1)
+    )
+    contrast: float = _opt(
+        0.0, "contrast jitter: multiply each normalised training image by U(1-c, 1+c) (0: off)", bound=FRACTION
+    )
     crop_size: int = _opt(
         32, "side of the random training crop in pixels (< 32: cheaper steps, see full_size_epochs)", bound=Bound(8, 32)
     )
@@ -158,6 +164,11 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model (pays a one-off compile time)")
     # --- evaluation and outputs ----------------------------------------------------------------------------------
     tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=(0, 1, 2))
+    tta_share: float = _opt(
+        1.0,
+        "share of the evaluated images, least confident as is first, that get the TTA views (the rest: one view)",
+        bound=Bound(0, 1, low_open=True),
+    )
     eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)", bound=POSITIVE)
     eval_batch_size: int = _opt(1000, "images per evaluation forward pass", bound=POSITIVE)
     checkpoint_every: int = _opt(1, "write the `last` checkpoint every N epochs (and at the end)", bound=POSITIVE)

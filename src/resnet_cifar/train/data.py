@@ -62,6 +62,8 @@ def augmentation_of(config: TrainConfig) -> Augmentation:
         cutout=config.cutout,
         augmix=config.augmix,
         augmix_severity=config.augmix_severity,
+        brightness=config.brightness,
+        contrast=config.contrast,
     )
 
 

@@ -398,7 +398,10 @@ class Trainer:
 
     def _predict_options(self) -> dict:
         return dict(
-            batch_size=self.config.eval_batch_size, runtime=self.runtime, channels_last=self.config.channels_last
+            batch_size=self.config.eval_batch_size,
+            runtime=self.runtime,
+            channels_last=self.config.channels_last,
+            tta_share=self.config.tta_share,
         )
 
     def train_seconds(self) -> float:
