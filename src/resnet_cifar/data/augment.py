@@ -1,6 +1,7 @@
 """Augmentation on whole batches of tensors (no per-image PIL calls): random crop with padding, horizontal flip,
-AugMix (data/augmix.py), brightness and contrast jitter, cutout, and CIFAR-10 normalisation. Every random draw comes from a caller-supplied
-`torch.Generator`, so a batch is reproduced exactly by reseeding it (the basis of exact resume).
+AugMix (data/augmix.py), brightness and contrast jitter, cutout, and CIFAR-10 normalisation. Every random draw comes
+from a caller-supplied `torch.Generator`, so a batch is reproduced exactly by reseeding it (the basis of exact
+resume).
 """
 
 from __future__ import annotations
