@@ -16,6 +16,8 @@ give, and checks that gap is really there. The exact float64 check of the synchr
 gradients is in test_sync_batchnorm_matches_full_batch_batchnorm_in_float64.
 """
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,8 +97,11 @@ def halves_run(cifar_dir, tmp_path_factory):
 def test_two_processes_match_one_bit_for_bit_without_batch_norm(cifar_dir, tmp_path, halves_run):
     data = ["--data-dir", str(cifar_dir)]
     single = train(tmp_path, 1, *BASE, *NO_BN_NET, *data, "--name", "one")
-    double = train(tmp_path, 2, *BASE, *NO_BN_NET, *data, "--name", "two")
+    double = train(tmp_path, 2, *BASE, *NO_BN_NET, *data, "--name", "two", "--test-at-end")
     assert "x2 processes" in double and "x2 processes" not in single
+    # rank 0 tests alone while rank 1 waits: it takes rank 1's thread too (recorded with the results)
+    results = json.loads((tmp_path / "outputs" / "two" / "results.json").read_text())
+    assert results["timings"]["test_threads"] == min(2, os.cpu_count()) and results["runtime"]["threads"] == 1
     assert double.count("epoch   1/2") == 1  # one process does all the logging
     run_folders = sorted(p.name for p in (tmp_path / "outputs").iterdir())
     assert run_folders == ["one", "two"]  # one set of outputs per run
