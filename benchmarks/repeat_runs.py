@@ -6,13 +6,17 @@ which is what a user waits for. The last line is machine-readable.
     python benchmarks/repeat_runs.py --config configs/default.yaml --seeds 0 1 2
 
 `--parallel N` runs N seeds at once (on a GPU that one small run leaves mostly idle); their wall-clock times then
-share the machine and are not a single run's time.
+share the machine and are not a single run's time. `--processes N` runs each seed as N torchrun processes (DDP,
+gloo on a CPU) of `--threads` / N threads each, timed around the whole torchrun command:
+
+    python benchmarks/repeat_runs.py --config configs/cpu94-long.yaml --seeds 0 1 2 --processes 2
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,10 +28,20 @@ from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
 
 
-def run_seed(config: str, seed: int, output_dir: Path, extra: list[str]) -> dict:
+def launcher(processes: int, threads: int) -> tuple[list[str], list[str]]:
+    """The interpreter arguments before `-m resnet_cifar` and the train flags that place the processes' threads."""
+    if processes <= 1:
+        return [], []
+    run = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return run, ["--threads", str(max(1, threads // processes))]
+
+
+def run_seed(config: str, seed: int, output_dir: Path, extra: list[str], processes: int = 1) -> dict:
     name = f"{Path(config).stem}-seed{seed}"
+    before, placement = launcher(processes, os.cpu_count() or 1)
     command = [
         sys.executable,
+        *before,
         "-m",
         "resnet_cifar",
         "train",
@@ -42,6 +56,7 @@ def run_seed(config: str, seed: int, output_dir: Path, extra: list[str]) -> dict
         "--overwrite",
         "--progress",
         "none",
+        *placement,
         *extra,
     ]
     started = time.perf_counter()
@@ -69,14 +84,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output-dir", default="outputs/repeat")
     parser.add_argument("--parallel", type=int, default=1, help="seeds run at once (times then share the machine)")
+    parser.add_argument("--processes", type=int, default=1, help="torchrun processes per seed (threads shared out)")
     parser.add_argument("extra", nargs="*", help="more train flags, after --")
     args = parser.parse_args()
     rows = []
     print(f"machine: {machine_description()}")
-    print(f"config {args.config}, seeds {args.seeds}")
+    processes = f", {args.processes} torchrun processes each" if args.processes > 1 else ""
+    print(f"config {args.config}, seeds {args.seeds}{processes}")
     print(f"{'seed':>4} {'test acc':>9} {'wall s':>7} {'train s':>8} {'train images':>13}")
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        runs = pool.map(lambda seed: run_seed(args.config, seed, Path(args.output_dir), args.extra), args.seeds)
+        runs = pool.map(
+            lambda seed: run_seed(args.config, seed, Path(args.output_dir), args.extra, args.processes), args.seeds
+        )
     for row in runs:
         rows.append(row)
         print(

@@ -14,6 +14,8 @@ candidate. Then `benchmarks/repeat_runs.py` measures the chosen config on
 the test set over several seeds.
 
     python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
+
+`--processes N` trains each candidate as N torchrun processes (DDP; on a CPU each gets its share of the threads).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import yaml
 
+from repeat_runs import launcher
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.runtime import machine_description
@@ -43,10 +47,21 @@ def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out:
     return path
 
 
-def run_candidate(config: Path, out: Path, extra: list[str]) -> dict:
+def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1) -> dict:
     name = config.stem
-    command = [sys.executable, "-m", "resnet_cifar", "train", "--config", str(config), "--output-dir", str(out)]
-    command += ["--overwrite", "--no-test-at-end", "--no-plots", "--progress", "none", *extra]
+    before, placement = launcher(processes, os.cpu_count() or 1)
+    command = [
+        sys.executable,
+        *before,
+        "-m",
+        "resnet_cifar",
+        "train",
+        "--config",
+        str(config),
+        "--output-dir",
+        str(out),
+    ]
+    command += ["--overwrite", "--no-test-at-end", "--no-plots", "--progress", "none", *placement, *extra]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
@@ -72,6 +87,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/sweep")
     parser.add_argument("--parallel", type=int, default=1, help="candidates trained at once")
     parser.add_argument("--only", nargs="+", default=None, help="run only these candidates")
+    parser.add_argument("--processes", type=int, default=1, help="torchrun processes per candidate")
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -86,7 +102,7 @@ def main() -> None:
     print(f"machine: {machine_description()}")
     print(f"grid {grid_path}: {len(configs)} candidates, {args.parallel} at once, extra flags {args.extra}", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        rows = list(pool.map(lambda config: run_candidate(config, out, args.extra), configs))
+        rows = list(pool.map(lambda config: run_candidate(config, out, args.extra, args.processes), configs))
     failed = [row for row in rows if "error" in row]
     done = sorted((row for row in rows if "error" not in row), key=lambda row: -row["val_acc"])
     print(
