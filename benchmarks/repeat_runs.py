@@ -28,23 +28,20 @@ from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
 
 
-def launcher(processes: int, threads: int) -> tuple[list[str], list[str]]:
-    """The interpreter arguments before `-m resnet_cifar` and the train flags that place the processes' threads."""
+def train_command(processes: int, *args: str) -> list[str]:
+    """`python -m resnet_cifar train ARGS`; with more than one process, under torchrun, each process given its share
+    of this machine's threads (a `--threads` among ARGS comes later and wins)."""
     if processes <= 1:
-        return [], []
-    run = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
-    return run, ["--threads", str(max(1, threads // processes))]
+        return [sys.executable, "-m", "resnet_cifar", "train", *args]
+    threads = str(max(1, (os.cpu_count() or 1) // processes))
+    torchrun = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [sys.executable, *torchrun, "-m", "resnet_cifar", "train", "--threads", threads, *args]
 
 
 def run_seed(config: str, seed: int, output_dir: Path, extra: list[str], processes: int = 1) -> dict:
     name = f"{Path(config).stem}-seed{seed}"
-    before, placement = launcher(processes, os.cpu_count() or 1)
-    command = [
-        sys.executable,
-        *before,
-        "-m",
-        "resnet_cifar",
-        "train",
+    command = train_command(
+        processes,
         "--config",
         config,
         "--seed",
@@ -56,9 +53,8 @@ def run_seed(config: str, seed: int, output_dir: Path, extra: list[str], process
         "--overwrite",
         "--progress",
         "none",
-        *placement,
         *extra,
-    ]
+    )
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started

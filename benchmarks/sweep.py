@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -32,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from repeat_runs import launcher
+from repeat_runs import train_command
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.runtime import machine_description
@@ -49,19 +48,8 @@ def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out:
 
 def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1) -> dict:
     name = config.stem
-    before, placement = launcher(processes, os.cpu_count() or 1)
-    command = [
-        sys.executable,
-        *before,
-        "-m",
-        "resnet_cifar",
-        "train",
-        "--config",
-        str(config),
-        "--output-dir",
-        str(out),
-    ]
-    command += ["--overwrite", "--no-test-at-end", "--no-plots", "--progress", "none", *placement, *extra]
+    command = train_command(processes, "--config", str(config), "--output-dir", str(out), "--overwrite")
+    command += ["--no-test-at-end", "--no-plots", "--progress", "none", *extra]
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started

@@ -200,3 +200,19 @@ def test_checkpoints_resume_with_another_number_of_processes(cifar_dir, tmp_path
     assert meta["world_size"] == first and meta["step"] == 6
     train(tmp_path, then, "--resume", "outputs/moved", *halves[then], *data)  # the pause is not restored
     assert_identical(model_weights(tmp_path / "outputs" / "moved"), halves_run)
+
+
+def test_the_benchmarks_launch_n_processes_through_torchrun_with_the_threads_shared_out(monkeypatch):
+    """repeat_runs.py and sweep.py --processes N: torchrun with N workers of cores / N threads, a --threads given
+    among the arguments placed after (argparse keeps the last)."""
+    import importlib.util
+
+    script = Path(__file__).parents[1] / "benchmarks" / "repeat_runs.py"
+    spec = importlib.util.spec_from_file_location("repeat_runs", script)
+    repeat_runs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(repeat_runs)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    assert repeat_runs.train_command(1, "--seed", "1") == [sys.executable, "-m", "resnet_cifar", "train", "--seed", "1"]
+    command = repeat_runs.train_command(2, "--seed", "1", "--threads", "1")
+    assert command[:6] == [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert command[6:] == ["-m", "resnet_cifar", "train", "--threads", "2", "--seed", "1", "--threads", "1"]
