@@ -5,8 +5,10 @@ gloo on CPU, NCCL on CUDA. One process (rank 0) does all logging, checkpoints an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -70,6 +72,20 @@ def agree_on_runtime(runtime: Runtime, info: DistInfo) -> Runtime:
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
+
+
+@contextlib.contextmanager
+def threads_of_waiting_ranks(info: DistInfo, device_type: str) -> Iterator[int]:
+    """Under torchrun on a CPU the other ranks of this machine wait at a barrier while rank 0 tests (blocked, not
+    spinning), so rank 0 takes their threads too: two one-thread ranks on two cores test with two threads, not one.
+    Yields the number of threads used (recorded in results.json as timings.test_threads)."""
+    threads = torch.get_num_threads()
+    if info.enabled and device_type == "cpu":
+        torch.set_num_threads(min(os.cpu_count() or 1, threads * info.local_world_size))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads)
 
 
 def shutdown(info: DistInfo) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-import os
 import signal
 import time
 from pathlib import Path
@@ -199,22 +198,9 @@ class Trainer:
         return results
 
     def _test(self) -> dict:
-        with self._threads_of_waiting_ranks():
+        with distributed.threads_of_waiting_ranks(self.dist, self.device.type) as threads:
+            self.timings["test_threads"] = threads
             return self._final_test()
-
-    @contextlib.contextmanager
-    def _threads_of_waiting_ranks(self):
-        """Under torchrun on a CPU the other ranks of this machine wait at a barrier while rank 0 tests (blocked, not
-        spinning), so rank 0 takes their threads too: two one-thread ranks on two cores test with two threads, not
-        one. The number used is recorded in results.json (timings.test_threads)."""
-        threads = torch.get_num_threads()
-        if self.dist.enabled and self.device.type == "cpu":
-            torch.set_num_threads(min(os.cpu_count() or 1, threads * self.dist.local_world_size))
-        self.timings["test_threads"] = torch.get_num_threads()
-        try:
-            yield
-        finally:
-            torch.set_num_threads(threads)
 
     def _final_test(self) -> dict:
         return final_test(
