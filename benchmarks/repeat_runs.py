@@ -92,13 +92,13 @@ def main() -> None:
         runs = pool.map(
             lambda seed: run_seed(args.config, seed, Path(args.output_dir), args.extra, args.processes), args.seeds
         )
-    for row in runs:
-        rows.append(row)
-        print(
-            f"{row['seed']:>4} {row['test_acc']:>9.4f} {row['wall_s']:>7.1f} {row['train_s']:>8.1f} "
-            f"{row['train_images']:>13,}",
-            flush=True,
-        )
+        for row in runs:  # inside the pool's block: each seed's row as soon as it ends, not all after the last
+            rows.append(row)
+            print(
+                f"{row['seed']:>4} {row['test_acc']:>9.4f} {row['wall_s']:>7.1f} {row['train_s']:>8.1f} "
+                f"{row['train_images']:>13,}",
+                flush=True,
+            )
     acc_mean, acc_std = mean_std([r["test_acc"] for r in rows])
     wall_mean, wall_std = mean_std([r["wall_s"] for r in rows])
     print(
