@@ -48,8 +48,19 @@ def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out:
 
 def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1) -> dict:
     name = config.stem
-    command = train_command(processes, "--config", str(config), "--output-dir", str(out), "--overwrite")
-    command += ["--no-test-at-end", "--no-plots", "--progress", "none", *extra]
+    command = train_command(
+        processes,
+        "--config",
+        str(config),
+        "--output-dir",
+        str(out),
+        "--overwrite",
+        "--no-test-at-end",
+        "--no-plots",
+        "--progress",
+        "none",
+        *extra,
+    )
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
