@@ -10,8 +10,9 @@ A grid file names candidates, each a set of training options laid over one base 
 Each candidate runs as its own `resnet-cifar train` process with the test set untouched (`test_at_end: false`);
 `--parallel N` runs N at once (a GPU that one small run leaves mostly idle). The table is sorted by validation
 accuracy (single view; `TTA val` is the last epoch's at the config's TTA level), and the last line names the best
-candidate. Then `benchmarks/repeat_runs.py` measures the chosen config on
-the test set over several seeds.
+candidate. A sweep that was stopped (Ctrl-C, SIGTERM, a lost machine) is continued by running the same command
+again: each candidate resumes exactly from its last epoch's checkpoint. Then `benchmarks/repeat_runs.py` measures
+the chosen config on the test set over several seeds.
 
     python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
 
@@ -32,6 +33,7 @@ from pathlib import Path
 import yaml
 
 from repeat_runs import train_command
+from resnet_cifar import run_folder
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.runtime import machine_description
@@ -46,21 +48,19 @@ def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out:
     return path
 
 
+def candidate_command(config: Path, out: Path, extra: list[str], processes: int = 1) -> list[str]:
+    """Train the candidate; one that a stopped sweep left with a checkpoint continues from it exactly (`--resume`,
+    `extra` then holding only runtime flags such as --threads), so a sweep cut off by a signal is run again as is."""
+    run_dir = out / config.stem
+    if run_folder.checkpoint_path(run_dir).is_file():
+        return train_command(processes, "--resume", str(run_dir), "--progress", "none", *extra)
+    where = ("--config", str(config), "--output-dir", str(out), "--overwrite", "--no-test-at-end", "--no-plots")
+    return train_command(processes, *where, "--progress", "none", *extra)
+
+
 def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1) -> dict:
     name = config.stem
-    command = train_command(
-        processes,
-        "--config",
-        str(config),
-        "--output-dir",
-        str(out),
-        "--overwrite",
-        "--no-test-at-end",
-        "--no-plots",
-        "--progress",
-        "none",
-        *extra,
-    )
+    command = candidate_command(config, out, extra, processes)
     started = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - started
