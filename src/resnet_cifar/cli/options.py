@@ -70,8 +70,10 @@ def yaml_mapping(text: str) -> dict:
     """An argparse type for a YAML mapping such as `{widths: [16, 32, 64]}`."""
     import yaml
 
+    from resnet_cifar.yaml_text import load_yaml
+
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         value = None
     if not isinstance(value, dict):

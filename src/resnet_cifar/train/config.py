@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.yaml_text import load_yaml
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,14 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
 
 
+def _float_spelling(text: str) -> float | str:
+    """`text` as a float when Python's float() reads it ("1e-3", "1_000.5", "inf"), else `text` unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def _coerce(key: str, value: Any) -> Any:
     """Check `value` against the field's annotation (YAML already parsed it); ints are accepted as floats."""
     tp = _TYPES[key]
@@ -212,6 +221,8 @@ def _coerce(key: str, value: Any) -> Any:
             return value
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
+        if option is float and isinstance(value, str):
+            value = _float_spelling(value)
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ConfigError(f"{key}: must be a finite number, got {value!r}")
@@ -298,7 +309,7 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
@@ -410,6 +421,6 @@ def save_config(config: TrainConfig, path: Path) -> None:
 def parse_cli_value(text: str) -> Any:
     """A flag's value, parsed like a YAML scalar/list ("0.1" -> 0.1, "[1, 2]" -> list, "null" -> None)."""
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
