@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
+from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, save_checkpoint
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.corruptions import corrupt
@@ -104,7 +104,7 @@ def recalibrate(data_dir: str | None) -> None:
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     card["calibration"] = calibration_of(loaded, dataset, card["config"], test)
     card["normalization"] = loaded.normalization.as_dict()  # files from before it was recorded: CIFAR-10's
-    kept = {k: v for k, v in metadata.items() if k not in ("format", "tensor_sha256")}
+    kept = {k: v for k, v in metadata.items() if k not in WRITTEN_KEYS}
     save_checkpoint(DEFAULT_WEIGHTS, tensors, {**kept, "normalization": card["normalization"], "card": card})
     DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     print(f"recalibrated {DEFAULT_WEIGHTS}: {json.dumps(card['calibration'], indent=1)}")

@@ -1,5 +1,7 @@
 """Checkpoints as one safetensors file: the tensors (model, EMA, optimizer buffers, RNG state) and, in its header,
-JSON metadata (config, position in training, a SHA-256 of every tensor). Nothing is ever unpickled.
+JSON metadata (config, position in training, a SHA-256 of every tensor, and a SHA-256 of the metadata itself, so
+that neither a tensor nor a header value such as the temperature can be altered unnoticed). Nothing is ever
+unpickled.
 
 Writes go to a temporary file in the same folder, are flushed and fsynced, then atomically renamed over the old
 file, so a crash at any moment leaves either the previous checkpoint or the new one, never a torn one. A readable
@@ -33,6 +35,16 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
+
+
+def metadata_digest(metadata: dict[str, Any]) -> str:
+    """SHA-256 of the metadata's canonical JSON (sorted keys), its own digest left out."""
+    body = {key: value for key, value in metadata.items() if key != "metadata_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+# Keys a checkpoint's writer adds to the metadata it is given (a copy of the metadata to re-save drops them).
+WRITTEN_KEYS = ("format", "tensor_sha256", "metadata_sha256")
 
 
 def fsync_directory(folder: Path) -> None:
@@ -73,6 +85,7 @@ def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict
     """Atomically write tensors + metadata to `path` (.safetensors) and a JSON copy of the metadata beside it."""
     tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
     metadata = {**metadata, "format": FORMAT, "tensor_sha256": tensor_digest(tensors)}
+    metadata["metadata_sha256"] = metadata_digest(metadata)
     text = json.dumps(metadata, sort_keys=True)
     atomic_write_bytes(path, safetensors.torch.save(tensors, metadata={METADATA_KEY: text}))
     atomic_write_bytes(path.with_suffix(".json"), (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode())
@@ -106,8 +119,15 @@ def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, to
         raise CheckpointError(
             f"{path}: unknown checkpoint format {metadata.get('format') if isinstance(metadata, dict) else None!r}"
         )
-    if verify and tensor_digest(tensors) != metadata.get("tensor_sha256"):
-        raise CheckpointError(f"{path}: checksum mismatch, the checkpoint was altered or damaged")
+    if verify:
+        if tensor_digest(tensors) != metadata.get("tensor_sha256"):
+            raise CheckpointError(f"{path}: checksum mismatch, the checkpoint's tensors were altered or damaged")
+        if "metadata_sha256" not in metadata:
+            raise CheckpointError(f"{path}: its metadata carries no checksum, so it cannot be trusted; refused")
+        if metadata_digest(metadata) != metadata["metadata_sha256"]:
+            raise CheckpointError(
+                f"{path}: checksum mismatch, the checkpoint's metadata (config, calibration, normalisation) was altered"
+            )
     return tensors, metadata
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,6 +87,41 @@ def state_from_tensors(tensors: dict[str, torch.Tensor], prefer_ema: bool = True
     return clean_state_dict(tensors), False
 
 
+def refuse_non_finite(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """CheckpointError naming the first tensor of the file holding NaN or infinity, or a temperature that is not a finite
+    positive number: such a file would answer with NaN or false certainty, never with an error of its own."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values; refused")
+    calibration = metadata.get("calibration") or metadata.get("card", {}).get("calibration") or {}
+    temperature = calibration.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
+        raise CheckpointError(f"{path}: calibration temperature must be a finite positive number, got {temperature!r}")
+
+
+def _listed(names: list[str], shown: int = 4) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> str:
+    """What keeps `given` from loading into a model whose state dict is `expected`, in words ("" when it fits):
+    missing and unexpected tensor names and differing shapes, a few of each, then a count."""
+    missing = [name for name in expected if name not in given]
+    unexpected = [name for name in given if name not in expected]
+    shapes = [
+        f"{name} {tuple(given[name].shape)} (the model's {tuple(tensor.shape)})"
+        for name, tensor in expected.items()
+        if name in given and given[name].shape != tensor.shape
+    ]
+    parts = [
+        f"{label} {_listed(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape of", shapes))
+        if names
+    ]
+    return "; ".join(parts)
+
+
 def load_model(
     source: Path | str,
     which: str = "last",
@@ -116,11 +152,11 @@ def load_model(
     options = dict(metadata.get("model_options", {}) if model_options is None else model_options)
     model = create_model(name, **options)
     state, averaged = state_from_tensors(tensors, prefer_ema)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).splitlines()[0]
-        raise CheckpointError(f"{path} does not fit model {name}: {first}") from None
+    refuse_non_finite(path, tensors, metadata)
+    mismatch = state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"{path} does not fit model {name}: {mismatch}")
+    model.load_state_dict(state)
     runtime = choose_runtime(device, bf16, threads, recorded=recorded_precision(metadata))
     loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, averaged)
     memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
