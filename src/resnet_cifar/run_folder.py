@@ -46,6 +46,28 @@ def run_files(run_dir: Path) -> list[Path]:
     return found + sorted(run_dir.glob("results*.json"))
 
 
+def _run_file_names() -> set[str]:
+    names = {CONFIG, METRICS, LOGITS, LOCK, *PICTURES}
+    return names | {f"{which}{suffix}" for which in CHECKPOINTS for suffix in (".safetensors", ".json")}
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether `folder` holds a training run (its config or a checkpoint)."""
+    folder = Path(folder)
+    return (folder / CONFIG).is_file() or checkpoint_path(folder).is_file()
+
+
+def refuse_overwrite(path: Path, force: bool) -> None:
+    """ConfigError unless `path` may be written: an existing file only with `force`, and never a file of a training
+    run (its checkpoints, config, metrics: an export or import written there would end the run)."""
+    path = Path(path)
+    where = path.resolve().parent
+    if is_run_folder(where) and (path.name in _run_file_names() or path.name.startswith("results")):
+        raise ConfigError(f"{path} is a file of the training run in {where}, which is never written over; name another")
+    if path.exists() and not force:
+        raise ConfigError(f"{path} exists; pass --force to replace it")
+
+
 def claim_new(base: Path, overwrite: bool = False) -> Path:
     """Create the folder of a new run: `base`, else `base-2`, `base-3`, ... Creating it is the claim (mkdir is atomic),
     so two runs started together with one name never share a folder. `overwrite` reuses `base`."""
@@ -59,7 +81,13 @@ def claim_new(base: Path, overwrite: bool = False) -> Path:
             try:
                 candidate.mkdir()
             except FileExistsError:
-                continue
+                if not abandoned(candidate):
+                    continue
+                discard_unstarted(candidate)  # a run killed before its first checkpoint: its name is free again
+                try:
+                    candidate.mkdir()
+                except FileExistsError:
+                    continue
             return candidate
     except OSError as error:
         raise ConfigError(f"cannot create the run folder {base}: {error.strerror or error}") from None
@@ -75,6 +103,41 @@ def discard_unstarted(run_dir: Path) -> None:
             path.unlink()
     with contextlib.suppress(OSError):  # not empty: files the run did not write stay, and so does the folder
         run_dir.rmdir()
+
+
+def _lock_owner_gone(lock: Path) -> bool:
+    """Whether nobody holds `lock` and the process it names ("pid N") has ended."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        with open(lock, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when the file is closed
+            handle.seek(0)
+            text = handle.read().strip()
+    except (BlockingIOError, OSError):
+        return False
+    pid = text.removeprefix("pid ").strip()
+    if pid.isdigit():
+        try:
+            os.kill(int(pid), 0)
+            return False  # alive: between its mkdir and its lock, or locking again
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return True
+
+
+def abandoned(run_dir: Path) -> bool:
+    """A folder left by a run stopped before its first checkpoint (killed while it loaded the data): only the
+    files such a run writes (.lock, config.yaml, metrics.csv), no checkpoint, and its lock's owner gone."""
+    run_dir = Path(run_dir)
+    if not (run_dir / LOCK).is_file() or checkpoint_path(run_dir).exists() or checkpoint_path(run_dir, "best").exists():
+        return False
+    names = {entry.name for entry in run_dir.iterdir()}
+    return names <= {LOCK, CONFIG, METRICS} and _lock_owner_gone(run_dir / LOCK)
 
 
 class RunLock:

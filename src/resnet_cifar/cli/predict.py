@@ -63,9 +63,11 @@ def _predict_parser(sub) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
 
     from resnet_cifar.inference.export import export_metadata, export_model, output_path
+    from resnet_cifar.run_folder import refuse_overwrite
 
     loaded = load_weights(args, bf16=False)  # the exported graph is fp32
     output = output_path(args.output, loaded.name, args.format)
+    refuse_overwrite(output, args.force)
     export_model(
         loaded.model,
         args.format,
@@ -86,6 +88,7 @@ def _export_parser(sub) -> None:
     parser.add_argument("--format", required=True, choices=("onnx", "torchscript"))
     add_weights(parser, "(default: the shipped weights)")
     parser.add_argument("--output", default=None, help="output file or folder (default: outputs/<model>.onnx or .pt)")
+    parser.add_argument("--force", action="store_true", help="replace an existing output file")
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset")
     parser.add_argument(
         "--device", default="cpu", help="where to trace the model (default cpu: a file that runs anywhere; or auto)"

@@ -73,8 +73,12 @@ def export_model(
     device = model_device(model)  # traced where the model is (default CPU: a file that runs anywhere)
     wrapped = Deployable(model, normalization).to(device).eval()
     example = torch.rand(2, 3, 32, 32, device=device)
-    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")  # written whole, then renamed: no half-written file at `path`
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial.touch()
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror or error}") from None
     try:
         _export(wrapped, example, fmt, partial, opset, metadata or {})
     except Exception as error:  # the exporter's own failure (an operator it cannot write at this opset, ...)

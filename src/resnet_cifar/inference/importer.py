@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, other_file_kind, save_checkpoint
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10, IMAGENET, Normalization
@@ -69,10 +70,8 @@ def read_foreign(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        found = re.search(r"WeightsUnpickler error: (.+?)(?: was not an allowed global|\. |$)", str(error), re.M)
         raise CheckpointError(
-            f"{path} holds Python objects besides tensors, and is never unpickled here (weights_only): "
-            f"{found.group(1) if found else str(error).strip().splitlines()[0]}"
+            f"{path} holds Python objects besides tensors ({refused_object(str(error))}), and is never unpickled here"
         ) from None
     except Exception as error:  # not a torch.save file at all: zip/pickle readers raise several types
         raise CheckpointError(f"{path} is not a readable torch.save checkpoint: {error}") from None
@@ -89,6 +88,13 @@ def read_foreign(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if not _is_state_dict(loaded):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict of tensors")
     return dict(loaded), extras
+
+
+def refused_object(message: str) -> str:
+    """The object PyTorch's weights-only unpickler refused, named from its message (`posix.system`,
+    `torch.optim.sgd.SGD`), without the advice to load it with weights_only=False, which is never given here."""
+    found = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"WeightsUnpickler error: ([^.\n]+)", message)
+    return found.group(1) if found else "an object the safe loader does not allow"
 
 
 def _is_state_dict(value: Any) -> bool:
@@ -178,8 +184,7 @@ def import_checkpoint(
 ) -> Imported:
     """Read a published checkpoint, fit it to one of our models, and write it as our weights file at `output`."""
     source, output = Path(source), Path(output)
-    if output.exists() and not overwrite:
-        raise ConfigError(f"{output} exists; pass --force to replace it")
+    run_folder.refuse_overwrite(output, overwrite)
     raw, extras = read_foreign(source)
     cleaned = clean_state_dict(raw)
     layout = detect_layout(list(cleaned), extras)
