@@ -17,6 +17,7 @@ or absurd dimensions.
 from __future__ import annotations
 
 import io
+import stat
 import warnings
 from pathlib import Path
 
@@ -67,24 +68,57 @@ def to_cifar_tensor(image: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(small, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
 
 
+def not_a_file(path: Path) -> str | None:
+    """Why `path` cannot be read as an image file (no such file, a link loop, a named pipe, a device, a folder), in
+    words; None for a regular file. Checked before opening: a FIFO or /dev/zero would block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "broken symbolic link" if path.is_symlink() else "no such file"
+    except OSError as error:  # ELOOP (a symbolic link loop), EACCES, ENAMETOOLONG...
+        return f"cannot be read ({error.strerror or error})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISSOCK: "a socket"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "a device")
+    return f"{kind}, not an image file"
+
+
 def load_image(path: Path | str) -> torch.Tensor:
     """Read one image file as a 3 x 32 x 32 uint8 tensor, or raise ImageError with a clear reason."""
     path = Path(path)
-    if not path.is_file():
-        raise ImageError(f"{path}: no such file")
+    problem = not_a_file(path)
+    if problem:
+        raise ImageError(f"{path}: {problem}")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: empty file")
     return _decode(path, path)
 
 
-def decode_image(data: bytes, name: str) -> torch.Tensor:
-    """The same rule for an image held in memory (an upload), named `name` in errors; nothing touches the disk."""
+def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    """The same rule for an image held in memory (an upload), named `name` in errors; nothing touches the disk.
+    `max_pixels`: images larger than this (width x height, from the header) are refused unread."""
     if not data:
         raise ImageError(f"{name}: empty file")
-    return _decode(io.BytesIO(data), name)
+    return _decode(io.BytesIO(data), name, max_pixels)
 
 
-def _decode(source: Path | io.BytesIO, path: Path | str) -> torch.Tensor:
+def _reduced(image: Image.Image) -> Image.Image:
+    """A big decoded image shrunk at once by an integer box filter to at least DRAFT_SIDE pixels on its short side
+    (what JPEG's draft does while decoding), before any copy of it in another mode is made: a 144-megapixel 1-bit
+    PNG then costs its decoded bytes once, not five full-size copies."""
+    factor = min(image.size) // DRAFT_SIDE
+    if factor < 2:
+        return image
+    if image.mode == "1":
+        image = image.convert("L")  # same bytes per pixel; reduce() works on 8-bit modes
+    try:
+        return image.reduce(factor)
+    except ValueError:  # a mode reduce() does not take (palette, 16-bit): converted whole as before
+        return image
+
+
+def _decode(source: Path | io.BytesIO, path: Path | str, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_IMAGE_PIXELS (89 MP) and refuses above twice that: our limit is checked below
@@ -93,11 +127,16 @@ def _decode(source: Path | io.BytesIO, path: Path | str) -> torch.Tensor:
                 width, height = image.size
                 if width < 1 or height < 1 or width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
                     raise ImageError(f"{path}: absurd dimensions {width}x{height} (limit {MAX_PIXELS:,} pixels)")
+                if width * height > max_pixels:
+                    raise ImageError(
+                        f"{path}: {width}x{height} is {width * height / 1e6:.1f} megapixels; "
+                        f"at most {max_pixels / 1e6:.1f} are decoded here"
+                    )
                 image.seek(0)  # first frame of animations
                 if image.format == "JPEG":
                     image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
                 image.load()
-                return to_cifar_tensor(ImageOps.exif_transpose(image))
+                return to_cifar_tensor(ImageOps.exif_transpose(_reduced(image)))
     except ImageError:
         raise
     except UnidentifiedImageError:

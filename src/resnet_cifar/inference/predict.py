@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def _folder_entries(folder: Path) -> list[Path | Prediction]:
             entries.append(
                 Prediction(str(entry), error="symbolic link to a folder: not followed (name it to include it)")
             )
-        elif entry.is_file():
+        elif entry.is_symlink() or not entry.is_dir():  # files, and what is not one (a FIFO) to be named
             entries.append(entry)
     return entries
 
@@ -56,7 +57,7 @@ def expand_inputs(inputs: list[str]) -> list[Path | Prediction]:
         path = Path(item)
         if path.is_dir():
             entries += _folder_entries(path) or [Prediction(item, error="empty folder")]
-        elif path.exists():
+        elif os.path.lexists(path):  # a file, or something that is not one (a link loop, a FIFO): said by name
             entries.append(path)
         elif glob.has_magic(item):
             matches = sorted(Path(p) for p in glob.glob(item, recursive=True) if Path(p).is_file())

@@ -12,7 +12,7 @@ from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.runtime import choose_runtime, resolve_device
 from resnet_cifar.train import distributed
-from resnet_cifar.train.config import TrainConfig, apply_overrides, validate
+from resnet_cifar.train.config import TrainConfig, apply_overrides, read_yaml, validate
 from resnet_cifar.train.loop import Trainer
 
 # Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding
@@ -51,6 +51,7 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
         raise ConfigError(f"{run_folder.checkpoint_path(run_dir)} has no training state")
     recorded = {**metadata["config"], "stop_after_epochs": None, "bf16": bool(recorded_precision(metadata))}
     config = apply_overrides(TrainConfig(), recorded)
+    check_config_file(run_dir, config)
     if overrides.get("bf16") == "auto":  # the default of the flag: keep the recorded precision
         overrides = {k: v for k, v in overrides.items() if k != "bf16"}
     changed = {k: v for k, v in overrides.items() if getattr(config, k.replace("-", "_")) != v}
@@ -59,6 +60,33 @@ def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
         why = " (the run computes in the precision it started in, for an exact resume)" if "bf16" in fixed else ""
         raise ConfigError(f"cannot change {', '.join(fixed)} when resuming{why} (only {', '.join(RUNTIME_KEYS)})")
     return validate(apply_overrides(config, changed))
+
+
+def check_config_file(run_dir: Path, recorded: TrainConfig) -> None:
+    """A run resumes with the configuration its checkpoint records. RUN/config.yaml is that configuration's readable
+    copy, written again on resume: when it was deleted, say so; when it was edited, refuse (naming the keys), so an
+    edit is never thrown away without a word."""
+    path = run_dir / run_folder.CONFIG
+    if not path.is_file():
+        print(f"{path} was missing: written again from the checkpoint's configuration", file=sys.stderr)
+        return
+    try:
+        edited = apply_overrides(TrainConfig(), read_yaml(path)).to_dict()
+    except ConfigError as error:
+        raise ConfigError(f"{path} no longer reads as a configuration ({error}); restore or delete it") from None
+    kept = recorded.to_dict()
+    changed = [
+        key for key in kept if key not in RUNTIME_KEYS and key != "stop_after_epochs" and edited[key] != kept[key]
+    ]
+    if changed:
+        shown = ", ".join(
+            f"{key} ({edited[key]!r} in the file, {kept[key]!r} in the checkpoint)" for key in changed[:4]
+        )
+        more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ConfigError(
+            f"{path} was edited: {shown}{more}. A run resumes with the configuration it started with; undo the edit "
+            "(or delete the file to have it written again), or start a new run with the new settings"
+        )
 
 
 _KEPT_UNTIL_EXIT: list = []
