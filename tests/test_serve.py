@@ -24,7 +24,7 @@ from PIL import Image
 
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.predict import format_json, predict_files
-from resnet_cifar.serve.app import Classifier, Limits, create_app
+from resnet_cifar.serve.app import Batching, Classifier, Limits, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -51,7 +51,7 @@ def loaded():
 
 @pytest.fixture(scope="module")
 def client(loaded):
-    return TestClient(create_app(Classifier(loaded, tta=1), Limits(max_files=3, max_file_bytes=3 * 2**20)))
+    return TestClient(create_app(Classifier(loaded, tta=1, limits=Limits(max_files=3, max_file_bytes=3 * 2**20))))
 
 
 @pytest.fixture(scope="module")
@@ -162,7 +162,8 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def served(tmp_path_factory):
+    """(the URL of a real `resnet-cifar serve`, its log file)."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
     started = time.perf_counter()
@@ -185,10 +186,41 @@ def server(tmp_path_factory):
         else:
             pytest.fail("resnet-cifar serve did not answer within 60 s")
         print(f"resnet-cifar serve answered after {time.perf_counter() - started:.1f} s")
-        yield url
+        yield url, log
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
+
+
+def test_a_client_that_leaves_mid_upload_leaves_no_traceback(served):
+    url, log = served
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as connection:
+        connection.sendall(
+            b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+            b"Content-Length: 100000\r\n\r\n--b\r\nContent-Disposition: form-data; name=f; filename=a.png\r\n\r\n"
+        )
+        time.sleep(0.3)
+    time.sleep(0.5)
+    assert httpx.get(f"{url}/api/health").status_code == 200
+    assert "Traceback" not in log.read_text()
+
+
+def test_batched_answers_are_the_unbatched_ones(loaded, cifar_test):
+    """Twelve requests at once are gathered into few forward passes; each answer is the one it gets alone."""
+    alone = Classifier(loaded, tta=1, batching=Batching(max_images=1))
+    together = Classifier(loaded, tta=1, batching=Batching(max_images=64, max_delay=0.2))
+    uploads = [[(f"{i}.png", png_bytes(cifar_test.images[i]))] for i in range(12)]
+    expected = [alone.answer(upload, with_pictures=False) for upload in uploads]
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        answers = list(pool.map(lambda upload: together.answer(upload, with_pictures=False), uploads))
+    assert answers == expected
+    assert together.batcher.batches < 12 and alone.batcher.batches == 12
 
 
 def test_twenty_concurrent_requests_all_answer_correctly(server, images):

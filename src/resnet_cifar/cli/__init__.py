@@ -68,8 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, except that an unknown flag is reported by the subcommand it was given to, so the did-you-mean
+    names a flag of that subcommand (`train --foo` is not told about `export --force`)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        chosen = parser
+        while subparsers := [a for a in chosen._actions if isinstance(a, argparse._SubParsersAction)]:
+            chosen = subparsers[0].choices[getattr(args, subparsers[0].dest)]
+        chosen.error("unrecognized arguments: " + " ".join(unknown))
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(build_parser(), argv)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _run(args)
     try:

@@ -10,20 +10,74 @@ from resnet_cifar.cli.options import add_runtime, add_weights, load_weights, pos
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from resnet_cifar.entry import interrupted
     from resnet_cifar.inference.cam import default_layer, find_layer
-    from resnet_cifar.serve.app import MB, Classifier, Limits, create_app
+    from resnet_cifar.serve.app import MB, Batching, Classifier, Limits, create_app
 
+    listening = bind_socket(args.host, args.port)  # a port in use or not allowed fails now, in one line
     loaded = load_weights(args, bf16=args.bf16)
     find_layer(loaded.model, args.cam_layer or default_layer(loaded.model))  # a wrong layer fails now, not per image
-    limits = Limits(max_files=args.max_files, max_file_bytes=int(args.max_file_mb * MB))
-    app = create_app(Classifier(loaded, tta=args.tta, cam_layer=args.cam_layer), limits)
+    limits = Limits(
+        max_files=args.max_files,
+        max_file_bytes=int(args.max_file_mb * MB),
+        max_image_pixels=int(args.max_image_mp * 1e6),
+    )
+    batching = Batching(max_images=args.max_batch, max_delay=args.batch_delay_ms / 1000)
+    app = create_app(Classifier(loaded, tta=args.tta, cam_layer=args.cam_layer, limits=limits, batching=batching))
     print(
         f"serving {loaded.name} ({loaded.path}; {loaded.runtime.describe()}) at http://{args.host}:{args.port}/ "
         "(Ctrl-C stops)",
         flush=True,
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    if interrupted():  # Ctrl-C while the modules loaded, swallowed by one of them: stop as asked
+        raise KeyboardInterrupt
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[listening])
     return 0
+
+
+def bind_socket(host: str, port: int):
+    """A listening socket at host:port, or ConfigError in one line (in use, not allowed, no such address)."""
+    import socket
+
+    from resnet_cifar.errors import ConfigError
+
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        listening = socket.socket(family, socket.SOCK_STREAM)
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind((host, port))
+        listening.listen(2048)
+    except OSError as error:
+        raise ConfigError(f"cannot listen at {host}:{port}: {error.strerror or error}") from None
+    listening.set_inheritable(True)
+    return listening
+
+
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or not 0 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number from 0 to 65535, got {text!r}")
+    return int(text)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1000 (milliseconds), got {text!r}")
+    return value
 
 
 def _megabytes(text: str) -> float:
@@ -38,10 +92,25 @@ def register(sub) -> None:
     parser = sub.add_parser("serve", help="a local web page (and JSON API) to try the model on your own images")
     add_weights(parser, "(default: the shipped weights)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
-    parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
     parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
     parser.add_argument("--cam-layer", default=None, metavar="NAME", help="layer of the maps (default: last stage)")
     parser.add_argument("--max-files", type=positive_int, default=16, help="images per request (default 16)")
     parser.add_argument("--max-file-mb", type=_megabytes, default=10.0, help="size limit per image (default 10)")
+    parser.add_argument(
+        "--max-image-mp", type=_positive_float, default=40.0, help="megapixels an image may have (default 40)"
+    )
+    parser.add_argument(
+        "--max-batch",
+        type=positive_int,
+        default=64,
+        help="images of concurrent requests classified in one forward pass (default 64; 1: batching off)",
+    )
+    parser.add_argument(
+        "--batch-delay-ms",
+        type=_milliseconds,
+        default=5.0,
+        help="how long a forward pass waits for more requests to join it (default 5)",
+    )
     add_runtime(parser)
     parser.set_defaults(func=cmd_serve)

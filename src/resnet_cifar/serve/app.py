@@ -6,12 +6,17 @@ Uploads are multipart/form-data files. They are read into memory only (the reque
 and the parser never spools to disk), decoded by the same rule as `predict` (inference/images.py: decompression
 bombs refused from the header), and each bad file is answered with its reason beside the good ones. A request that
 cannot be served at all (too big, too many files, no file, nothing readable) gets a 4xx JSON `{"error": ...}`; the
-server keeps serving. The model runs one request at a time (a lock: Captum's hooks are per model, and 2 cores gain
-nothing from two at once).
+server keeps serving.
+
+Memory stays bounded whatever is uploaded: at most `max_decodes` images are decoded at once, none larger than
+`max_image_pixels` (refused from its header, unread), and the bodies of all requests in flight together hold at most
+`max_bytes_in_flight` (beyond it: 503, try again). Predictions of concurrent requests are batched into one forward
+pass (serve/batcher.py); explanations run one request at a time (Captum's hooks are per model), under the same lock.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 from dataclasses import asdict, dataclass
@@ -22,12 +27,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
 from resnet_cifar.inference.cam import explain_loaded
 from resnet_cifar.inference.images import decode_image
 from resnet_cifar.inference.loading import LoadedModel
+from resnet_cifar.inference.tta import predict_logits
+from resnet_cifar.serve.batcher import Batcher
 
 MB = 2**20
 
@@ -36,10 +44,25 @@ MB = 2**20
 class Limits:
     max_files: int = 16
     max_file_bytes: int = 10 * MB
+    max_image_pixels: int = 40_000_000  # an 8K screenshot is 33 MP; a JPEG is decoded reduced, so photos pass too
+    max_decodes: int = 2  # images decoded at once (a 2-core machine gains nothing from more)
+    max_bytes_in_flight: int = 256 * MB  # request bodies held at once, all requests together
 
     @property
     def request_bytes(self) -> int:
         return self.max_files * (self.max_file_bytes + 4096)  # each part's headers and boundary fit in 4 KiB
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Dynamic batching of predictions (serve/batcher.py); max_images 1 turns it off."""
+
+    max_images: int = 64
+    max_delay: float = 0.005
+    # Forward passes run on chunks of exactly this many images (the last one zero-padded): an image's answer is then
+    # the same bits whichever requests it was batched with (convolutions sum in an order that depends on the batch
+    # shape, and the sixth decimal of a probability would otherwise depend on the company an image kept).
+    chunk: int = 8
 
 
 class UploadError(Exception):
@@ -56,31 +79,64 @@ def in_memory_parser(limits: Limits) -> type[MultiPartParser]:
 
 
 class Classifier:
-    """The loaded weights behind the page: top-5 and maps of uploaded images, one request at a time."""
+    """The loaded weights behind the page: decodes uploads, batches predictions, explains on request."""
 
-    def __init__(self, loaded: LoadedModel, tta: int = 1, cam_layer: str | None = None):
-        self.loaded, self.tta, self.cam_layer = loaded, tta, cam_layer
-        self.lock = threading.Lock()
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        tta: int = 1,
+        cam_layer: str | None = None,
+        limits: Limits = Limits(),
+        batching: Batching = Batching(),
+    ):
+        self.loaded, self.tta, self.cam_layer, self.limits = loaded, tta, cam_layer, limits
+        self.lock = threading.Lock()  # the model: one forward pass or explanation at a time
+        self.decoding = threading.BoundedSemaphore(limits.max_decodes)
+        self.batching = batching
+        self.batcher = Batcher(self.probabilities, self.lock, batching.max_images, batching.max_delay)
 
-    def answer(self, uploads: list[tuple[str, bytes]], with_pictures: bool, top_k: int = 5) -> list[dict]:
-        """One entry per upload, in order: {"file", "top", "error"} as `predict --json` (and pictures if asked)."""
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities of uint8 images N x 3 x 32 x 32 at the server's TTA level."""
+        loaded, chunk = self.loaded, self.batching.chunk
+        logits = []
+        for start in range(0, len(images), chunk):
+            part = images[start : start + chunk]
+            padded = torch.cat([part, part.new_zeros((chunk - len(part), *part.shape[1:]))])
+            options = {"tta": self.tta, "runtime": loaded.runtime, "normalization": loaded.normalization}
+            logits.append(predict_logits(loaded.model, padded, batch_size=chunk, **options)[: len(part)])
+        return (torch.cat(logits) / loaded.temperature).softmax(dim=1)
+
+    def decode(self, uploads: list[tuple[str, bytes]]) -> tuple[list[dict], torch.Tensor | None, list[int]]:
+        """(one entry per upload, in order, with the reason where it could not be read; the readable images as a
+        batch, or None; their positions among the entries)."""
         entries, images, readable = [], [], []
         for name, data in uploads:
             try:
-                images.append(decode_image(data, name))
+                with self.decoding:
+                    images.append(decode_image(data, name, self.limits.max_image_pixels))
                 readable.append(len(entries))
                 entries.append({"file": name, "top": None, "error": None})
             except ImageError as error:
                 entries.append({"file": name, "top": None, "error": str(error).removeprefix(f"{name}: ")})
-        if images:
-            batch = torch.stack(images)
-            with self.lock:
-                explanation = explain_loaded(self.loaded, batch, tta=self.tta, layer=self.cam_layer, top=1)
-            for position, index in enumerate(readable):
-                entries[index]["top"] = _top(explanation.probabilities[position], top_k)
-                if with_pictures:
-                    entries[index].update(self._pictures(batch[position], explanation.maps[position, 0]))
-                    entries[index]["cam_class"] = CLASSES[int(explanation.classes[position, 0])]
+        return entries, torch.stack(images) if images else None, readable
+
+    def explain_into(self, entries: list[dict], batch: torch.Tensor, readable: list[int], top_k: int) -> None:
+        """Fill the readable entries' top-k, 32x32 view and class-activation map (one request at a time)."""
+        with self.lock:
+            explanation = explain_loaded(self.loaded, batch, tta=self.tta, layer=self.cam_layer, top=1)
+        for position, index in enumerate(readable):
+            entries[index]["top"] = _top(explanation.probabilities[position], top_k)
+            entries[index].update(self._pictures(batch[position], explanation.maps[position, 0]))
+            entries[index]["cam_class"] = CLASSES[int(explanation.classes[position, 0])]
+
+    def answer(self, uploads: list[tuple[str, bytes]], with_pictures: bool, top_k: int = 5) -> list[dict]:
+        """One entry per upload, in order: {"file", "top", "error"} as `predict --json` (and pictures if asked);
+        blocking, for callers outside the server's event loop."""
+        entries, batch, readable = self.decode(uploads)
+        if batch is not None and with_pictures:
+            self.explain_into(entries, batch, readable, top_k)
+        elif batch is not None:
+            fill_top(entries, readable, self.batcher.submit(batch).result(), top_k)
         return entries
 
     @staticmethod
@@ -94,6 +150,11 @@ class Classifier:
         return {"view": url(upsample(image, 128)), "cam": url(overlay(image, cam, 128))}
 
 
+def fill_top(entries: list[dict], readable: list[int], probabilities: torch.Tensor, top_k: int) -> None:
+    for position, index in enumerate(readable):
+        entries[index]["top"] = _top(probabilities[position], top_k)
+
+
 def _top(probabilities: torch.Tensor, k: int) -> list[dict]:
     values, indices = probabilities.topk(k)
     return [
@@ -102,18 +163,26 @@ def _top(probabilities: torch.Tensor, k: int) -> list[dict]:
     ]
 
 
-async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
-    """The uploaded files (name, bytes), or UploadError with the status and a sentence saying what was wrong."""
+def declared_size(request: Request, limits: Limits) -> int:
+    """The body's Content-Length, or UploadError when it is missing or over the request limit."""
     length = request.headers.get("content-length")
-    if length is None or not length.isdigit():
+    if length is None or not (length.isascii() and length.isdigit()):
         raise UploadError(411, "send the images as multipart/form-data with a Content-Length")
     if int(length) > limits.request_bytes:
         raise UploadError(413, f"the upload is {int(length) / MB:.1f} MB; at most {limits.request_bytes / MB:.0f} MB")
+    return int(length)
+
+
+async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
+    """The uploaded files (name, bytes), or UploadError with the status and a sentence saying what was wrong."""
+    declared_size(request, limits)
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UploadError(415, "send the images as multipart/form-data (a form with file fields)")
     parser = in_memory_parser(limits)(request.headers, request.stream(), max_files=limits.max_files, max_fields=16)
     try:
         form = await parser.parse()
+    except ClientDisconnect:  # the client gave up mid-body: nobody is left to answer
+        raise UploadError(400, "the client disconnected before the upload ended") from None
     except MultiPartException as error:
         too_many = "Too many files" in error.message
         raise UploadError(
@@ -136,21 +205,23 @@ async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, byte
     return uploads
 
 
-def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
+def create_app(classifier: Classifier) -> FastAPI:
     app = FastAPI(title="resnet-cifar", docs_url=None, redoc_url=None, openapi_url=None)
     page = resources.files("resnet_cifar.serve").joinpath("page.html").read_text(encoding="utf-8")
-    loaded = classifier.loaded
+    loaded, limits = classifier.loaded, classifier.limits
+    in_flight = [0]  # bytes of request bodies being served (the event loop is one thread: no lock needed)
 
     @app.exception_handler(UploadError)
     async def refused(request: Request, error: UploadError) -> JSONResponse:
-        return JSONResponse({"error": str(error)}, status_code=error.status)
+        headers = {"Retry-After": "1"} if error.status == 503 else None
+        return JSONResponse({"error": str(error)}, status_code=error.status, headers=headers)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
 
     @app.get("/api/health")
-    def health() -> dict:
+    async def health() -> dict:  # on the event loop itself: answers while every worker thread computes
         return {
             "status": "ok",
             "weights": str(loaded.path),
@@ -162,14 +233,27 @@ def create_app(classifier: Classifier, limits: Limits = Limits()) -> FastAPI:
             "normalization": loaded.normalization.as_dict(),
             "classes": list(CLASSES),
             "limits": {**asdict(limits), "request_bytes": limits.request_bytes},
+            "batching": {**asdict(classifier.batching), "forward_passes": classifier.batcher.batches},
         }
 
     async def serve(request: Request, with_pictures: bool) -> JSONResponse:
         top_k = request.query_params.get("top_k", "5")
-        if not top_k.isdigit() or not 1 <= int(top_k) <= len(CLASSES):
+        if not (top_k.isascii() and top_k.isdigit()) or not 1 <= int(top_k) <= len(CLASSES):
             raise UploadError(400, f"top_k must be a whole number from 1 to {len(CLASSES)}, got {top_k!r}")
-        uploads = await read_uploads(request, limits)
-        entries = await _in_thread(classifier.answer, uploads, with_pictures, int(top_k))
+        size = declared_size(request, limits)
+        if in_flight[0] + size > limits.max_bytes_in_flight:
+            raise UploadError(503, "the server is busy with other uploads; try again in a moment")
+        in_flight[0] += size
+        try:
+            uploads = await read_uploads(request, limits)
+            entries, batch, readable = await _in_thread(classifier.decode, uploads)
+            del uploads  # the bytes are decoded: free them before waiting for the model
+        finally:
+            in_flight[0] -= size
+        if batch is not None and with_pictures:
+            await _in_thread(classifier.explain_into, entries, batch, readable, int(top_k))
+        elif batch is not None:
+            fill_top(entries, readable, await asyncio.wrap_future(classifier.batcher.submit(batch)), int(top_k))
         if all(entry["error"] for entry in entries):
             reasons = "; ".join(f"{e['file']}: {e['error']}" for e in entries)
             return JSONResponse({"error": f"no readable image ({reasons})", "results": entries}, status_code=422)
