@@ -166,9 +166,9 @@ def main() -> None:
             result = load_once(SETTINGS[name], args.clients, args.seconds, args.weights)
             rounds[name].append(result)
             print(
-                f"round {number + 1} {name:<13} {result['requests_per_s']:7.1f} requests/s  p50 {result['p50_ms']:6.0f} "
-                f"ms  p95 {result['p95_ms']:6.0f} ms  p99 {result['p99_ms']:6.0f} ms  health max "
-                f"{result['health_max_ms']:5.0f} ms  failures {result['failures']}",
+                f"round {number + 1} {name:<13} {result['requests_per_s']:7.1f} requests/s  "
+                f"p50 {result['p50_ms']:6.0f} ms  p95 {result['p95_ms']:6.0f} ms  p99 {result['p99_ms']:6.0f} ms  "
+                f"health max {result['health_max_ms']:5.0f} ms  failures {result['failures']}",
                 flush=True,
             )
     summary = {}

@@ -37,7 +37,7 @@ def shipped() -> tuple[dict, dict]:
     return tensors, {k: v for k, v in metadata.items() if k not in WRITTEN_KEYS}
 
 
-# --- 1. export never writes over a file unasked, nor over a run's checkpoint ----------------------------------------
+# --- 1. export never writes over a file unasked, nor over a run's checkpoint ---
 
 
 def test_export_asks_for_force_and_never_writes_over_a_run(tmp_path):
@@ -72,7 +72,7 @@ def test_export_into_a_place_that_cannot_be_written_names_it(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-# --- 2. a run killed before its first checkpoint leaves its name free ------------------------------------------------
+# --- 2. a run killed before its first checkpoint leaves its name free ---
 
 
 def dead_pid() -> int:
@@ -106,7 +106,7 @@ def test_a_live_or_started_run_keeps_its_folder(tmp_path):
     assert run_folder.claim_new(foreign) == tmp_path / "foreign-2"
 
 
-# --- 3. --resume never drops an edit of config.yaml without a word ---------------------------------------------------
+# --- 3. --resume never drops an edit of config.yaml without a word ---
 
 
 def test_resume_refuses_an_edited_config_and_says_when_it_rewrites_a_deleted_one(tmp_path, cifar_dir):
@@ -127,7 +127,7 @@ def test_resume_refuses_an_edited_config_and_says_when_it_rewrites_a_deleted_one
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
 
 
-# --- 4. the metadata is covered by the checksum ------------------------------------------------------------------------
+# --- 4. the metadata is covered by the checksum ---
 
 
 def test_a_rewritten_temperature_in_the_header_is_refused(tmp_path):
@@ -148,7 +148,7 @@ def test_a_rewritten_temperature_in_the_header_is_refused(tmp_path):
         load_checkpoint(altered)
 
 
-# --- 5. non-finite weights and temperatures are refused, named ---------------------------------------------------------
+# --- 5. non-finite weights and temperatures are refused, named ---
 
 
 def test_nan_weights_and_temperatures_are_refused_by_name(tmp_path):
@@ -167,7 +167,7 @@ def test_nan_weights_and_temperatures_are_refused_by_name(tmp_path):
             load_model(tmp_path / "t.safetensors", device="cpu")
 
 
-# --- 6. a tiny PNG that decodes huge ----------------------------------------------------------------------------------
+# --- 6. a tiny PNG that decodes huge ---
 
 PEAK = """
 import resource, sys
@@ -207,7 +207,7 @@ def test_the_server_refuses_images_over_its_pixel_limit_from_the_header():
     assert response.status_code == 422 and "megapixels" in response.json()["error"]
 
 
-# --- 7. ordinary scientific notation ------------------------------------------------------------------------------------
+# --- 7. ordinary scientific notation ---
 
 
 def test_scientific_notation_is_a_float_in_yaml_and_flags(tmp_path):
@@ -221,7 +221,7 @@ def test_scientific_notation_is_a_float_in_yaml_and_flags(tmp_path):
     assert load_config(None, {"epochs": parse_cli_value("3")}).epochs == 3  # integers stay integers
 
 
-# --- 8. weights that do not fit say which tensors ------------------------------------------------------------------------
+# --- 8. weights that do not fit say which tensors ---
 
 
 def test_weights_that_do_not_fit_name_the_tensors(tmp_path):
@@ -237,7 +237,7 @@ def test_weights_that_do_not_fit_name_the_tensors(tmp_path):
         load_model(tmp_path / "w.safetensors", model_name="resnet20", device="cpu")
 
 
-# --- 9. the server's messages ---------------------------------------------------------------------------------------------
+# --- 9. the server's messages ---
 
 
 def test_serve_refuses_a_bad_port_and_a_taken_one_in_one_line():
@@ -270,7 +270,7 @@ def test_unknown_flags_suggest_only_the_subcommands_own():
     assert "did you mean --force" in cli("export", "--format", "onnx", "--forse").stderr
 
 
-# --- 10. what is not a file, and pickles -------------------------------------------------------------------------------
+# --- 10. what is not a file, and pickles ---
 
 
 def test_predict_names_what_is_not_a_file(tmp_path):

@@ -88,8 +88,8 @@ def state_from_tensors(tensors: dict[str, torch.Tensor], prefer_ema: bool = True
 
 
 def refuse_non_finite(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
-    """CheckpointError naming the first tensor of the file holding NaN or infinity, or a temperature that is not a finite
-    positive number: such a file would answer with NaN or false certainty, never with an error of its own."""
+    """CheckpointError naming the first tensor of the file holding NaN or infinity, or a temperature that is not a
+    finite positive number: such a file would answer with NaN or false certainty, never with an error of its own."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values; refused")
