@@ -4,7 +4,8 @@ and on, side by side.
 Starts the real server on 127.0.0.1 (a free port) once per setting, rounds alternating between the settings, and
 runs CLIENTS threads that each send requests back to back over a kept-alive connection for SECONDS. A health check
 is asked every 0.25 s while the load runs. Prints requests/s and the latency percentiles of each setting, and the
-ratio of the two throughputs:
+ratio of the two throughputs; the summary is appended to the results ledger (docs/results/ledger.jsonl), from which
+docs/serving.md's table is rendered (tools/render_tables.py):
 
     python benchmarks/serve_load.py --clients 20 --seconds 15 --rounds 2
 
@@ -28,6 +29,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
 
@@ -52,7 +54,8 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start_server(flags: list[str], weights: str | None) -> tuple[subprocess.Popen, int]:
+def start_server(flags: list[str], weights: str | None) -> tuple[subprocess.Popen, int, str]:
+    """(the server process, its port, the precision it computes in)."""
     port = free_port()
     command = [sys.executable, "-m", "resnet_cifar", "serve", "--port", str(port), *flags]
     command += ["--weights", weights] if weights else []
@@ -64,8 +67,9 @@ def start_server(flags: list[str], weights: str | None) -> tuple[subprocess.Pope
         try:
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             connection.request("GET", "/api/health")
-            if connection.getresponse().status == 200:
-                return process, port
+            response = connection.getresponse()
+            if response.status == 200:
+                return process, port, json.loads(response.read())["precision"]
         except OSError:
             time.sleep(0.2)
     process.kill()
@@ -115,7 +119,7 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def load_once(flags: list[str], clients: int, seconds: float, weights: str | None) -> dict:
-    process, port = start_server(flags, weights)
+    process, port, precision = start_server(flags, weights)
     try:
         bodies = [upload_body(seed) for seed in range(clients)]
         latencies: list[float] = []
@@ -146,6 +150,7 @@ def load_once(flags: list[str], clients: int, seconds: float, weights: str | Non
         "health_checks": len(health),
         "failures": len(failures),
         "first_failure": failures[0] if failures else None,
+        "precision": precision,
     }
 
 
@@ -156,6 +161,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="rounds, each running every setting once, alternating")
     parser.add_argument("--weights", default=None, help="weights to serve (default: the shipped ones)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this file")
+    parser.add_argument("--ledger", type=Path, default=ledger.LEDGER, help="the results ledger the summary goes to")
+    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
     args = parser.parse_args()
     print(f"machine: {machine_description()}")
     print(f"{args.clients} clients, {args.seconds:g} s per round and setting, {args.rounds} rounds", flush=True)
@@ -190,6 +197,11 @@ def main() -> None:
     print(f"throughput ratio, batching on / off: {ratio:.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_description(), "rounds": rounds, "summary": summary}))
+    if not args.no_record:
+        precision = rounds["batching on"][0]["precision"]
+        seeds = list(range(args.clients))  # the clients' images
+        ledger.append(ledger.record("serve_load", summary, precision=precision, seeds=seeds), args.ledger)
+        print(f"recorded in {args.ledger}")
 
 
 if __name__ == "__main__":

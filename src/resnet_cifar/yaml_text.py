@@ -26,3 +26,11 @@ Loader.add_implicit_resolver(
 def load_yaml(text: str) -> Any:
     """Parse YAML text (raises yaml.YAMLError as yaml.safe_load does)."""
     return yaml.load(text, Loader=Loader)  # a SafeLoader: no Python objects
+
+
+def float_spelling(text: str) -> float | str:
+    """`text` as a float when Python's float() reads it ("1e-3", "1_000.5", "inf"), else `text` unchanged."""
+    try:
+        return float(text)
+    except ValueError:
+        return text

@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.yaml_text import load_yaml
+from resnet_cifar.yaml_text import float_spelling, load_yaml
 
 
 @dataclass(frozen=True)
@@ -198,14 +198,6 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp)).replace("NoneType", "null")
 
 
-def _float_spelling(text: str) -> float | str:
-    """`text` as a float when Python's float() reads it ("1e-3", "1_000.5", "inf"), else `text` unchanged."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
 def _coerce(key: str, value: Any) -> Any:
     """Check `value` against the field's annotation (YAML already parsed it); ints are accepted as floats."""
     tp = _TYPES[key]
@@ -222,7 +214,7 @@ def _coerce(key: str, value: Any) -> Any:
         if option is int and isinstance(value, int) and not isinstance(value, bool):
             return value
         if option is float and isinstance(value, str):
-            value = _float_spelling(value)
+            value = float_spelling(value)
         if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 raise ConfigError(f"{key}: must be a finite number, got {value!r}")

@@ -1,0 +1,92 @@
+"""The results ledger: every published measurement as one JSON line in docs/results/ledger.jsonl.
+
+A benchmark or experiment that produces a published figure appends a record: what was measured (`benchmark`), the
+command that measured it, the git commit and the SHA-256 of the config it ran, the machine (CPU name, family/model,
+ISA, cores), the precision, the torch version, the seeds, the numbers, and the date. The tables in the README and
+docs are rendered from these records (tools/render_tables.py), never typed by hand, and a test fails when a page's
+table and the ledger disagree.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from resnet_cifar.checkpoint import atomic_write_bytes
+
+LEDGER = Path(__file__).resolve().parents[2] / "docs" / "results" / "ledger.jsonl"
+
+
+def machine_facts() -> dict[str, Any]:
+    """The CPU by name, family/model and best ISA PyTorch uses, with the core count (the GPU where one is used)."""
+    import torch
+
+    from resnet_cifar.runtime import cpu_isa, cpu_name
+
+    facts = {"cpu": cpu_name(), "isa": cpu_isa(), "cores": os.cpu_count()}
+    if torch.cuda.is_available():
+        facts["gpu"] = torch.cuda.get_device_name()
+    return facts
+
+
+def git_commit(folder: Path = LEDGER.parent) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def file_sha256(path: Path | str | None) -> str | None:
+    if path is None or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def record(
+    benchmark: str,
+    numbers: dict[str, Any],
+    *,
+    precision: str,
+    seeds: list[int] | tuple[int, ...] = (),
+    config: Path | str | None = None,
+    command: list[str] | None = None,
+) -> dict[str, Any]:
+    """A ledger record of this process's measurement (the command defaults to this process's command line)."""
+    import torch
+
+    argv = command if command is not None else [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
+    return {
+        "benchmark": benchmark,
+        "command": "python " + shlex.join(argv) if argv[0].endswith(".py") else shlex.join(argv),
+        "config": str(config) if config else None,
+        "config_sha256": file_sha256(config),
+        "git_commit": git_commit(),
+        "machine": machine_facts(),
+        "precision": precision,
+        "torch": torch.__version__,
+        "seeds": list(seeds),
+        "numbers": numbers,
+        "date": datetime.date.today().isoformat(),
+    }
+
+
+def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def append(entry: dict[str, Any], path: Path = LEDGER) -> None:
+    """Add `entry` at the end of the ledger (the whole file is written anew and renamed: never half a line)."""
+    text = path.read_text() if path.is_file() else ""
+    atomic_write_bytes(path, (text + json.dumps(entry, sort_keys=True) + "\n").encode())

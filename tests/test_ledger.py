@@ -1,0 +1,41 @@
+"""The results ledger: records carry what a reader needs to rerun them, and every published table is its rendering."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+from resnet_cifar.ledger import LEDGER, append, read_ledger, record
+
+ROOT = Path(__file__).resolve().parents[1]
+spec = importlib.util.spec_from_file_location("render_tables", ROOT / "tools" / "render_tables.py")
+render_tables = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(render_tables)
+
+NEEDED = {"benchmark", "command", "config_sha256", "git_commit", "machine", "precision", "torch", "seeds", "numbers"}
+
+
+def test_every_record_says_how_where_and_when_it_was_measured():
+    records = read_ledger(LEDGER)
+    assert records, "the ledger is empty"
+    for entry in records:
+        assert set(entry) >= NEEDED and entry["date"], entry
+        assert {"cpu", "isa", "cores"} <= set(entry["machine"]) and entry["command"]
+
+
+def test_published_tables_are_the_ledger_rendered():
+    assert render_tables.stale_pages(read_ledger(LEDGER)) == [], "rerun: python tools/render_tables.py"
+
+
+def test_a_table_follows_its_records(tmp_path):
+    ledger = tmp_path / "ledger.jsonl"
+    numbers = {
+        name: {"requests_per_s": rate, "p50_ms": 10, "p95_ms": 20, "p99_ms": 30, "health_max_ms": 5}
+        for name, rate in (("batching off", 30.0), ("batching on", 150.0))
+    }
+    append(record("serve_load", numbers, precision="fp32", command=["benchmarks/serve_load.py"]), ledger)
+    page = tmp_path / "page.md"
+    page.write_text("before\n<!-- table:serve-load -->\nold\n<!-- /table:serve-load -->\nafter\n")
+    rendered = render_tables.render(page.read_text(), read_ledger(ledger))
+    assert "| 150.0 |" in rendered and "old" not in rendered and rendered.endswith("after\n")
+    assert render_tables.stale_pages(read_ledger(ledger), [page]) == [page]
+    assert json.loads(ledger.read_text().splitlines()[0])["command"] == "python benchmarks/serve_load.py"
