@@ -1,7 +1,8 @@
 """Train one config with several seeds, each as its own `resnet-cifar train` process, and report mean ± std.
 
 Wall-clock time is measured around the whole process (start-up, data loading, training, test evaluation, pictures),
-which is what a user waits for. The last line is machine-readable.
+which is what a user waits for. The last line is machine-readable, and the result is appended to the results ledger
+(docs/results/ledger.jsonl; `--no-record` for a trial), from which the docs' tables are rendered.
 
     python benchmarks/repeat_runs.py --config configs/default.yaml --seeds 0 1 2
 
@@ -9,7 +10,7 @@ which is what a user waits for. The last line is machine-readable.
 share the machine and are not a single run's time. `--processes N` runs each seed as N torchrun processes (DDP,
 gloo on a CPU) of `--threads` / N threads each, timed around the whole torchrun command:
 
-    python benchmarks/repeat_runs.py --config configs/cpu94-long.yaml --seeds 0 1 2 --processes 2
+    python benchmarks/repeat_runs.py --config configs/cpu94-12.yaml --seeds 0 1 2 --processes 2
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import yaml
+
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
 
@@ -67,6 +71,7 @@ def run_seed(config: str, seed: int, output_dir: Path, extra: list[str], process
         "wall_s": wall,
         "train_s": results["train_seconds"],
         "train_images": results["train_images"],
+        "precision": "bf16" if yaml.safe_load((output_dir / name / "config.yaml").read_text()).get("bf16") else "fp32",
     }
 
 
@@ -81,6 +86,8 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/repeat")
     parser.add_argument("--parallel", type=int, default=1, help="seeds run at once (times then share the machine)")
     parser.add_argument("--processes", type=int, default=1, help="torchrun processes per seed (threads shared out)")
+    parser.add_argument("--ledger", type=Path, default=ledger.LEDGER, help="the results ledger the summary goes to")
+    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
     parser.add_argument("extra", nargs="*", help="more train flags, after --")
     args = parser.parse_args()
     rows = []
@@ -109,6 +116,14 @@ def main() -> None:
         f"test_acc_mean={acc_mean:.4f} test_acc_std={acc_std:.4f} test_acc_min={min(r['test_acc'] for r in rows):.4f} "
         f"wall_s_mean={wall_mean:.1f} seeds={len(rows)}"
     )
+    if not args.no_record:
+        numbers = {key: [row[key] for row in rows] for key in ("test_acc", "wall_s", "train_s")}
+        numbers["parallel"], numbers["processes"] = args.parallel, args.processes
+        precision = "/".join(sorted({row["precision"] for row in rows}))
+        ledger.append(
+            ledger.record("repeat_runs", numbers, precision=precision, seeds=args.seeds, config=args.config),
+            args.ledger,
+        )
 
 
 if __name__ == "__main__":

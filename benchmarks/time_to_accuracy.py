@@ -29,8 +29,8 @@ Every report starts with the machine (CPU model, ISA, threads, GPU) and the prec
 and seeds in the same run, stopping each baseline run once it reaches the target, and prints the ratio of the two
 times-to-target before the machine-readable line:
 
-    python benchmarks/time_to_accuracy.py --config configs/fast-resnet20.yaml --baseline configs/paper-resnet20.yaml \
-        --target 0.80
+    python benchmarks/time_to_accuracy.py --config configs/archive/fast-resnet20.yaml \
+        --baseline configs/archive/paper-resnet20.yaml --target 0.80
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ BASE = [
     "--train-size",
     "600",
     "--val-size",
-    "500",
+    "100",
     "--batch-size",
     "100",
     "--epochs",

@@ -158,7 +158,7 @@ def test_schedules_by_hand():
 
 
 def test_paper_schedule_from_its_config():
-    config = load_config(Path(__file__).parents[1] / "configs" / "paper-resnet110.yaml")
+    config = load_config(Path(__file__).parents[1] / "configs" / "archive" / "paper-resnet110.yaml")
     schedule = build_schedule(config, config.steps, 351)
     assert config.steps == 64_000 and config.batch_size == 128 and config.weight_decay == 1e-4
     assert [schedule(s) for s in (0, 399, 400, 31_999, 32_000, 48_000)] == pytest.approx(

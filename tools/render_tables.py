@@ -1,8 +1,9 @@
 """Render the tables of README.md and docs/*.md from the results ledger (docs/results/ledger.jsonl).
 
 Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->`; the text between is replaced by what
-TABLES[NAME] renders from the ledger's records. `--check` changes nothing and exits 1 when a page's table differs
-from its rendering (the test suite runs it):
+TABLES[NAME] renders from the ledger's records. Each live config's `# measured:` lines are rendered the same way from
+the records of `benchmarks/repeat_runs.py` that ran it. `--check` changes nothing and exits 1 when a page's table
+differs from its rendering (the test suite runs it):
 
     python tools/render_tables.py           # rewrite the tables in place
     python tools/render_tables.py --check   # do the pages agree with the ledger?
@@ -11,7 +12,9 @@ from its rendering (the test suite runs it):
 from __future__ import annotations
 
 import argparse
+import json
 import re
+import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +22,44 @@ from pathlib import Path
 from resnet_cifar.ledger import LEDGER, read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "configs").glob("*.yaml"))]
+CARD = ROOT / "src" / "resnet_cifar" / "weights" / "default.json"
+MEASURED = re.compile(r"^# measured:.*\n(?:# measured:.*\n)*", re.M)
 MARKER = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
 
 
 def machine(entry: dict) -> str:
     facts = entry["machine"]
-    return f"{facts['cpu']}, {facts['isa']}, {facts['cores']} cores"
+    if "gpu" in facts:
+        return f"one {facts['gpu']}"
+    kernels = " kernels" if "ATEN_CPU_CAPABILITY" in facts.get("note", "") else ""
+    return f"{facts['cpu']}, {facts['isa']}{kernels}, {facts['cores']} cores"
+
+
+def mean_std(values: list[float | None], scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    known = [value * scale for value in values if value is not None]
+    if not known:
+        return "—"
+    if len(known) == 1:
+        return f"{known[0]:,.{digits}f}{unit}"
+    return f"{statistics.mean(known):,.{digits}f} ± {statistics.stdev(known):,.{digits}f}{unit}"
+
+
+def seeds(entry: dict) -> str:
+    numbers = entry["seeds"]
+    if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"{numbers[0]}–{numbers[-1]}"
+    return ", ".join(map(str, numbers))
+
+
+def seed_label(entry: dict) -> str:
+    return f"seed{'s' if len(entry['seeds']) > 1 else ''} {seeds(entry)}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 100 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
 def latest_per_machine(records: list[dict], benchmark: str) -> list[dict]:
@@ -56,10 +90,113 @@ def serve_load(records: list[dict]) -> list[str]:
     return [*lines, "", "Measured by " + "; ".join(sorted(set(commands))) + "."] if commands else lines
 
 
-TABLES: dict[str, Callable[[list[dict]], list[str]]] = {"serve-load": serve_load}
+def latest_runs(records: list[dict], configs: list[str] | None = None) -> list[dict]:
+    """The newest repeat_runs record per config, machine kind and precision, in the order of `configs`."""
+    chosen: dict[tuple, dict] = {}
+    for entry in records:
+        if entry["benchmark"] == "repeat_runs" and (configs is None or entry["config"] in configs):
+            chosen[(entry["config"], machine(entry), entry["precision"])] = entry
+    order = {name: index for index, name in enumerate(configs or [])}
+    return sorted(chosen.values(), key=lambda entry: order.get(entry["config"], 0))
 
 
-def render(text: str, records: list[dict]) -> str:
+def run_row(entry: dict) -> str:
+    numbers = entry["numbers"]
+    wall = [value for value in numbers["wall_s"] if value is not None]
+    whole = (
+        mean_std(wall, digits=1, unit=" s")
+        if len(wall) == len(numbers["wall_s"])
+        else (f"{wall[0]:.1f} s (seed {entry['seeds'][0]})" if wall else "—")
+    )
+    return (
+        f"| `{entry['config'].removeprefix('configs/')}` | {machine(entry)} | {entry['precision']} | {seeds(entry)} | "
+        f"**{mean_std(numbers['test_acc'], 100, 2, '%')}** | {whole} | {entry['date']} |"
+    )
+
+
+RUN_HEADER = [
+    "| config | machine | precision | seeds | test accuracy | whole command | date |",
+    "| --- | --- | --- | --- | ---: | ---: | --- |",
+]
+
+
+def recipes(records: list[dict]) -> list[str]:
+    runs = latest_runs(records)
+    return [*RUN_HEADER, *(run_row(entry) for entry in sorted(runs, key=lambda entry: entry["config"]))]
+
+
+HEADLINE = [
+    "configs/default.yaml",
+    "configs/cpu94-12.yaml",
+    "configs/cpu94.yaml",
+    "configs/subset5k.yaml",
+    "configs/gpu94.yaml",
+]
+
+
+def headline(records: list[dict]) -> list[str]:
+    return [*RUN_HEADER, *(run_row(entry) for entry in latest_runs(records, HEADLINE))]
+
+
+def two_commands(records: list[dict]) -> list[str]:
+    lines = [
+        "| machine | precision | `make train` | its test accuracy | `make test` | tests passed | date |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in latest_per_machine(records, "two_commands"):
+        numbers = entry["numbers"]
+        lines.append(
+            f"| {machine(entry)} | {entry['precision']} | {duration(numbers.get('make_train_s'))} | "
+            f"{numbers['test_accuracy'] * 100:.2f}% | {duration(numbers.get('make_test_s'))} | "
+            f"{numbers.get('tests_passed', '—')} | {entry['date']} |"
+        )
+    return lines
+
+
+def shipped_weights(records: list[dict]) -> list[str]:
+    card = json.loads(CARD.read_text())
+    accuracy, robustness = card["test_accuracy"], card["robustness"]
+    validation = card["calibration"].get("test", card["calibration"]["validation"])
+    return [
+        "| parameters | test accuracy: single view / flip TTA | mean accuracy under 14 corruptions × 5 severities "
+        "| relative drop | ECE before → after temperature |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+        f"| {card['parameters'] / 1e6:.2f}M | {accuracy['no_tta'] * 100:.2f}% / {accuracy['tta_flip'] * 100:.2f}% | "
+        f"{robustness['mean_corruption_accuracy'] * 100:.2f}% | {robustness['relative_drop'] * 100:.1f}% | "
+        f"{validation['ece_before']:.3f} → {validation['ece_after']:.3f} |",
+    ]
+
+
+def whole_command(wall: list[float | None]) -> str:
+    return mean_std(wall, digits=0, unit=" s") if None not in wall else "—"
+
+
+def measured_lines(config: Path, records: list[dict]) -> str:
+    lines = []
+    for entry in latest_runs(records, [f"configs/{config.name}"]):
+        accuracy = mean_std(entry["numbers"]["test_acc"], 100, 2, "%")
+        where = f"{machine(entry)}, {entry['precision']} ({entry['date']})"
+        lines.append(
+            f"# measured: {accuracy} test accuracy, {whole_command(entry['numbers']['wall_s'])} whole command, "
+            f"{seed_label(entry)}; {where}\n"
+        )
+    return "".join(lines)
+
+
+TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "serve-load": serve_load,
+    "two-commands": two_commands,
+    "headline": headline,
+    "recipes": recipes,
+    "shipped-weights": shipped_weights,
+}
+
+
+def render(text: str, records: list[dict], page: Path | None = None) -> str:
+    if page is not None and page.suffix == ".yaml":
+        lines = measured_lines(page, records)
+        return MEASURED.sub(lambda match: lines or match.group(0), text, count=1)
+
     def replace(match: re.Match) -> str:
         name = match.group(2)
         if name not in TABLES:
@@ -70,7 +207,7 @@ def render(text: str, records: list[dict]) -> str:
 
 
 def stale_pages(records: list[dict], pages: list[Path] = PAGES) -> list[Path]:
-    return [page for page in pages if page.is_file() and render(page.read_text(), records) != page.read_text()]
+    return [page for page in pages if page.is_file() and render(page.read_text(), records, page) != page.read_text()]
 
 
 def main() -> int:
@@ -85,7 +222,7 @@ def main() -> int:
             print(f"{page.relative_to(ROOT)}: a table differs from the ledger (python tools/render_tables.py)")
         return 1 if stale else 0
     for page in stale:
-        page.write_text(render(page.read_text(), records))
+        page.write_text(render(page.read_text(), records, page))
         print(f"rendered {page.relative_to(ROOT)}")
     return 0
 

@@ -1,0 +1,77 @@
+"""Time the README's two commands, `make train` and `make test`, in this checkout, and append them to the ledger.
+
+Each runs as a user runs it (the environment is created first when it is missing, so the first run includes it;
+the record says whether it did). Printed: the wall time of each, `make train`'s test accuracy and precision, and how
+many tests passed in how long. The README's table of the two commands is rendered from these records.
+
+    python benchmarks/two_commands.py              # both
+    python benchmarks/two_commands.py --only test  # one of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from resnet_cifar import ledger
+from resnet_cifar.cli import run_reporting_errors
+from resnet_cifar.runtime import machine_description
+
+ROOT = Path(__file__).resolve().parents[1]
+PYTEST_SUMMARY = re.compile(r"(\d+) passed.*? in ([\d.]+)s")
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return seconds, done.stdout + done.stderr
+
+
+def make_train() -> dict:
+    fresh = not (ROOT / ".venv" / "bin" / ".installed").exists()
+    seconds, output = timed(["make", "train"])
+    accuracy = float(re.findall(r"test_accuracy=([\d.]+)", output)[-1])
+    config = yaml.safe_load((ROOT / "outputs" / "default" / "config.yaml").read_text())
+    return {"make_train_s": seconds, "test_accuracy": accuracy, "bf16": bool(config.get("bf16")), "venv_made": fresh}
+
+
+def make_test() -> dict:
+    seconds, output = timed(["make", "test"])
+    passes = PYTEST_SUMMARY.findall(output)  # two on an AVX-512 CPU: the suite, then its AVX2-kernel pass
+    return {
+        "make_test_s": seconds,
+        "tests_passed": sum(int(count) for count, _ in passes),
+        "pytest_s": [float(duration) for _, duration in passes],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=["train", "test"])
+    parser.add_argument("--ledger", type=Path, default=ledger.LEDGER)
+    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
+    args = parser.parse_args()
+    print(f"machine: {machine_description()}")
+    numbers: dict = {}
+    if args.only in (None, "train"):
+        numbers.update(make_train())
+        print(f"make train: {numbers['make_train_s']:.1f} s, test_accuracy={numbers['test_accuracy']:.4f}", flush=True)
+    if args.only in (None, "test"):
+        numbers.update(make_test())
+        print(f"make test: {numbers['make_test_s']:.1f} s, {numbers['tests_passed']} passed", flush=True)
+    if not args.no_record:
+        precision = "bf16" if numbers.get("bf16") else "fp32" if "bf16" in numbers else "-"
+        ledger.append(ledger.record("two_commands", numbers, precision=precision, seeds=[0]), args.ledger)
+
+
+if __name__ == "__main__":
+    sys.exit(run_reporting_errors(main))
