@@ -39,3 +39,24 @@ def test_a_table_follows_its_records(tmp_path):
     assert "| 150.0 |" in rendered and "old" not in rendered and rendered.endswith("after\n")
     assert render_tables.stale_pages(read_ledger(ledger), [page]) == [page]
     assert json.loads(ledger.read_text().splitlines()[0])["command"] == "python benchmarks/serve_load.py"
+
+
+def test_every_live_config_says_what_it_is_for_its_result_and_its_command():
+    for config in sorted((ROOT / "configs").glob("*.yaml")):
+        header = [line for line in config.read_text().splitlines() if line.startswith("#")]
+        assert header and not header[0].startswith("# measured"), f"{config.name}: what is it for?"
+        assert any(line.startswith("# measured:") for line in header), f"{config.name}: no measured result"
+        commands = ("#   resnet-cifar ", "#   python ", "#   make ")
+        assert any(line.startswith(commands) for line in header), f"{config.name}: no command"
+
+
+def test_a_config_s_measured_lines_follow_its_records(tmp_path):
+    config = tmp_path / "configs" / "mine.yaml"
+    config.parent.mkdir()
+    config.write_text("# for testing\n#   resnet-cifar train --config configs/mine.yaml\n# measured:\nepochs: 1\n")
+    numbers = {"test_acc": [0.81, 0.83], "wall_s": [10.0, 12.0], "train_s": [8.0, 9.0]}
+    entry = record("repeat_runs", numbers, precision="fp32", seeds=[0, 1], command=["benchmarks/repeat_runs.py"])
+    entry["config"] = "configs/mine.yaml"
+    rendered = render_tables.render(config.read_text(), [entry], config)
+    assert "# measured: 82.00 ± 1.41% test accuracy, 11 ± 1 s whole command, seeds 0, 1;" in rendered
+    assert rendered.endswith("epochs: 1\n")

@@ -202,6 +202,19 @@ METRIC_COLUMNS = (
 TIMING_COLUMNS = ("seconds", "images_per_s", "val_seconds")  # the only columns that differ between identical runs
 
 
+def metrics_row(**values) -> dict:
+    """A metrics.csv row with every column in order, those not given empty (validation's until it has run)."""
+    unknown = set(values) - set(METRIC_COLUMNS)
+    if unknown:
+        raise ValueError(f"not metrics.csv columns: {sorted(unknown)}")
+    return {column: values.get(column) for column in METRIC_COLUMNS}
+
+
+def training_seconds(history: list[dict]) -> float:
+    """The training time of a run: its epochs' `seconds` (validation excluded), summed."""
+    return sum(row["seconds"] for row in history)
+
+
 def metrics_csv(rows: list[dict]) -> str:
     """The text of metrics.csv; floats are written with repr, so reading them back gives the same numbers."""
     buffer = io.StringIO()

@@ -68,16 +68,24 @@ class Runtime:
         }
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """`auto` → CUDA when available, else CPU; anything else must be the CPU or a CUDA device that exists."""
+def named_device(name: str | torch.device) -> torch.device | None:
+    """The device a name says (None for `auto`), or ConfigError: only the CPU, CUDA and `cuda:N` are supported."""
     if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return None
     try:
         device = torch.device(name)
     except (RuntimeError, TypeError):
         device = None
     if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
         raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {str(name)!r}")
+    return device
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """`auto` → CUDA when available, else CPU; anything else must be the CPU or a CUDA device that exists."""
+    device = named_device(name)
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(f"device: {name} requested but CUDA is not available")

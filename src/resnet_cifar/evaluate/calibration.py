@@ -16,6 +16,15 @@ ECE_BINS = 15  # the usual number of equal-width confidence bins (Guo et al.)
 LOG_T_RANGE = (-3.0, 3.0)  # T from 0.05 to 20: far wider than any trained net needs
 
 
+NO_TEMPERATURE = 1.0  # weights fitted without a validation split: the logits as they are
+
+
+def temperature_of(calibration: dict | None) -> float:
+    """The temperature a calibration record holds (`temperature_calibration`'s output, a checkpoint's or a model
+    card's `calibration`), 1.0 where there is none: probabilities are softmax(logits / temperature)."""
+    return float((calibration or {}).get("temperature", NO_TEMPERATURE))
+
+
 def expected_calibration_error(logits: torch.Tensor, labels: torch.Tensor, bins: int = ECE_BINS) -> float:
     """Σ over equal-width confidence bins of |accuracy − mean confidence| × the bin's share of the examples."""
     probabilities = logits.float().softmax(dim=1)

@@ -23,7 +23,7 @@ from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.experiments.report import NetProgress, write_report
 from resnet_cifar.experiments.settings import GradientFlowSettings
 from resnet_cifar.models import create_model
-from resnet_cifar.seeding import derive_seed
+from resnet_cifar.seeding import GRADIENT_FLOW_STEPS, derive_seed
 from resnet_cifar.train.progress import RunProgress
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -111,7 +111,7 @@ def train_steps(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, se
     progress.start_epoch(1, settings.steps)
     started = time.perf_counter()
     for step in range(settings.steps):
-        generator = torch.Generator().manual_seed(derive_seed(settings.seed, 7, step))
+        generator = torch.Generator().manual_seed(derive_seed(settings.seed, GRADIENT_FLOW_STEPS, step))
         index = torch.randint(0, len(labels), (settings.batch_size,), generator=generator)
         logits = model(augment(images[index], generator))
         loss = F.cross_entropy(logits, labels[index])

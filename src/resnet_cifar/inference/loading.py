@@ -13,6 +13,7 @@ from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, recorded_precision, split_prefix
 from resnet_cifar.data.normalization import Normalization, recorded_normalization
 from resnet_cifar.errors import CheckpointError, ConfigError
+from resnet_cifar.evaluate.calibration import NO_TEMPERATURE, temperature_of
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import Runtime, choose_runtime
 
@@ -50,8 +51,7 @@ class LoadedModel:
     def temperature(self) -> float:
         """The temperature fitted on the validation split for these weights (1.0 where none was): probabilities are
         softmax(logits / temperature)."""
-        calibration = self.metadata.get("calibration") or self.metadata.get("card", {}).get("calibration") or {}
-        return float(calibration.get("temperature", 1.0))
+        return temperature_of(recorded_calibration(self.metadata))
 
     @property
     def run_dir(self) -> Path:
@@ -87,14 +87,18 @@ def state_from_tensors(tensors: dict[str, torch.Tensor], prefer_ema: bool = True
     return clean_state_dict(tensors), False
 
 
+def recorded_calibration(metadata: dict) -> dict:
+    """The calibration a checkpoint (`calibration`) or a shipped file's model card (`card.calibration`) records."""
+    return metadata.get("calibration") or metadata.get("card", {}).get("calibration") or {}
+
+
 def refuse_non_finite(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
     """CheckpointError naming the first tensor of the file holding NaN or infinity, or a temperature that is not a
     finite positive number: such a file would answer with NaN or false certainty, never with an error of its own."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values; refused")
-    calibration = metadata.get("calibration") or metadata.get("card", {}).get("calibration") or {}
-    temperature = calibration.get("temperature", 1.0)
+    temperature = recorded_calibration(metadata).get("temperature", NO_TEMPERATURE)
     if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
         raise CheckpointError(f"{path}: calibration temperature must be a finite positive number, got {temperature!r}")
 

@@ -18,7 +18,10 @@ from typing import Any
 
 import yaml
 
+from resnet_cifar.data.augment import PAD_MODES
+from resnet_cifar.data.augmix import MODES as AUGMIX_MODES
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.runtime import BF16_CHOICES, named_device
 from resnet_cifar.yaml_text import float_spelling, load_yaml
 
 
@@ -60,7 +63,6 @@ def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | N
     return field(default=default, metadata=metadata, **kwargs)
 
 
-AUGMIX = ("off", "mix", "jsd")  # resnet_cifar.data.augmix.MODES
 
 
 @dataclass
@@ -135,14 +137,14 @@ class TrainConfig:
     )
     # --- augmentation --------------------------------------------------------------------------------------------
     crop_padding: int = _opt(4, "random crop: pixels of padding on each side (0: no crop)", bound=Bound(0, 16))
-    pad_mode: str = _opt("reflect", "random crop padding", choices=("reflect", "zeros"))
+    pad_mode: str = _opt("reflect", "random crop padding", choices=PAD_MODES)
     flip: bool = _opt(True, "random horizontal flip")
     alternate_flips: bool = _opt(
         False, "flip each image in every other epoch (from a random first epoch) instead of at random (airbench)"
     )
     cutout: int = _opt(0, "cutout square side in pixels (0: off)", bound=Bound(0, 32))
     augmix: str = _opt(
-        "off", "AugMix: off, mix (one mixed view) or jsd (clean + two views, Jensen-Shannon loss)", choices=AUGMIX
+        "off", "AugMix: off, mix (one mixed view) or jsd (clean + two views, Jensen-Shannon loss)", choices=AUGMIX_MODES
     )
     augmix_severity: int = _opt(3, "AugMix operations' magnitude, of 10", bound=Bound(1, 10))
     brightness: float = _opt(
@@ -350,10 +352,9 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"milestones: expected a list of positive numbers, got {config.milestones!r}")
     if config.alternate_flips and not config.flip:
         raise ConfigError("alternate_flips: needs flip: true (it decides which epochs flip an image)")
-    if config.bf16 not in (True, False, "auto"):  # the same as runtime.BF16_CHOICES (tested): auto lets it decide
+    if config.bf16 not in BF16_CHOICES:  # auto lets the runtime decide from the hardware
         raise ConfigError(f"bf16: must be true, false or auto; got {config.bf16!r}")
-    if not (config.device in ("auto", "cpu", "cuda") or config.device.startswith("cuda:")):
-        raise ConfigError(f"device: must be cpu, cuda, cuda:N or auto; got {config.device!r}")
+    named_device(config.device)  # the name only: whether that device exists is the runtime's question, at run time
     return config
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from resnet_cifar import run_folder
-from resnet_cifar.evaluate.calibration import calibration_report
+from resnet_cifar.evaluate.calibration import calibration_report, temperature_of
 from resnet_cifar.evaluate.report import write_results
 from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.config import TrainConfig
@@ -34,7 +34,7 @@ def final_test(
     `evaluate RUN` can reproduce them); `timings` (where the run's time went) gains the test and picture times;
     `calibration`: the temperature fitted on the validation split (the pictures show calibrated confidences, and
     results.json the test set's calibration before and after it)."""
-    temperature = calibration["temperature"] if calibration else 1.0
+    temperature = temperature_of(calibration)
     started = time.perf_counter()
     test = data.load_test()
     logits = predict(test.images, config.tta)
@@ -55,7 +55,7 @@ def final_test(
             which=describe_predictions("last", config.tta, averaged),
         )
         timings["pictures_s"] = time.perf_counter() - started
-    train_seconds = sum(row["seconds"] for row in history)
+    train_seconds = run_folder.training_seconds(history)
     timings["train_s"] = train_seconds
     timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in history)
     return write_results(

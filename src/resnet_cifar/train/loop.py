@@ -24,10 +24,10 @@ from resnet_cifar.checkpoint import (
 )
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
-from resnet_cifar.evaluate.calibration import temperature_calibration
+from resnet_cifar.evaluate.calibration import temperature_calibration, temperature_of
 from resnet_cifar.inference.tta import predict_logits, predict_logits_and_plain
 from resnet_cifar.runtime import Runtime, choose_runtime, enable_determinism, let_cudnn_choose_kernels
-from resnet_cifar.seeding import derive_seed
+from resnet_cifar.seeding import BATCH_STREAM, WHITENING_SAMPLE, derive_seed
 from resnet_cifar.train import distributed
 from resnet_cifar.train.build import build_model, build_optimizer, start_importing_optimizer_machinery
 from resnet_cifar.train.config import TrainConfig, save_config
@@ -88,7 +88,7 @@ class Trainer:
             self.data.train_labels.to(self.device),
             augmentation_of(config),
             config.batch_size,
-            derive_seed(config.seed, 1),
+            derive_seed(config.seed, BATCH_STREAM),
             self.dist.rank,
             self.dist.world_size,
             config.alternate_flips,
@@ -118,7 +118,7 @@ class Trainer:
         """Layers initialised from the training images (a patch-whitening stem), from a fixed sample."""
         stem = getattr(model, "stem", None)
         if hasattr(stem, "whiten_"):
-            generator = torch.Generator().manual_seed(derive_seed(self.config.seed, 2))
+            generator = torch.Generator().manual_seed(derive_seed(self.config.seed, WHITENING_SAMPLE))
             sample = torch.randperm(len(self.data.train_labels), generator=generator)[:5000]
             stem.whiten_(normalize(self.data.train_images[sample]))
 
@@ -396,7 +396,7 @@ class Trainer:
 
     @property
     def temperature(self) -> float:
-        return self.calibration["temperature"] if self.calibration else 1.0
+        return temperature_of(self.calibration)
 
     def predict(self, images: torch.Tensor, tta: int) -> torch.Tensor:
         return predict_logits(self.eval_model, images, tta=tta, **self._predict_options())
@@ -410,4 +410,4 @@ class Trainer:
         )
 
     def train_seconds(self) -> float:
-        return sum(row["seconds"] for row in self.history)
+        return run_folder.training_seconds(self.history)

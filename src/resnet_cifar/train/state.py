@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, split_prefix
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10
@@ -31,18 +32,15 @@ class EpochTotals:
 
     def row(self, epoch: int, step: int, lr: float) -> dict:
         """The epoch's metrics.csv row, validation columns empty."""
-        return {
-            "epoch": epoch,
-            "step": step,
-            "lr": lr,
-            "train_loss": self.loss_sum / max(self.count, 1),
-            "train_acc": self.correct / max(self.count, 1),
-            "val_loss": None,
-            "val_acc": None,
-            "seconds": self.seconds,
-            "images_per_s": self.count / max(self.seconds, 1e-9),
-            "val_seconds": None,
-        }
+        return run_folder.metrics_row(
+            epoch=epoch,
+            step=step,
+            lr=lr,
+            train_loss=self.loss_sum / max(self.count, 1),
+            train_acc=self.correct / max(self.count, 1),
+            seconds=self.seconds,
+            images_per_s=self.count / max(self.seconds, 1e-9),
+        )
 
 
 @dataclass
