@@ -63,8 +63,6 @@ def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | N
     return field(default=default, metadata=metadata, **kwargs)
 
 
-
-
 @dataclass
 class TrainConfig:
     # --- run -----------------------------------------------------------------------------------------------------
