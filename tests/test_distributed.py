@@ -56,6 +56,7 @@ BASE = [
 # ResNet-20 (no max-pool whose ties could route gradients differently), 3 steps at a gentle learning rate
 BN_NET = ["--model", "resnet20", "--lr", "0.02", "--epochs", "1", "--train-size", "300", "--no-channels-last"]
 NO_BN_NET = ["--model-options", "{widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16, norm: none}"]
+NO_BN_NET += ["--epochs", "3"]  # three, so that one run can move from 1 process to 2 and back
 
 
 def train(cwd: Path, processes: int, *args: str) -> str:
@@ -102,13 +103,14 @@ def test_two_processes_match_one_bit_for_bit_without_batch_norm(cifar_dir, tmp_p
     # rank 0 tests alone while rank 1 waits: it takes rank 1's thread too (recorded with the results)
     results = json.loads((tmp_path / "outputs" / "two" / "results.json").read_text())
     assert results["timings"]["test_threads"] == min(2, os.cpu_count()) and results["runtime"]["threads"] == 1
-    assert double.count("epoch   1/2") == 1  # one process does all the logging
+    assert double.count("epoch   1/3") == 1  # one process does all the logging
     run_folders = sorted(p.name for p in (tmp_path / "outputs").iterdir())
     assert run_folders == ["one", "two"]  # one set of outputs per run
     assert_identical(model_weights(tmp_path / "outputs" / "two"), halves_run)
-    # The whole batch at once differs from the halves by the order of float32 sums only: tiny, and not zero.
+    # The whole batch at once differs from the halves by the order of float32 sums only: tiny, and not zero
+    # (1.5e-3 after 18 steps on an AVX2 CPU, the weights themselves ~0.1).
     whole = model_weights(tmp_path / "outputs" / "one")
-    assert largest_difference(whole, halves_run) < 1e-3
+    assert 0 < largest_difference(whole, halves_run) < 5e-3
 
 
 @pytest.mark.slow
@@ -186,20 +188,20 @@ def test_sync_batchnorm_matches_full_batch_batchnorm_in_float64():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("first", "then"), [(2, 1), (1, 2)], ids=["2-then-1", "1-then-2"])
-def test_checkpoints_resume_with_another_number_of_processes(cifar_dir, tmp_path, first, then, halves_run):
-    """Epoch 1 with `first` processes, epoch 2 with `then`; a single process always takes the batch in halves (as
-    the two ranks do), so the result must be the uninterrupted run's, bit for bit."""
+def test_checkpoints_resume_with_another_number_of_processes(cifar_dir, tmp_path, halves_run):
+    """Epoch 1 with one process, epoch 2 with two, epoch 3 with one again; a single process always takes the batch
+    in halves (as the two ranks do), so the result must be the uninterrupted run's, bit for bit."""
     data = ["--data-dir", str(cifar_dir)]
     halves = {1: ["--accumulate", "2"], 2: ["--accumulate", "1"]}
-    paused = train(
-        tmp_path, first, *BASE, *NO_BN_NET, *data, *halves[first], "--name", "moved", "--stop-after-epochs", "1"
-    )
+    run = tmp_path / "outputs" / "moved"
+    paused = train(tmp_path, 1, *BASE, *NO_BN_NET, *data, *halves[1], "--name", "moved", "--stop-after-epochs", "1")
     assert "stopped after 1 epoch as asked" in paused
-    _, meta = load_checkpoint(tmp_path / "outputs" / "moved" / "last.safetensors")
-    assert meta["world_size"] == first and meta["step"] == 6
-    train(tmp_path, then, "--resume", "outputs/moved", *halves[then], *data)  # the pause is not restored
-    assert_identical(model_weights(tmp_path / "outputs" / "moved"), halves_run)
+    for processes, epochs in ((2, 2), (1, 3)):
+        _, meta = load_checkpoint(run / "last.safetensors")
+        assert meta["world_size"] == 3 - processes and meta["step"] == 6 * (epochs - 1)
+        stop = ["--stop-after-epochs", str(epochs)] if epochs < 3 else []  # a pause is not restored: asked anew
+        train(tmp_path, processes, "--resume", "outputs/moved", *halves[processes], *data, *stop)
+    assert_identical(model_weights(run), halves_run)
 
 
 def test_the_benchmarks_launch_n_processes_through_torchrun_with_the_threads_shared_out(monkeypatch):
