@@ -86,8 +86,7 @@ def main() -> None:
     parser.add_argument("--output-dir", default="outputs/repeat")
     parser.add_argument("--parallel", type=int, default=1, help="seeds run at once (times then share the machine)")
     parser.add_argument("--processes", type=int, default=1, help="torchrun processes per seed (threads shared out)")
-    parser.add_argument("--ledger", type=Path, default=ledger.LEDGER, help="the results ledger the summary goes to")
-    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
+    ledger.add_flags(parser)
     parser.add_argument("extra", nargs="*", help="more train flags, after --")
     args = parser.parse_args()
     rows = []

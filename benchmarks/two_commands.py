@@ -57,8 +57,7 @@ def make_test() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=["train", "test"])
-    parser.add_argument("--ledger", type=Path, default=ledger.LEDGER)
-    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
+    ledger.add_flags(parser)
     args = parser.parse_args()
     print(f"machine: {machine_description()}")
     numbers: dict = {}

@@ -62,12 +62,13 @@ def duration(seconds: float | None) -> str:
     return f"{seconds:.0f} s" if seconds < 100 else f"{int(seconds // 60)} min {seconds % 60:02.0f} s"
 
 
-def latest_per_machine(records: list[dict], benchmark: str) -> list[dict]:
-    """The newest record of `benchmark` for each machine kind (CPU name and ISA) and precision, oldest kind first."""
+def latest_per_machine(records: list[dict], benchmark: str, config: bool = False) -> list[dict]:
+    """The newest record of `benchmark` for each machine kind (CPU name and ISA) and precision (and config, when
+    `config`), oldest kind first."""
     chosen: dict[tuple, dict] = {}
     for entry in records:
         if entry["benchmark"] == benchmark:
-            chosen[(machine(entry), entry["precision"])] = entry
+            chosen[(entry["config"] if config else None, machine(entry), entry["precision"])] = entry
     return list(chosen.values())
 
 
@@ -92,12 +93,10 @@ def serve_load(records: list[dict]) -> list[str]:
 
 def latest_runs(records: list[dict], configs: list[str] | None = None) -> list[dict]:
     """The newest repeat_runs record per config, machine kind and precision, in the order of `configs`."""
-    chosen: dict[tuple, dict] = {}
-    for entry in records:
-        if entry["benchmark"] == "repeat_runs" and (configs is None or entry["config"] in configs):
-            chosen[(entry["config"], machine(entry), entry["precision"])] = entry
+    runs = latest_per_machine(records, "repeat_runs", config=True)
     order = {name: index for index, name in enumerate(configs or [])}
-    return sorted(chosen.values(), key=lambda entry: order.get(entry["config"], 0))
+    chosen = [entry for entry in runs if configs is None or entry["config"] in order]
+    return sorted(chosen, key=lambda entry: order.get(entry["config"], 0))
 
 
 def run_row(entry: dict) -> str:

@@ -80,6 +80,12 @@ def record(
     }
 
 
+def add_flags(parser) -> None:
+    """`--ledger FILE` and `--no-record`, the flags of every benchmark that appends to the ledger."""
+    parser.add_argument("--ledger", type=Path, default=LEDGER, help="the results ledger the summary goes to")
+    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
+
+
 def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
