@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 
 from resnet_cifar.cli.options import add_runtime, add_weights, load_weights, positive_int
 
@@ -60,24 +61,23 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+def _number_in(low: float, high: float, meaning: str, low_allowed: bool = True):
+    """An argparse type: a float from `low` to `high` (`low` itself only when `low_allowed`), else one line."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and low <= value <= high and (low_allowed or value > low)):
+            raise argparse.ArgumentTypeError(f"must be {meaning}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1000 (milliseconds), got {text!r}")
-    return value
+_positive_float = _number_in(0, math.inf, "a positive number", low_allowed=False)
+_milliseconds = _number_in(0, 1000, "from 0 to 1000 (milliseconds)")
 
 
 def _megabytes(text: str) -> float:
