@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,3 +105,69 @@ def test_paper_step_schedule_keeps_lr_0_1_until_half_the_budget(cifar_dir, tmp_p
     header = rows[0].split(",")
     lrs = [float(row.split(",")[header.index("lr")]) for row in rows[1:]]
     assert lrs == pytest.approx([0.1, 0.001])  # last lr of epoch 1 (before the 50% milestone), of epoch 2 (after 75%)
+
+
+def test_depth_study_order_puts_each_plain_net_beside_its_twin_and_extra_seeds_last():
+    from resnet_cifar.experiments.depth import study_runs
+    from resnet_cifar.experiments.settings import DepthSettings
+
+    runs = study_runs(DepthSettings(plain_depths=(20, 56), residual_depths=(20, 56, 110), more_seeds={56: [0, 1]}))
+    assert runs == [
+        ("resnet20", 0), ("plain20", 0), ("resnet56", 0), ("plain56", 0), ("resnet110", 0), ("resnet56", 1)
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("bad", [{"residual_depths": (21,)}, {"test_images": 5}, {"config": "no-such.yaml"}])
+def test_depth_study_settings_refuse_what_cannot_run(bad):
+    from resnet_cifar.errors import ConfigError
+    from resnet_cifar.experiments.settings import DepthSettings
+
+    with pytest.raises(ConfigError):
+        DepthSettings(**bad).validate()
+
+
+def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_path, monkeypatch):
+    from resnet_cifar.data.cifar10 import Split
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar.train.data import TrainingData
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = tmp_path / "tiny.yaml"  # the study's recipe on a small validation split, single-view test: quick
+    recipe.write_text(f"base: {repo / 'configs' / 'paper-resnets.yaml'}\nval_size: 100\ntta: 0\n")
+    settings = DepthSettings(
+        config=str(recipe), plain_depths=(), residual_depths=(20,), more_seeds={}, epochs=1,
+        train_size=300, test_images=100, data_dir=str(cifar_dir),
+    )  # fmt: skip
+    whole_test_set = TrainingData.load_test  # each run's final test on 500 images: the code is the same, 20x quicker
+    monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:500] for t in whole_test_set(data))))
+    results = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    assert list(results["nets"]) == ["resnet20-seed0"] and results["missing"] == []
+    net = results["nets"]["resnet20-seed0"]
+    assert (tmp_path / "study" / "runs" / "resnet20-seed0" / "results.json").is_file()  # a whole run
+    assert len(net["test_error_per_epoch"]) == len(net["train_error_per_epoch"]) == net["epochs"] == 1
+    assert net["steps_per_epoch"] == 300 // 128 and 0 <= net["test_error"] <= 1 and net["temperature"] > 0
+    depth.write_depth(results, tmp_path / "study")
+    assert (tmp_path / "study" / "figure6.png").stat().st_size > 10_000
+
+    def must_not_train(*args):
+        raise AssertionError("a finished net was trained again")
+
+    monkeypatch.setattr(depth, "train_net", must_not_train)
+    again = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    assert again["nets"] == json.loads(json.dumps(results["nets"]))
+
+
+def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
+    from resnet_cifar.experiments.depth import table6
+
+    def net(name, seed, error):
+        return {"net": name, "seed": seed, "test_error": error, "test_error_tta": error - 0.01, "epochs": 40,
+                "train_seconds": 7200}  # fmt: skip
+
+    nets = [net("resnet20", 0, 0.08), net("resnet20", 1, 0.09), net("plain20", 0, 0.1), net("resnet110", 0, 0.06)]
+    rows = table6({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
+    assert [row["net"] for row in rows] == ["resnet20", "resnet110"]
+    assert rows[0]["test_error"] == pytest.approx(8.5) and rows[0]["test_error_std"] == pytest.approx(0.7071, abs=1e-4)
+    assert rows[0]["test_error_tta"] == pytest.approx(7.5) and rows[0]["cpu_hours"] == 2
+    assert rows[1]["test_error_std"] is None and rows[1]["chenyaofo"] is None and rows[1]["He et al. 2015"] == 6.43

@@ -19,8 +19,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from resnet_cifar.checkpoint import atomic_write_bytes
-
 LEDGER = Path(__file__).resolve().parents[2] / "docs" / "results" / "ledger.jsonl"
 
 
@@ -94,5 +92,7 @@ def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
 
 def append(entry: dict[str, Any], path: Path = LEDGER) -> None:
     """Add `entry` at the end of the ledger (the whole file is written anew and renamed: never half a line)."""
+    from resnet_cifar.checkpoint import atomic_write_bytes  # here: the command-line parser imports this module
+
     text = path.read_text() if path.is_file() else ""
     atomic_write_bytes(path, (text + json.dumps(entry, sort_keys=True) + "\n").encode())

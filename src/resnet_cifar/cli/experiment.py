@@ -12,7 +12,12 @@ import typing
 from pathlib import Path
 
 from resnet_cifar.cli.options import yaml_mapping
-from resnet_cifar.experiments.settings import DataEfficiencySettings, DegradationSettings, GradientFlowSettings
+from resnet_cifar.experiments.settings import (
+    DataEfficiencySettings,
+    DegradationSettings,
+    DepthSettings,
+    GradientFlowSettings,
+)
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) -> None:
@@ -94,6 +99,38 @@ def cmd_data_efficiency(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_depth(args: argparse.Namespace) -> int:
+    from resnet_cifar import ledger
+    from resnet_cifar.experiments.depth import run_depth, table6, table6_lines, write_depth
+
+    settings = settings_from(args, DepthSettings)
+    out = Path(args.out)
+    results = run_depth(settings, out, train=not args.report_only)
+    if results["nets"]:
+        print("\n".join(table6_lines(results)))
+        for path in write_depth(results, out):
+            print(f"wrote {path}")
+    if results["missing"]:
+        print(f"not finished: {', '.join(results['missing'])}")
+        return 0
+    if not args.no_record:
+        nets = results["nets"].values()
+        numbers = {
+            "table6": table6(results),
+            "nets": {
+                name: {k: v for k, v in net.items() if not k.endswith("per_epoch")}
+                for name, net in results["nets"].items()
+            },
+        }
+        precision = ",".join(sorted({net["precision"] for net in nets}))
+        seeds = sorted({net["seed"] for net in nets})
+        ledger.append(
+            ledger.record("depth-study", numbers, precision=precision, seeds=seeds, config=settings.config), args.ledger
+        )
+        print(f"recorded in {args.ledger}")
+    return 0
+
+
 EXPERIMENTS = {
     "gradient-flow": (
         GradientFlowSettings,
@@ -112,6 +149,12 @@ EXPERIMENTS = {
         cmd_data_efficiency,
         "test accuracy vs training-set size, residual vs plain twin, same step budget",
         "4 sizes, 1 seed, 150 steps: 99 s on 2 Zen 4 cores (bf16), 217 s on 2 Zen 3 cores (fp32)",
+    ),
+    "depth": (
+        DepthSettings,
+        cmd_depth,
+        "Table 6 and Fig. 6 at the paper's scale: plain-20..56 and ResNet-20..110, whole runs of one recipe",
+        "plain-20 and ResNet-20/32, 1 epoch of 2,000 images, 1,000 test images",
     ),
 }
 
@@ -133,9 +176,13 @@ def _experiment_parser(sub) -> None:
         default="onecycle",
         help="onecycle (default: warm-up to lr 0.1, then down) or step (the paper's, compressed; lr 0.1 at once)",
     )
-    commands["data-efficiency"].add_argument(
-        "--report-only", action="store_true", help="summarise the points already in --out (train nothing)"
-    )
+    for name in ("data-efficiency", "depth"):
+        commands[name].add_argument(
+            "--report-only", action="store_true", help="summarise what is finished in --out (train nothing)"
+        )
+    from resnet_cifar import ledger
+
+    ledger.add_flags(commands["depth"])
 
 
 def register(sub) -> None:

@@ -106,6 +106,40 @@ class DegradationSettings(WhereToRun):
         return cls(**{"epochs": 2, "train_size": 5000, "test_images": 2000, "clean_train_sample": 2000, **kwargs})
 
 
+# --- depth at the paper's scale ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DepthSettings(WhereToRun):
+    config: str = setting("configs/paper-resnets.yaml", "the training recipe every net runs (a config YAML)")
+    plain_depths: tuple[int, ...] = setting(DEPTHS, "depths of the plain nets (Fig. 6, left)")
+    residual_depths: tuple[int, ...] = setting((*DEPTHS, 110), "depths of the ResNets (Fig. 6 right, Table 6)")
+    seeds: tuple[int, ...] = setting((0,), "seeds every net is trained with")
+    more_seeds: dict = setting({20: [1], 56: [1]}, "further seeds of some ResNets for Table 6, a YAML mapping")
+    epochs: float | None = setting(None, "epochs per net (default: the config's)")
+    train_size: int | None = setting(None, "class-balanced training images (default: the config's)")
+    test_images: int = setting(10_000, "test images evaluated after every epoch (a class-balanced sample when fewer)")
+
+    @classmethod
+    def quick(cls, **kwargs) -> DepthSettings:
+        """A few minutes: plain-20 and ResNet-20/32, one seed, 1 epoch of 2,000 images, 1,000 test images."""
+        defaults = {"plain_depths": (20,), "residual_depths": (20, 32), "more_seeds": {}, "epochs": 1}
+        return cls(**{**defaults, "train_size": 2000, "test_images": 1000, **kwargs})
+
+    def validate(self) -> None:
+        from pathlib import Path
+
+        if not Path(self.config).is_file():
+            raise ConfigError(
+                f"config: {self.config} is not a file (a training config such as configs/paper-resnets.yaml)"
+            )
+        for depth in (*self.plain_depths, *self.residual_depths, *self.more_seeds):
+            if int(depth) < 8 or (int(depth) - 2) % 6:
+                raise ConfigError(f"depths: {depth} is not a CIFAR ResNet depth (6n + 2: 20, 32, 44, 56, 110, ...)")
+        if not 0 < self.test_images <= 10_000 or self.test_images % 10:
+            raise ConfigError(f"test_images: {self.test_images} is not a multiple of 10 (classes) up to 10,000")
+
+
 # --- data efficiency -------------------------------------------------------------------------------------------------
 
 SIZES = (500, 1000, 2500, 5000, 10_000, 20_000, 45_000)

@@ -51,27 +51,30 @@ def plot_gradient_flow(results: dict, path: Path) -> Path:
 
 
 def plot_degradation(results: dict, path: Path) -> Path:
-    """He et al. Fig. 6 layout: plain nets left, residual nets right; thin lines training error, bold test error."""
+    """He et al. Fig. 6 layout: plain nets left, residual nets right; thin lines training error, bold test error.
+    Against iterations when the nets record their steps per epoch (the depth study), else against epochs; one run
+    per net (the first seed of each)."""
     fig = Figure(figsize=(12, 4.8), dpi=100)
     axes = fig.subplots(1, 2, sharey=True)
+    shown: set[str] = set()
     for ax, kind in zip(axes, ("plain", "resnet"), strict=True):
         for name, net in results["nets"].items():
-            if not name.startswith(kind):
+            model = net.get("net", name)
+            if not model.startswith(kind) or model in shown:
                 continue
-            color = DEPTH_COLORS.get(_depth(name), "black")
-            epochs = range(1, len(net["test_error_per_epoch"]) + 1)
-            ax.plot(epochs, [100 * e for e in net["train_error_per_epoch"]], color=color, lw=1, ls="--")
+            shown.add(model)
+            color = DEPTH_COLORS.get(_depth(model), "black")
+            scale = net.get("steps_per_epoch", 1)
+            xs = [scale * epoch for epoch in range(1, len(net["test_error_per_epoch"]) + 1)]
+            ax.plot(xs, [100 * e for e in net["train_error_per_epoch"]], color=color, lw=1, ls="--")
             ax.plot(
-                epochs,
-                [100 * e for e in net["test_error_per_epoch"]],
-                color=color,
-                lw=2.6,
-                label=f"{kind}-{_depth(name)}",
+                xs, [100 * e for e in net["test_error_per_epoch"]], color=color, lw=2.6, label=f"{kind}-{_depth(model)}"
             )
         ax.set_title("plain networks" if kind == "plain" else "residual networks (ResNet)")
-        ax.set_xlabel("epoch")
+        ax.set_xlabel("iterations" if any("steps_per_epoch" in net for net in results["nets"].values()) else "epoch")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
     axes[0].set_ylabel("error (%)   thin dashed: training, bold: test")
     fig.suptitle("Degradation: the same recipe and budget for every net")
     fig.tight_layout()

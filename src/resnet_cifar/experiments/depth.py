@@ -1,0 +1,213 @@
+"""Depth at the paper's scale (He et al. 2015, Table 6 and Fig. 6): plain and residual nets of growing depth, each a
+whole training run of one recipe (configs/paper-resnets.yaml) on 45,000 images.
+
+Every net is an ordinary run folder (OUT/runs/NET-seedS: checkpoint after every epoch, metrics.csv, results.json with
+the test accuracy, flip TTA and the validation-fitted temperature), so a finished ResNet can be shipped as weights and
+an interrupted one continues exactly where it stopped when the command runs again. The test error after every
+epoch (single view) draws Fig. 6; the residual nets' final test errors, mean ± std over seeds, make Table 6.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+
+from resnet_cifar import run_folder
+from resnet_cifar.checkpoint import atomic_write_bytes
+from resnet_cifar.experiments.degradation import TestErrorEachEpoch
+from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
+from resnet_cifar.experiments.settings import DepthSettings
+from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.train.config import load_config
+from resnet_cifar.train.loop import Trainer
+
+# Test error (%) of He et al. 2015 Table 6 (164 epochs), akamaster/pytorch_resnet_cifar10 (200 epochs) and
+# chenyaofo/pytorch-cifar-models (torch.hub weights), as each publishes it.
+ANCHORS = {
+    "He et al. 2015": {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43},
+    "akamaster": {20: 8.27, 32: 7.37, 44: 6.90, 56: 6.61, 110: 6.32},
+    "chenyaofo": {20: 7.40, 32: 6.47, 44: 5.99, 56: 5.63},
+}
+
+
+def study_runs(settings: DepthSettings) -> list[tuple[str, int]]:
+    """(net, seed) in the order they are trained: shallow before deep, each plain net beside its residual twin, so
+    that a study cut short has whole pairs to show; the extra seeds of Table 6 come last."""
+    runs = []
+    for depth in sorted(set(settings.plain_depths) | set(settings.residual_depths)):
+        for kind, depths in (("resnet", settings.residual_depths), ("plain", settings.plain_depths)):
+            if depth in depths:
+                runs += [(f"{kind}{depth}", seed) for seed in settings.seeds]
+    for depth, seeds in sorted(settings.more_seeds.items()):
+        runs += [(f"resnet{int(depth)}", int(seed)) for seed in seeds if int(seed) not in settings.seeds]
+    return runs
+
+
+def run_name(net: str, seed: int) -> str:
+    return f"{net}-seed{seed}"
+
+
+def net_config(settings: DepthSettings, net: str, seed: int, out: Path):
+    overrides = {
+        "model": net,
+        "seed": seed,
+        "name": run_name(net, seed),
+        "output_dir": str(out / "runs"),
+        "data_dir": settings.data_dir,
+        "checkpoint_every": 1,  # what an interruption loses is at most one epoch
+        "plots": False,
+        "progress": "auto",
+    }
+    if settings.epochs is not None:
+        overrides["epochs"] = settings.epochs
+    if settings.train_size is not None:
+        overrides["train_size"] = settings.train_size
+    return load_config(settings.config, overrides)
+
+
+def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_images, test_labels) -> dict:
+    config = net_config(settings, net, seed, out)
+    run_dir = out / "runs" / run_name(net, seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
+    trainer = Trainer(config, run_dir, callbacks=[tracker], resume_hint=AGAIN)
+    continue_from_checkpoint(trainer)
+    tracker.keep_first(trainer.position.epoch)
+    results = trainer.fit()
+    return {
+        "net": net,
+        "seed": seed,
+        "epochs": trainer.epochs,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "train_error_per_epoch": [1 - row["train_acc"] for row in trainer.history],
+        "test_error_per_epoch": tracker.errors,
+        "test_error": tracker.errors[-1],
+        "test_error_tta": 1 - results["top1"],
+        "ece_before": results["calibration"]["test"]["ece_before"],
+        "ece_after": results["calibration"]["test"]["ece_after"],
+        "temperature": results["calibration"]["test"]["temperature"],
+        "train_seconds": run_folder.training_seconds(trainer.history),
+        "run": str(run_dir),
+        "precision": trainer.runtime.precision,
+    }
+
+
+def _fingerprint(settings: DepthSettings, net: str, seed: int) -> dict:
+    """What a finished net's numbers depend on: its configuration, less where it ran and where it was written."""
+    config = net_config(settings, net, seed, Path("."))
+    skip = {"output_dir", "data_dir", "progress", "threads", "device"}
+    return {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in skip}
+
+
+def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones."""
+    from resnet_cifar.data.cifar10 import load_split
+    from resnet_cifar.data.locate import find_dataset
+    from resnet_cifar.data.splits import balanced_subset
+
+    settings.validate()
+    runs = study_runs(settings)
+    finished, todo = {}, []
+    for net, seed in runs:
+        stored_path = out / "nets" / f"{run_name(net, seed)}.json"
+        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else {}
+        if stored.get("config") == _fingerprint(settings, net, seed):
+            finished[run_name(net, seed)] = stored["result"]
+        else:
+            todo.append((net, seed))
+    if train and todo:
+        dataset = find_dataset(settings.data_dir)
+        test = load_split(dataset.folder, "test", fmt=dataset.format)
+        keep = balanced_subset(test.labels, settings.test_images, 0) if settings.test_images < 10_000 else None
+        images, labels = (test.images, test.labels) if keep is None else (test.images[keep], test.labels[keep])
+        counter = NetProgress(len(runs), log)
+        for _ in finished:
+            counter.skip()
+        for net, seed in todo:
+            counter.start(f"{run_name(net, seed)}")
+            started = time.perf_counter()
+            result = train_net(settings, net, seed, out, images, labels)
+            result["wall_seconds"] = time.perf_counter() - started
+            counter.done()
+            stored_path = out / "nets" / f"{run_name(net, seed)}.json"
+            stored_path.parent.mkdir(parents=True, exist_ok=True)
+            entry = {"config": _fingerprint(settings, net, seed), "result": result}
+            atomic_write_bytes(stored_path, json.dumps(entry).encode())
+            finished[run_name(net, seed)] = result
+            log(
+                f"{run_name(net, seed)}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)"
+            )
+    nets = {name: finished[name] for name in (run_name(n, s) for n, s in runs) if name in finished}
+    return {
+        "settings": asdict(settings),
+        "nets": nets,
+        "missing": [run_name(n, s) for n, s in runs if run_name(n, s) not in nets],
+    }
+
+
+def _depth(net: str) -> int:
+    return int(net.lstrip("abcdefghijklmnopqrstuvwxyz"))
+
+
+def table6(results: dict) -> list[dict]:
+    """One row per residual depth: the test error (single view and flip TTA), mean and std over the seeds run."""
+    by_depth: dict[int, list[dict]] = {}
+    for result in results["nets"].values():
+        if result["net"].startswith("resnet"):
+            by_depth.setdefault(_depth(result["net"]), []).append(result)
+    rows = []
+    for depth, nets in sorted(by_depth.items()):
+        single = [100 * net["test_error"] for net in nets]
+        tta = [100 * net["test_error_tta"] for net in nets]
+        rows.append(
+            {
+                "net": f"resnet{depth}",
+                "seeds": sorted(net["seed"] for net in nets),
+                "test_error": statistics.mean(single),
+                "test_error_std": statistics.stdev(single) if len(single) > 1 else None,
+                "test_error_tta": statistics.mean(tta),
+                "epochs": nets[0]["epochs"],
+                "cpu_hours": statistics.mean(net["train_seconds"] for net in nets) / 3600,
+                **{source: errors.get(depth) for source, errors in ANCHORS.items()},
+            }
+        )
+    return rows
+
+
+def _error(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def table6_lines(results: dict) -> list[str]:
+    sources = list(ANCHORS)
+    lines = [
+        "| net | seeds | test error % (single view) | flip TTA | epochs | hours each | "
+        + " | ".join(f"{source} %" for source in sources)
+        + " |",
+        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(sources),
+    ]
+    for row in table6(results):
+        anchors = " | ".join("–" if row[s] is None else f"{row[s]:.2f}" for s in sources)
+        lines.append(
+            f"| {row['net']} | {', '.join(map(str, row['seeds']))} "
+            f"| {_error(row['test_error'], row['test_error_std'])} "
+            f"| {row['test_error_tta']:.2f} | {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} |"
+        )
+    return lines
+
+
+def write_depth(results: dict, out: Path) -> list[Path]:
+    from resnet_cifar.viz.experiments import plot_degradation
+
+    return write_report(
+        out,
+        "depth.json",
+        results,
+        "nets",
+        extra={"table6.json": table6(results)},
+        pictures={"figure6.png": plot_degradation},
+    )
