@@ -1,38 +1,58 @@
 """The weights shipped inside the package: small, offline, and as accurate as their model card says."""
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 
+from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.calibration import calibration_report
-from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
+from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_model, load_pretrained, shipped_weights
 from resnet_cifar.inference.tta import predict_logits
+from resnet_cifar.models import count_parameters, create_model
 from resnet_cifar.runtime import choose_runtime
 
+SHIPPED = shipped_weights()
 
-def test_shipped_weights_are_small_and_carry_a_model_card():
-    assert DEFAULT_WEIGHTS.is_file() and DEFAULT_WEIGHTS.stat().st_size <= 5_000_000
-    card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
-    for key in ("command", "config", "seed", "date", "machine", "test_accuracy"):
+
+def test_the_default_and_every_paper_resnet_shipped_are_listed():
+    assert "default" in SHIPPED
+    assert set(SHIPPED) <= {"default", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"}
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_are_small_and_carry_a_model_card(name):
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    assert path.stat().st_size <= 5_000_000
+    card = json.loads(path.with_suffix(".json").read_text())
+    for key in ("command", "config", "seed", "date", "machine", "parameters", "calibration", "normalization"):
         assert key in card, key
-    assert {"no_tta", "tta_flip"} <= set(card["test_accuracy"])
+    assert {"no_tta", "tta_flip"} <= set(card["test_accuracy"]) and card["test_accuracy"]["images"] == 10_000
+    assert card["calibration"]["test"]["ece_after"] <= card["calibration"]["test"]["ece_before"]
+    if name != "default":  # a paper ResNet: the architecture by name, unchanged
+        assert card["model"] == name and card["model_options"] == {}
 
 
-def test_shipped_weights_reproduce_the_model_card(cifar_test):
-    """Single view and flip TTA from two passes: TTA level 1 is the mean of the image's and its mirror's logits."""
-    card = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
-    loaded = load_model(None, device="cpu")  # no --weights: the shipped file, no network needed
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_weights_reproduce_their_card_on_a_test_subset(name, cifar_test):
+    """Single view, flip TTA and calibration on the card's seeded 1,000-image subset, recomputed from the shipped
+    file as any user loads it (half-precision storage included): the card describes exactly these tensors."""
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    check = card["subset_check"]
+    chosen = balanced_subset(cifar_test.labels, check["images"], check["seed"])
+    images, labels = cifar_test.images[chosen], cifar_test.labels[chosen]
+    loaded = load_pretrained(name, device="cpu")  # no network needed
     fp32 = choose_runtime("cpu", bf16=False)  # as the card was measured
-    options = {"tta": 0, "runtime": fp32, "batch_size": 250, "channels_last": True}
-    single = predict_logits(loaded.model, cifar_test.images, **options)
-    mirrored = predict_logits(loaded.model, cifar_test.images.flip(3), **options)
-    for key, logits in (("no_tta", single), ("tta_flip", (single + mirrored) / 2)):
-        measured = (logits.argmax(1) == cifar_test.labels).double().mean().item()
-        assert measured == pytest.approx(card["test_accuracy"][key], abs=0.001), key
-    # the card's calibration (temperature from the validation split, flip TTA) is what these weights give
-    calibrated = calibration_report((single + mirrored) / 2, cifar_test.labels, loaded.temperature)
-    assert calibrated["ece_after"] == pytest.approx(card["calibration"]["test"]["ece_after"], abs=0.002)
-    assert calibrated["ece_after"] <= 0.02
+    options = {"runtime": fp32, "batch_size": 250, "normalization": loaded.normalization}
+    single = predict_logits(loaded.model, images, tta=0, **options)
+    flip = predict_logits(loaded.model, images, tta=1, **options)
+    assert accuracy(single, labels) == pytest.approx(check["no_tta"], abs=0.002)  # 2 images: fp32 kernels' rounding
+    assert accuracy(flip, labels) == pytest.approx(check["tta_flip"], abs=0.002)
+    assert calibration_report(flip, labels, loaded.temperature)["ece_after"] == pytest.approx(
+        check["ece_after"], abs=0.003
+    )
 
 
 def test_shipped_weights_are_robust_as_their_card_says(cifar_test):
@@ -58,3 +78,50 @@ def test_shipped_weights_are_robust_as_their_card_says(cifar_test):
     )
     measured = (logits.argmax(1) == cifar_test.labels[chosen]).double().mean().item()
     assert measured == pytest.approx(check["accuracy"], abs=0.004)  # 2 of 500 images: rounding of fp32 kernels
+
+
+def test_shipped_weights_load_by_name_and_unknown_names_are_listed(tmp_path, monkeypatch):
+    from resnet_cifar.errors import CheckpointError
+    from resnet_cifar.inference.loading import resolve_weights
+
+    monkeypatch.chdir(tmp_path)
+    assert resolve_weights("default") == DEFAULT_WEIGHTS
+    (tmp_path / "default").mkdir()  # a folder of that name here is what the user means
+    with pytest.raises(CheckpointError, match="run folder"):
+        resolve_weights("default")
+    with pytest.raises(CheckpointError, match="shipped: default"):
+        resolve_weights("resnet1001")
+
+
+def test_pretrained_module_normalises_inside_and_calibrates(cifar_test):
+    """What torch.hub hands out: float images in [0, 1] in, the same logits as the product's own path."""
+    from resnet_cifar.inference import Pretrained
+
+    loaded = load_pretrained("default", device="cpu", bf16=False)
+    module = Pretrained(loaded)
+    images = cifar_test.images[:16]
+    expected = predict_logits(loaded.model, images, tta=0, runtime=choose_runtime("cpu", bf16=False),
+                              normalization=loaded.normalization, channels_last=False)  # fmt: skip
+    with torch.no_grad():
+        logits = module(images.float() / 255)
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
+    probabilities = module.probabilities(images.float() / 255)
+    torch.testing.assert_close(probabilities, torch.softmax(expected / loaded.temperature, 1), rtol=1e-4, atol=1e-5)
+
+
+REPO = Path(__file__).resolve().parents[1]
+PAPER = [name for name in SHIPPED if name != "default"]
+
+
+def test_torch_hub_builds_each_paper_resnet_offline():
+    for depth in (20, 32, 44, 56, 110):
+        net = torch.hub.load(str(REPO), f"resnet{depth}", source="local", pretrained=False)
+        assert count_parameters(net) == count_parameters(create_model(f"resnet{depth}"))
+
+
+@pytest.mark.parametrize("name", PAPER)
+def test_torch_hub_loads_the_shipped_paper_resnets_with_their_card(name):
+    module = torch.hub.load(str(REPO), name, source="local", pretrained=True)
+    card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+    assert module.card["test_accuracy"] == card["test_accuracy"] and module.temperature > 0
+    assert module(torch.rand(2, 3, 32, 32)).shape == (2, 10)

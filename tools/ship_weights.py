@@ -1,4 +1,8 @@
-"""Make the shipped default weights from a finished run: src/resnet_cifar/weights/default.safetensors + default.json.
+"""Ship the weights of a finished run inside the package: src/resnet_cifar/weights/NAME.safetensors + NAME.json.
+
+`--name default` (the default) makes the weights `resnet-cifar predict` uses without --weights; `--name resnet56`
+ships a paper ResNet, loadable as `--weights resnet56`, `load_pretrained("resnet56")` and through hubconf.py.
+`--half` stores the tensors in float16 (half the size; every number in the card is measured on the stored tensors).
 
 The model card records how the run was made (command, config, seed, date, machine) and the test accuracy of exactly
 these weights, measured here in fp32 (the precision `resnet-cifar predict` runs them in on CPUs without native
@@ -8,6 +12,8 @@ tests/test_shipped_weights.py checks that the shipped file reproduces those numb
     resnet-cifar train --config configs/robust.yaml
     resnet-cifar evaluate outputs/robust --corruptions all
     python tools/ship_weights.py outputs/robust
+    python tools/ship_weights.py outputs/depth/runs/resnet56-seed0 --name resnet56 --half \
+        --command "resnet-cifar experiment depth"
 
 The run's corruption benchmark (`corruptions.json`, or `--corruptions REPORT`) goes into the card: clean, per-family
 and mean corrupted accuracy, the relative drop, the machine and the command, with a spot check (one corruption and
@@ -26,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, save_checkpoint
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
@@ -35,7 +43,7 @@ from resnet_cifar.evaluate.calibration import calibration_report, fit_temperatur
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.evaluate.robustness import sample
 from resnet_cifar.evaluate.runner import validation_split
-from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
+from resnet_cifar.inference.loading import WEIGHTS_DIR, load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import count_parameters
 from resnet_cifar.runtime import choose_runtime, machine_description
@@ -74,6 +82,29 @@ def spot_check_accuracy(loaded, test, check: dict = SPOT_CHECK) -> float:
     return accuracy(logits, test.labels[chosen])
 
 
+SUBSET_CHECK = {"images": 1000, "seed": 0}
+
+
+def subset_check(loaded, test, check: dict = SUBSET_CHECK) -> dict:
+    """Accuracy (single view, flip TTA) and calibration in fp32 on a seeded class-balanced test subset: what
+    tests/test_shipped_weights.py recomputes from every shipped file in a second."""
+    from resnet_cifar.data.splits import balanced_subset
+
+    chosen = balanced_subset(test.labels, check["images"], check["seed"])
+    fp32 = choose_runtime("cpu", bf16=False)
+    options = {"runtime": fp32, "batch_size": 250, "normalization": loaded.normalization}
+    single = predict_logits(loaded.model.cpu(), test.images[chosen], tta=0, **options)
+    flip = predict_logits(loaded.model, test.images[chosen], tta=1, **options)
+    labels = test.labels[chosen]
+    return {
+        **check,
+        "precision": "fp32",
+        "no_tta": accuracy(single, labels),
+        "tta_flip": accuracy(flip, labels),
+        "ece_after": calibration_report(flip, labels, loaded.temperature)["ece_after"],
+    }
+
+
 def robustness_of(report_path: Path, loaded, test) -> dict:
     """The card's robustness entry: the benchmark's summary (as run on the finished run) and the spot check."""
     report = json.loads(report_path.read_text())
@@ -94,55 +125,80 @@ def robustness_of(report_path: Path, loaded, test) -> dict:
     return summary
 
 
-def recalibrate(data_dir: str | None) -> None:
-    """Fit the shipped weights' temperature again and store it, and their normalisation, in their metadata and card
-    (tensors unchanged)."""
-    tensors, metadata = load_checkpoint(DEFAULT_WEIGHTS)
-    loaded = load_model(None, device="cpu", bf16=False)
+def recalibrate(name: str, data_dir: str | None) -> None:
+    """Fit the shipped weights' temperature again and store it, their normalisation and their subset check in their
+    metadata and card (tensors unchanged)."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    tensors, metadata = load_checkpoint(path)
+    loaded = load_model(path, device="cpu", bf16=False)
     card = metadata["card"]
     dataset = find_dataset(data_dir)
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     card["calibration"] = calibration_of(loaded, dataset, card["config"], test)
     card["normalization"] = loaded.normalization.as_dict()  # files from before it was recorded: CIFAR-10's
-    kept = {k: v for k, v in metadata.items() if k not in WRITTEN_KEYS}
-    save_checkpoint(DEFAULT_WEIGHTS, tensors, {**kept, "normalization": card["normalization"], "card": card})
-    DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    print(f"recalibrated {DEFAULT_WEIGHTS}: {json.dumps(card['calibration'], indent=1)}")
+    card["subset_check"] = subset_check(_with(loaded, card), test)
+    write_shipped(path, tensors, {k: v for k, v in metadata.items() if k not in WRITTEN_KEYS}, card)
+    print(f"recalibrated {path}: {json.dumps(card['calibration'], indent=1)}")
+
+
+def _with(loaded, card: dict):
+    """`loaded` answering with the temperature of `card` (the one just fitted)."""
+    loaded.metadata = {**loaded.metadata, "card": card, "calibration": card["calibration"]}
+    return loaded
+
+
+def write_shipped(path: Path, tensors: dict, metadata: dict, card: dict) -> None:
+    save_checkpoint(path, tensors, {**metadata, "normalization": card["normalization"], "card": card})
+    path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+
+
+def training_record(run: Path) -> dict:
+    """Where and how long the run trained, from its results.json (the machine, the hours of its training loop)."""
+    results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
+    seconds = results.get("train_seconds")
+    return {"machine": results.get("machine"), "hours": round(seconds / 3600, 2) if seconds else None}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", help="the finished run folder")
+    parser.add_argument("--name", default="default", help="the shipped name (default, resnet20, resnet56, ...)")
+    parser.add_argument("--half", action="store_true", help="store the tensors in float16")
     parser.add_argument("--command", default=None, help="default: resnet-cifar train --config configs/<run name>.yaml")
     parser.add_argument("--corruptions", default=None, help="benchmark report (default: RUN/corruptions.json)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--recalibrate", action="store_true", help="only refit the shipped weights' temperature")
     args = parser.parse_args()
     if args.recalibrate:
-        recalibrate(args.data_dir)
+        recalibrate(args.name, args.data_dir)
         return
     if args.run is None:
         parser.error("name the finished run folder (or --recalibrate)")
-    loaded = load_model(args.run, "last")
+    loaded = load_model(args.run, "last", device="cpu", bf16=False)
+    storage = torch.float16 if args.half else torch.float32
+    state = {
+        f"model.{k}": (v.to(storage) if v.is_floating_point() else v) for k, v in loaded.model.state_dict().items()
+    }
+    loaded.model.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})  # measure what is stored
     config = loaded.config
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     measured = {}
     fp32 = choose_runtime("cpu", bf16=False)  # as the card says, and as the test reproduces it on any machine
-    loaded.model.cpu()
     for tta in (0, 1, 2):
         logits = predict_logits(loaded.model, test.images, tta=tta, runtime=fp32, normalization=loaded.normalization)
         measured[f"tta{tta}"] = round(accuracy(logits, test.labels), 4)
-    state = {f"model.{k}": v.contiguous() for k, v in loaded.model.state_dict().items()}
     card = {
         "model": loaded.name,
         "model_options": loaded.options,
         "parameters": count_parameters(loaded.model),
         "weights": "exponential moving average" if loaded.averaged else "final weights",
+        "storage": str(storage).removeprefix("torch."),
         "command": args.command or f"resnet-cifar train --config configs/{config.get('name', 'shipped')}.yaml",
         "config": config,
         "seed": config.get("seed"),
         "trained_on": f"{config.get('train_size') or 50_000 - config.get('val_size', 0)} CIFAR-10 training images",
+        "training": training_record(Path(args.run)),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_description(),
         "test_accuracy": {
@@ -156,18 +212,18 @@ def main() -> None:
         "normalization": loaded.normalization.as_dict(),
     }
     card["calibration"] = calibration_of(loaded, dataset, config, test)
+    card["subset_check"] = subset_check(_with(loaded, card), test)
     report = Path(args.corruptions) if args.corruptions else Path(args.run) / "corruptions.json"
     if report.is_file():
         card["robustness"] = robustness_of(report, loaded, test)
     elif args.corruptions:
         raise SystemExit(f"{report}: no such benchmark report")
-    DEFAULT_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"model": loaded.name, "model_options": loaded.options, "normalization": card["normalization"]}
-    save_checkpoint(DEFAULT_WEIGHTS, state, {**metadata, "card": card})
-    DEFAULT_WEIGHTS.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
-    size = DEFAULT_WEIGHTS.stat().st_size
-    print(f"wrote {DEFAULT_WEIGHTS} ({size / 1e6:.2f} MB) and its model card; test accuracy {measured}")
-    assert size <= 5e6, "the shipped weights must stay under 5 MB"
+    path = WEIGHTS_DIR / f"{args.name}.safetensors"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_shipped(path, state, {"model": loaded.name, "model_options": loaded.options}, card)
+    size = path.stat().st_size
+    print(f"wrote {path} ({size / 1e6:.2f} MB) and its model card; test accuracy {measured}")
+    assert size <= 5e6, "shipped weights must stay under 5 MB"
 
 
 if __name__ == "__main__":

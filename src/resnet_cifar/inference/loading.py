@@ -58,11 +58,26 @@ class LoadedModel:
         return self.path.parent
 
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "default.safetensors"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # shipped inside the package: no download, ever
+DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
+
+
+def shipped_weights() -> list[str]:
+    """The names of the weights shipped with the package ("default", and the paper ResNets such as "resnet56")."""
+    return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def shipped_path(name: str) -> Path:
+    """The file of the shipped weights called `name`; CheckpointError listing the names when there is none."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if "/" in name or not path.is_file():
+        raise CheckpointError(f"no shipped weights called {name!r}; shipped: {', '.join(shipped_weights())}")
+    return path
 
 
 def resolve_weights(source: Path | str | None, which: str = "last") -> Path:
-    """A run folder -> its `<which>.safetensors`; a file -> itself; None -> the shipped default weights."""
+    """A run folder -> its `<which>.safetensors`; a file -> itself; the name of shipped weights ("resnet56") -> their
+    file, when no file or folder of that name is here; None -> the shipped default weights."""
     if source is None:
         if not DEFAULT_WEIGHTS.is_file():
             raise CheckpointError(f"the shipped default weights are missing ({DEFAULT_WEIGHTS}); pass --weights")
@@ -73,9 +88,14 @@ def resolve_weights(source: Path | str | None, which: str = "last") -> Path:
         if not path.is_file():
             raise CheckpointError(f"{source} has no {which}.safetensors (is it a run folder?)")
         return path
-    if not source.is_file():
-        raise CheckpointError(f"no run folder or weights file at {source}")
-    return source
+    if source.is_file():
+        return source
+    if source.name == str(source) and source.suffix == "" and str(source) in shipped_weights():
+        return shipped_path(str(source))
+    raise CheckpointError(
+        f"no run folder or weights file at {source}, and no shipped weights of that name "
+        f"(shipped: {', '.join(shipped_weights())})"
+    )
 
 
 def state_from_tensors(tensors: dict[str, torch.Tensor], prefer_ema: bool = True) -> tuple[dict, bool]:
@@ -166,3 +186,32 @@ def load_model(
     memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
     loaded.model.to(runtime.device, memory_format=memory_format)
     return loaded
+
+
+def load_pretrained(name: str = "default", **options) -> LoadedModel:
+    """The shipped weights called `name` (`shipped_weights()` lists them: "default", "resnet20", "resnet56", ...),
+    loaded as `load_model` loads any weights (`options`: device, bf16, threads): the model in eval mode with the
+    normalisation and the validation-fitted temperature it was trained and calibrated with. Nothing is downloaded."""
+    return load_model(shipped_path(name), **options)
+
+
+class Pretrained(nn.Module):
+    """Shipped weights with their input normalisation inside: call it on float images scaled to [0, 1]
+    (N x 3 x 32 x 32, as Pillow or torchvision's ToTensor give them) for logits; `probabilities` divides them by the
+    temperature fitted on the validation split first. What `torch.hub.load(..., pretrained=True)` returns."""
+
+    def __init__(self, loaded: LoadedModel):
+        super().__init__()
+        self.net = loaded.model
+        norm = loaded.normalization
+        self.register_buffer("mean", torch.tensor(norm.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(norm.std).view(1, 3, 1, 1), persistent=False)
+        self.temperature = loaded.temperature
+        self.card = loaded.metadata.get("card", {})
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net((images - self.mean) / self.std)
+
+    @torch.no_grad()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self(images) / self.temperature, dim=1)
