@@ -1,4 +1,5 @@
-"""The command line, run as a user would: subprocesses on small real data."""
+"""The command line on small real data: the training run as a user starts it, a process of its own; the commands
+that use it in this process through the same entry (tests/commands.py), each as exit code, stdout and stderr."""
 
 import json
 import os
@@ -11,20 +12,23 @@ import pytest
 import yaml
 from PIL import Image
 
+from commands import run_cli
 from resnet_cifar.runtime import choose_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "resnet_cifar", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
+def cli(
+    *args: str, cwd: Path, env: dict | None = None, check: bool = True, process: bool = False
+) -> subprocess.CompletedProcess:
+    """`resnet-cifar ARGS` in this process, or in a process of its own (`process`), as a user runs it."""
+    if process:
+        command = [sys.executable, "-m", "resnet_cifar", *args]
+        result = subprocess.run(
+            command, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+        )
+    else:
+        result = run_cli(*args, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}")
     return result
@@ -39,7 +43,7 @@ def trained_run(cifar_dir, tmp_path_factory):
         "model_options: {widths: [16, 32, 64], blocks: [1, 0, 1], stem_width: 16}\n"
         "tta: 2\ntta_share: 0.3\n"  # six views for the 30% least confident: evaluate must reproduce that too
     )
-    result = cli("train", "--config", "tiny.yaml", "--data-dir", str(cifar_dir), cwd=work)
+    result = cli("train", "--config", "tiny.yaml", "--data-dir", str(cifar_dir), cwd=work, process=True)
     return work, result
 
 

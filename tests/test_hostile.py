@@ -18,6 +18,7 @@ import safetensors.torch
 import torch
 import yaml
 
+from commands import run_cli
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, save_checkpoint
 from resnet_cifar.errors import CheckpointError, ConfigError
@@ -29,23 +30,7 @@ CLI = [sys.executable, "-m", "resnet_cifar"]
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """`resnet-cifar ARGS` run in this process as the command runs it (its exit code, stdout and stderr): a new
-    interpreter would add ~2 s of start-up per call. What needs a process of its own (signals, memory) starts one."""
-    import contextlib
-    import io
-
-    from resnet_cifar import cli as command
-
-    out, err = io.StringIO(), io.StringIO()
-    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.setattr(command.train, "_stop_with_parent", lambda: None)  # not for the test process
-        if cwd is not None:
-            patch.chdir(cwd)
-        try:
-            code = command.main([str(arg) for arg in args])
-        except SystemExit as stop:  # argparse's refusals
-            code = stop.code if isinstance(stop.code, int) else 2
-    return subprocess.CompletedProcess(["resnet-cifar", *args], code, out.getvalue(), err.getvalue())
+    return run_cli(*args, cwd=cwd)
 
 
 def shipped() -> tuple[dict, dict]:

@@ -19,7 +19,7 @@ from tiny import tiny_flags
 
 TESTS = Path(__file__).resolve().parent
 TINY_FLAGS = tiny_flags(
-    epochs=5, label_smoothing=0.0, deterministic=True, tta=0, progress="lines", checkpoint_every=1, test_at_end=True
+    epochs=3, label_smoothing=0.0, deterministic=True, tta=0, progress="lines", checkpoint_every=1, test_at_end=True
 )
 
 
