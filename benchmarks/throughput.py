@@ -157,6 +157,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of ours vs bare")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--peak-size", type=int, default=4096, help="side of the square matmul timed for the peak")
     parser.add_argument(
         "--emulated-bf16",
         action="store_true",
@@ -175,7 +176,7 @@ def main() -> None:
     else:
         options = dict(VARIANTS["fastnet 32-64-128 (make train)"][1]) if args.model == "fastnet" else {}
     macs = count_macs(create_model(args.model, **options))
-    peaks = {bf16: matmul_peak(torch.bfloat16 if bf16 else torch.float32) for bf16 in precisions}
+    peaks = {bf16: matmul_peak(torch.bfloat16 if bf16 else torch.float32, args.peak_size) for bf16 in precisions}
     print(
         f"{args.model} {options}: {macs / 1e6:.1f} MMACs/image; {torch.get_num_threads()} threads; matmul peak "
         + ", ".join(f"{'bf16' if bf16 else 'fp32'} {peak:.0f} GFLOP/s" for bf16, peak in peaks.items())
