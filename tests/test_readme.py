@@ -44,7 +44,7 @@ def test_readme_gives_the_two_commands_and_they_are_the_makefiles():
 @pytest.mark.parametrize("kind", ["avx2", "avx512_bf16", "amx"])
 def test_the_python_api_example_runs_under_each_machine_kind(kind, machine, cifar_dir, tmp_path, monkeypatch, capsys):
     """The README's Python block, as written, with the default precision decided for a faked machine kind (the test
-    set is cut to 64 images: bf16 really runs, emulated where this machine has no native bf16)."""
+    set is cut to 32 images: bf16 really runs, emulated where this machine has no native bf16)."""
     from PIL import Image
 
     import resnet_cifar.data
@@ -56,8 +56,8 @@ def test_the_python_api_example_runs_under_each_machine_kind(kind, machine, cifa
     monkeypatch.setenv("RESNET_CIFAR_DATA", str(cifar_dir))  # the real data (skipped without it: nothing downloads)
     for name in ("cat.jpg", "a.png", "b.webp"):
         Image.new("RGB", (40, 30), (200, 120, 40)).save(tmp_path / name)
-    monkeypatch.setattr(resnet_cifar.data, "load_cifar10", lambda **kw: tuple(t[:64] for t in real_load(**kw)))
+    monkeypatch.setattr(resnet_cifar.data, "load_cifar10", lambda **kw: tuple(t[:32] for t in real_load(**kw)))
     exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("cpu (") and ("→ bf16" in printed[0]) is machine.facts.bf16
-    assert 0.5 < float(printed[1]) <= 1.0  # the shipped weights on 64 test images
+    assert 0.5 < float(printed[1]) <= 1.0  # the shipped weights on 32 test images
