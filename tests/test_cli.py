@@ -143,6 +143,8 @@ def test_bad_config_fails_at_once_with_one_line(tmp_path):
 def test_models_and_data_verify(cifar_dir, tmp_path):
     table = cli("models", "resnet*0", cwd=tmp_path).stdout
     assert "| resnet20 | cifar-resnet | 20 | 0.27M | 0.27M |" in table
+    shipped = cli("models", "--shipped", cwd=tmp_path).stdout
+    assert "| default | fastnet | 1,093,272 | 92.50% | float32 |" in shipped
     verify = cli("data", "verify", "--data-dir", str(cifar_dir), cwd=tmp_path).stdout
     assert "data_batch_3.bin   OK" in verify and "all files verified" in verify
 

@@ -10,10 +10,29 @@ from resnet_cifar.cli.options import add_data_dir
 # --- models ------------------------------------------------------------------------------------------------------
 
 
+def shipped_lines() -> list[str]:
+    """The weights inside the package, by the name `--weights` and `load_pretrained` take, from their model cards."""
+    import json
+
+    from resnet_cifar.inference.loading import WEIGHTS_DIR, shipped_weights
+
+    lines = ["| name | model | parameters | test accuracy (flip TTA) | storage |", "| --- | --- | ---: | ---: | --- |"]
+    for name in shipped_weights():
+        card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
+        accuracy = card["test_accuracy"]["tta_flip"]
+        lines.append(
+            f"| {name} | {card['model']} | {card['parameters']:,} | {accuracy:.2%} | {card.get('storage', 'float32')} |"
+        )
+    return lines
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from resnet_cifar.models import format_table, list_models
     from resnet_cifar.models.summary import cached_model_table
 
+    if args.shipped:
+        print("\n".join(shipped_lines()))
+        return 0
     names = list_models(args.pattern)
     if not names:
         print(f"no model matches {args.pattern!r}", file=sys.stderr)
@@ -25,6 +44,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 def _models_parser(sub) -> None:
     parser = sub.add_parser("models", help="list the registered models with parameters and FLOPs")
     parser.add_argument("pattern", nargs="?", default=None, help="glob filter, e.g. 'plain*'")
+    parser.add_argument("--shipped", action="store_true", help="list the weights shipped by name (--weights NAME)")
     parser.set_defaults(func=cmd_models)
 
 
