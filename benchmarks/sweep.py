@@ -17,6 +17,8 @@ the chosen config on the test set over several seeds.
     python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
 
 `--processes N` trains each candidate as N torchrun processes (DDP; on a CPU each gets its share of the threads).
+A sweep whose candidates all finished appends its table to the results ledger (`--no-record` for a trial); running
+a finished sweep again trains nothing and records it.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from repeat_runs import train_command
-from resnet_cifar import run_folder
+from resnet_cifar import ledger, run_folder
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.runtime import machine_description
@@ -77,7 +79,24 @@ def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1)
         "epochs": last["epoch"],
         "train_s": sum(row["seconds"] for row in read_metrics(out / name)),
         "wall_s": wall,
+        "config": yaml.safe_load((out / name / "config.yaml").read_text()),
     }
+
+
+def record_sweep(grid_path: Path, done: list[dict], path: Path) -> None:
+    """The ranked candidates (validation only) as a ledger record; the precision and seeds each ran with."""
+    keep = ("name", "val_acc", "tta_val_acc", "best_val_acc", "epochs", "train_s")
+    configs = [row["config"] for row in done]
+    precision = ",".join(sorted({"bf16" if config.get("bf16") is True else "fp32" for config in configs}))
+    entry = ledger.record(
+        "sweep",
+        {"grid": grid_path.as_posix(), "candidates": [{key: row[key] for key in keep} for row in done]},
+        precision=precision,
+        seeds=sorted({config.get("seed", 0) for config in configs}),
+        config=grid_path,
+    )
+    ledger.append(entry, path)
+    print(f"recorded in {path}")
 
 
 def main() -> None:
@@ -87,6 +106,7 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=1, help="candidates trained at once")
     parser.add_argument("--only", nargs="+", default=None, help="run only these candidates")
     parser.add_argument("--processes", type=int, default=1, help="torchrun processes per candidate")
+    ledger.add_flags(parser)
     argv = sys.argv[1:]
     split = argv.index("--") if "--" in argv else len(argv)
     args = parser.parse_args(argv[:split])
@@ -117,6 +137,8 @@ def main() -> None:
         print(f"{row['name']:<24} FAILED: {row['error'][-1]}")
     if done:
         print(f"best={done[0]['name']} val_acc={done[0]['val_acc']:.4f}")
+    if done and not failed and not args.no_record and args.only is None:
+        record_sweep(grid_path, done, args.ledger)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,22 @@ def test_a_config_s_measured_lines_follow_its_records(tmp_path):
     rendered = render_tables.render(config.read_text(), [entry], config)
     assert "# measured: 82.00 ± 1.41% test accuracy, 11 ± 1 s whole command, seeds 0, 1;" in rendered
     assert rendered.endswith("epochs: 1\n")
+
+
+def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import sweep
+
+    ledger = tmp_path / "ledger.jsonl"
+    grid = Path("benchmarks/grids/paper-resnets-round1.yaml")
+    rows = [
+        {"name": name, "val_acc": acc, "tta_val_acc": acc + 0.01, "best_val_acc": acc, "epochs": 40,
+         "train_s": 9000.0, "wall_s": 1.0, "config": {"bf16": False, "seed": 0}}
+        for name, acc in (("modern", 0.9136), ("paper-regularisation", 0.8994))
+    ]  # fmt: skip
+    sweep.record_sweep(grid, rows, ledger)
+    (entry,) = read_ledger(ledger)
+    assert entry["benchmark"] == "sweep" and entry["precision"] == "fp32" and entry["seeds"] == [0]
+    assert "wall_s" not in entry["numbers"]["candidates"][0]  # a rerun of a finished sweep trains nothing
+    table = render_tables.sweep_table(read_ledger(ledger), grid.as_posix())
+    assert table[2].startswith("| modern | 91.36% | 92.36% | 40 | 2.5 |") and "paper-regularisation" in table[3]

@@ -182,7 +182,28 @@ def measured_lines(config: Path, records: list[dict]) -> str:
     return "".join(lines)
 
 
+def sweep_table(records: list[dict], grid: str) -> list[str]:
+    """The newest sweep of `grid`: its candidates ranked by validation accuracy, with where and how it ran."""
+    entries = [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
+    if not entries:
+        return [f"(no sweep of {grid} in the ledger)"]
+    entry = entries[-1]
+    lines = [
+        "| candidate | validation accuracy | with flip TTA | epochs | training hours per candidate |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in entry["numbers"]["candidates"]:
+        lines.append(
+            f"| {row['name']} | {row['val_acc'] * 100:.2f}% | {row['tta_val_acc'] * 100:.2f}% | {row['epochs']} | "
+            f"{row['train_s'] / 3600:.1f} |"
+        )
+    lines.append("")
+    lines.append(f"{machine(entry)}, {entry['precision']}, {seed_label(entry)}, {entry['date']}: `{entry['command']}`")
+    return lines
+
+
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "paper-resnets-round1": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round1.yaml"),
     "serve-load": serve_load,
     "two-commands": two_commands,
     "headline": headline,
