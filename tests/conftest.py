@@ -5,6 +5,11 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+# Measurements made by the tests (tiny studies, trial benchmarks) never reach the published ledger; this process and
+# every command it starts append to a scratch file instead.
+os.environ["RESNET_CIFAR_LEDGER"] = str(
+    Path(os.environ.get("TMPDIR", "/tmp")) / f"resnet-cifar-test-ledger-{os.getpid()}.jsonl"
+)
 SHARED = REPO.parent / "shared" / "data" / "cifar-10-batches-bin"
 
 
@@ -73,3 +78,7 @@ def fake_cifar(tmp_path, monkeypatch) -> Path:
     for file_name, check in table.items():
         monkeypatch.setitem(checksums.BINARY_FILES, file_name, check)
     return folder
+
+
+def pytest_sessionfinish(session, exitstatus):
+    Path(os.environ["RESNET_CIFAR_LEDGER"]).unlink(missing_ok=True)

@@ -4,7 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-from resnet_cifar.ledger import LEDGER, append, read_ledger, record
+from resnet_cifar.ledger import PUBLISHED as LEDGER
+from resnet_cifar.ledger import append, read_ledger, record
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("render_tables", ROOT / "tools" / "render_tables.py")

@@ -202,7 +202,86 @@ def sweep_table(records: list[dict], grid: str) -> list[str]:
     return lines
 
 
+def depth_of(net: str) -> int:
+    return int("".join(ch for ch in net.split("-")[0] if ch.isdigit()))
+
+
+def caption(entry: dict) -> str:
+    return f"{machine(entry)}, {entry['precision']}, {seed_label(entry)}, {entry['date']}: `{entry['command']}`"
+
+
+def newest(records: list[dict], benchmark: str) -> dict | None:
+    found = [entry for entry in records if entry["benchmark"] == benchmark]
+    return found[-1] if found else None
+
+
+def gradient_flow(records: list[dict]) -> list[str]:
+    entry = newest(records, "experiment gradient-flow")
+    if entry is None:
+        return ["(no gradient-flow study in the ledger)"]
+    steps = entry["numbers"]["steps"]
+    lines = [
+        f"| net | batch norm | first / last conv gradient norm, init | after {steps} steps "
+        f"| loss, init → after {steps} steps |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    nets = entry["numbers"]["nets"]  # batch norm first, then plain before residual, shallow before deep
+
+    def order(label: str) -> tuple:
+        return (nets[label]["norm"] != "bn", not label.startswith("plain"), depth_of(label))
+
+    for label in sorted(nets, key=order):
+        net = nets[label]
+        lines.append(
+            f"| {label.replace('-nobn', '')} | {'yes' if net['norm'] == 'bn' else 'no'} | "
+            f"{net['first_to_last_init']:.3g} | {net['first_to_last_trained']:.3g} | "
+            f"{net['loss_init']:.3g} → {net['loss_trained']:.3g} |"
+        )
+    return [*lines, "", caption(entry)]
+
+
+def degradation(records: list[dict]) -> list[str]:
+    entry = newest(records, "experiment degradation")
+    if entry is None:
+        return ["(no degradation study in the ledger)"]
+    nets = entry["numbers"]["nets"]
+    lines = [
+        "| depth | plain: training error | plain: test error | ResNet: training error | ResNet: test error |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for depth in sorted({depth_of(name) for name in nets}):
+        plain, residual = nets.get(f"plain{depth}", {}), nets.get(f"resnet{depth}", {})
+        cells = [
+            f"{net[key]:.2%}" if key in net else "—"
+            for net in (plain, residual)
+            for key in ("train_error", "test_error")
+        ]
+        lines.append(f"| {depth} | " + " | ".join(cells) + " |")
+    return [*lines, "", f"{entry['numbers']['epochs']:g} epochs per net; " + caption(entry)]
+
+
+def data_efficiency(records: list[dict]) -> list[str]:
+    entry = newest(records, "experiment data-efficiency")
+    if entry is None:
+        return ["(no data-efficiency study in the ledger)"]
+    summary = entry["numbers"]["summary"]
+    lines = [
+        "| training images | epochs (same steps) | residual: test acc. | plain twin: test acc. | residual − plain |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for residual, plain in zip(summary["residual"], summary["plain"], strict=True):
+        lines.append(
+            f"| {residual['train_size']:,} | {residual['epochs']:.3g} | "
+            f"{residual['mean']:.2%} ± {residual['std'] * 100:.2f} | {plain['mean']:.2%} ± {plain['std'] * 100:.2f} | "
+            f"{(residual['mean'] - plain['mean']) * 100:+.1f} pt |"
+        )
+    return [*lines, "", f"{entry['numbers']['budget']}; " + caption(entry)]
+
+
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "gradient-flow": gradient_flow,
+    "degradation": degradation,
+    "data-efficiency": data_efficiency,
     "paper-resnets-round1": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round1.yaml"),
     "serve-load": serve_load,
     "two-commands": two_commands,

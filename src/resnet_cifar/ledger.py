@@ -19,7 +19,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-LEDGER = Path(__file__).resolve().parents[2] / "docs" / "results" / "ledger.jsonl"
+PUBLISHED = Path(__file__).resolve().parents[2] / "docs" / "results" / "ledger.jsonl"
+LEDGER = Path(os.environ.get("RESNET_CIFAR_LEDGER") or PUBLISHED)  # the test suite points it elsewhere
 
 
 def machine_facts() -> dict[str, Any]:
@@ -34,7 +35,7 @@ def machine_facts() -> dict[str, Any]:
     return facts
 
 
-def git_commit(folder: Path = LEDGER.parent) -> str | None:
+def git_commit(folder: Path = PUBLISHED.parent) -> str | None:
     try:
         done = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10

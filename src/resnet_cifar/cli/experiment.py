@@ -60,18 +60,44 @@ def settings_from(args: argparse.Namespace, settings_class: type):
     return settings
 
 
-def cmd_gradient_flow(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.gradient_flow import run_gradient_flow, summary_lines, write_gradient_flow
+def record(args: argparse.Namespace, numbers: dict, *, precision: str, seeds: list[int]) -> None:
+    """Append the published numbers of a whole study (not a --quick one) to the results ledger, unless --no-record."""
+    if args.quick or args.no_record:
+        return
+    from resnet_cifar import ledger
 
-    results = run_gradient_flow(settings_from(args, GradientFlowSettings))
+    ledger.append(
+        ledger.record(f"experiment {args.experiment}", numbers, precision=precision, seeds=seeds), args.ledger
+    )
+    print(f"recorded in {args.ledger}")
+
+
+def auto_precision(device: str = "auto") -> str:
+    """The precision `bf16: auto` resolves to here (the recipes of the training experiments leave it auto)."""
+    from resnet_cifar.runtime import choose_runtime
+
+    return choose_runtime(device, "auto").precision
+
+
+def cmd_gradient_flow(args: argparse.Namespace) -> int:
+    from resnet_cifar.experiments.gradient_flow import (
+        ledger_numbers,
+        run_gradient_flow,
+        summary_lines,
+        write_gradient_flow,
+    )
+
+    settings = settings_from(args, GradientFlowSettings)
+    results = run_gradient_flow(settings)
     print("\n".join(summary_lines(results)))
     for path in write_gradient_flow(results, Path(args.out)):
         print(f"wrote {path}")
+    record(args, ledger_numbers(results), precision="fp32", seeds=[settings.seed])
     return 0
 
 
 def cmd_degradation(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.degradation import run_degradation, table_lines, write_degradation
+    from resnet_cifar.experiments.degradation import ledger_numbers, run_degradation, table_lines, write_degradation
 
     settings = settings_from(args, DegradationSettings)
     if args.schedule == "step":
@@ -81,11 +107,17 @@ def cmd_degradation(args: argparse.Namespace) -> int:
     print(f"total {results['total_seconds'] / 60:.1f} minutes")
     for path in write_degradation(results, Path(args.out)):
         print(f"wrote {path}")
+    record(args, ledger_numbers(results), precision=auto_precision(), seeds=[settings.seed])
     return 0
 
 
 def cmd_data_efficiency(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.data_efficiency import run_data_efficiency, table_lines, write_data_efficiency
+    from resnet_cifar.experiments.data_efficiency import (
+        ledger_numbers,
+        run_data_efficiency,
+        table_lines,
+        write_data_efficiency,
+    )
 
     settings = settings_from(args, DataEfficiencySettings)
     if args.model is not None and args.model_options is None:
@@ -96,11 +128,12 @@ def cmd_data_efficiency(args: argparse.Namespace) -> int:
     print(f"{results['seconds'] / 60:.1f} minutes of training and testing in all ({results['budget']})")
     for path in write_data_efficiency(results, out):
         print(f"wrote {path}")
+    if not results["missing"]:
+        record(args, ledger_numbers(results), precision=auto_precision(settings.device), seeds=list(settings.seeds))
     return 0
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
-    from resnet_cifar import ledger
     from resnet_cifar.experiments.depth import run_depth, table6, table6_lines, write_depth
 
     settings = settings_from(args, DepthSettings)
@@ -113,21 +146,15 @@ def cmd_depth(args: argparse.Namespace) -> int:
     if results["missing"]:
         print(f"not finished: {', '.join(results['missing'])}")
         return 0
-    if not args.no_record:
-        nets = results["nets"].values()
-        numbers = {
-            "table6": table6(results),
-            "nets": {
-                name: {k: v for k, v in net.items() if not k.endswith("per_epoch")}
-                for name, net in results["nets"].items()
-            },
-        }
-        precision = ",".join(sorted({net["precision"] for net in nets}))
-        seeds = sorted({net["seed"] for net in nets})
-        ledger.append(
-            ledger.record("depth-study", numbers, precision=precision, seeds=seeds, config=settings.config), args.ledger
-        )
-        print(f"recorded in {args.ledger}")
+    nets = results["nets"].values()
+    numbers = {
+        "table6": table6(results),
+        "nets": {
+            name: {k: v for k, v in net.items() if not k.endswith("per_epoch")} for name, net in results["nets"].items()
+        },
+    }
+    precision = ",".join(sorted({net["precision"] for net in nets}))
+    record(args, numbers, precision=precision, seeds=sorted({net["seed"] for net in nets}))
     return 0
 
 
@@ -182,7 +209,8 @@ def _experiment_parser(sub) -> None:
         )
     from resnet_cifar import ledger
 
-    ledger.add_flags(commands["depth"])
+    for command in commands.values():
+        ledger.add_flags(command)
 
 
 def register(sub) -> None:

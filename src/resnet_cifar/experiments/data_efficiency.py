@@ -260,3 +260,10 @@ def write_data_efficiency(results: dict, out: Path) -> list[Path]:
     return write_report(
         out, "data_efficiency.json", results, "points", pictures={"data_efficiency.png": plot_data_efficiency}
     )
+
+
+def ledger_numbers(results: dict) -> dict:
+    """Test accuracy per training-set size, mean ± std over seeds, residual and plain twin, with the budget."""
+    keep = ("train_size", "epochs", "mean", "std", "n")
+    summary = {kind: [{key: row[key] for key in keep} for row in rows] for kind, rows in results["summary"].items()}
+    return {"budget": results["budget"], "summary": summary, "seconds": results.get("seconds")}

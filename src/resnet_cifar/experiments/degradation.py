@@ -130,6 +130,12 @@ def table(results: dict) -> dict:
     }
 
 
+def ledger_numbers(results: dict) -> dict:
+    """The published table (final training and test error per net) with the budget and the time it took."""
+    settings = results["settings"]
+    return {"epochs": settings["epochs"], "nets": table(results), "total_seconds": results.get("total_seconds")}
+
+
 def table_lines(results: dict) -> list[str]:
     lines = ["| net | final training error | final test error |", "| --- | ---: | ---: |"]
     for net, row in table(results).items():

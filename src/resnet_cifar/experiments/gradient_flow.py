@@ -179,6 +179,23 @@ def summary_lines(results: dict) -> list[str]:
     return lines
 
 
+def ledger_numbers(results: dict) -> dict:
+    """What the published table shows, per net: the first/last conv gradient ratio and the loss, init and trained."""
+    return {
+        "steps": results["settings"]["steps"],
+        "nets": {
+            label: {
+                "norm": net["norm"],
+                "first_to_last_init": net["init"]["first_to_last"],
+                "first_to_last_trained": net["trained"]["first_to_last"],
+                "loss_init": net["init"]["loss"],
+                "loss_trained": net["trained"]["loss"],
+            }
+            for label, net in results["nets"].items()
+        },
+    }
+
+
 def write_gradient_flow(results: dict, out: Path) -> list[Path]:
     from resnet_cifar.viz.experiments import plot_gradient_flow
 
