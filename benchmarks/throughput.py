@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.models import count_macs, create_model
@@ -157,6 +158,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternations of ours vs bare")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
+    ledger.add_flags(parser)
     parser.add_argument("--peak-size", type=int, default=4096, help="side of the square matmul timed for the peak")
     parser.add_argument(
         "--emulated-bf16",
@@ -182,6 +184,7 @@ def main() -> None:
         + ", ".join(f"{'bf16' if bf16 else 'fp32'} {peak:.0f} GFLOP/s" for bf16, peak in peaks.items())
     )
     print(f"{'mode':<10} {'precision':<9} {'layout':<14} {'images/s':>9} {'GFLOP/s':>8} {'of peak':>8}")
+    rates: dict[str, dict[str, dict[str, float]]] = {}
     for train in (True, False):
         for bf16 in precisions:
             for channels_last in (False, True):
@@ -195,6 +198,10 @@ def main() -> None:
                     steps=args.steps,
                 )
                 gflops = rate * macs * 2 * (3 if train else 1) / 1e9
+                layouts = rates.setdefault("train" if train else "inference", {}).setdefault(
+                    "bf16" if bf16 else "fp32", {}
+                )
+                layouts["channels_last" if channels_last else "contiguous"] = round(rate, 1)
                 print(
                     f"{'train' if train else 'inference':<10} {'bf16' if bf16 else 'fp32':<9} "
                     f"{'channels_last' if channels_last else 'contiguous':<14} {rate:>9,.0f} {gflops:>8.0f} "
@@ -214,6 +221,11 @@ def main() -> None:
         f"(medians of {args.rounds})"
     )
     print(f"loop_vs_bare={ratio:.3f}")
+    if not args.no_record:
+        numbers = {"model": args.model, "model_options": options, "batch_size": args.batch_size, "images_per_s": rates,
+                   "loop_vs_bare": round(ratio, 3)}  # fmt: skip
+        ledger.append(ledger.record("throughput", numbers, precision=chosen.precision), args.ledger)
+        print(f"recorded in {args.ledger}")
 
 
 if __name__ == "__main__":

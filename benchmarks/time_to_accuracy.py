@@ -51,6 +51,7 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.runtime import choose_runtime, cpu_isa, machine_description
@@ -235,6 +236,7 @@ def main() -> None:
     parser.add_argument("--baseline", help="a second config timed to the same target (stopping there), for a ratio")
     parser.add_argument("--whole-command", action="store_true", help="also time `resnet-cifar train` per seed, split")
     parser.add_argument("--profile", action="store_true", help="only profile a few training steps of the config")
+    ledger.add_flags(parser)
     args = parser.parse_args()
     overrides = {"threads": args.threads} if args.threads else {}
     config = load_config(args.config, overrides)
@@ -248,8 +250,9 @@ def main() -> None:
     whole = report_whole_commands(args.config, args) if args.whole_command else math.nan
     runs = run_config(args.config, args, overrides)
     ours = summarise(runs)
+    base_runs = run_config(args.baseline, args, overrides, stop_at=max(args.target)) if args.baseline else []
     if args.baseline:
-        base = summarise(run_config(args.baseline, args, overrides, stop_at=max(args.target)))
+        base = summarise(base_runs)
         for target in args.target:
             print(
                 f"baseline_vs_ours={base[target][0] / ours[target][0]:.2f}  ({args.baseline}: {base[target][0]:.1f} s, "
@@ -263,6 +266,24 @@ def main() -> None:
         + (each + " " if each else "")
         + f"whole_command_s={whole:.1f} precision={chosen.precision} isa={cpu_isa()} device={chosen.device}"
     )
+    if not args.no_record:
+        numbers = {"target": first, "config": args.config, "seconds": seconds_to(runs, first), "final": finals(runs)}
+        if args.baseline:
+            numbers.update(baseline=args.baseline, baseline_seconds=seconds_to(base_runs, first))
+        entry = ledger.record(
+            "time_to_accuracy", numbers, precision=chosen.precision, seeds=args.seeds, config=args.config
+        )
+        ledger.append(entry, args.ledger)
+        print(f"recorded in {args.ledger}")
+
+
+def seconds_to(runs: list[dict], target: float) -> list[float | None]:
+    """Each seed's seconds to `target` (None where it was not reached)."""
+    return [run["hits"][target][0] if run["hits"][target] else None for run in runs]
+
+
+def finals(runs: list[dict]) -> list[float]:
+    return [run["final"] for run in runs]
 
 
 if __name__ == "__main__":

@@ -15,10 +15,11 @@ import argparse
 
 import torch
 
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import CLASSES, load_split
 from resnet_cifar.data.locate import find_dataset
-from resnet_cifar.inference.cam import explain
+from resnet_cifar.inference.cam import cam_table, explain
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.runtime import machine_description
@@ -43,6 +44,7 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-dir", default=None)
+    ledger.add_flags(parser)
     args = parser.parse_args()
     loaded = load_model(args.weights, device="cpu", bf16=False)
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
@@ -56,27 +58,28 @@ def main() -> int:
         f"{loaded.name} ({loaded.path.name}), {args.images:,} test images (seed {args.seed}), fp32, no TTA, layer "
         f"{explanation.layer}; {machine_description()}"
     )
-    print("| class | right | mass in the centre 16×16 | top half | bottom half | image covered |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    per_class = {}
     for index, name in enumerate(CLASSES):
         members = right & (labels == index)
-        row = {key: float(value[members].mean()) for key, value in measured.items()}
-        print(
-            f"| {name} | {int(members.sum())} | {row['centre']:.0%} | {row['top']:.0%} | {row['bottom']:.0%} | "
-            f"{row['covered']:.0%} |"
-        )
-    overall = {key: float(value[right].mean()) for key, value in measured.items()}
-    print(
-        f"| all | {int(right.sum())} | {overall['centre']:.0%} | {overall['top']:.0%} | {overall['bottom']:.0%} | "
-        f"{overall['covered']:.0%} |"
-    )
+        per_class[name] = {"right": int(members.sum()), **{k: float(v[members].mean()) for k, v in measured.items()}}
+    per_class["all"] = {"right": int(right.sum()), **{k: float(v[right].mean()) for k, v in measured.items()}}
+    print("\n".join(cam_table(per_class)))
     print("(uniform map: centre 25%, each half 50%)")
     hot, cold = occlusion_costs(loaded, images, explanation)
+    occlusion = {
+        "hot": float(hot.mean()),
+        "cold": float(cold.mean()),
+        "hot_costs_more": float((hot > cold).float().mean()),
+    }
     print(
         f"occlusion: covering the map's hottest 8x8 cell with the mean colour lowers the predicted class's logit by "
-        f"{float(hot.mean()):.2f} on average, its coldest cell by {float(cold.mean()):.2f} "
-        f"(hotter costs more on {float((hot > cold).float().mean()):.0%} of the images)"
+        f"{occlusion['hot']:.2f} on average, its coldest cell by {occlusion['cold']:.2f} "
+        f"(hotter costs more on {occlusion['hot_costs_more']:.0%} of the images)"
     )
+    if not args.no_record:
+        numbers = {"weights": loaded.path.name, "images": args.images, "per_class": per_class, "occlusion": occlusion}
+        ledger.append(ledger.record("cam_summary", numbers, precision="fp32", seeds=[args.seed]), args.ledger)
+        print(f"recorded in {args.ledger}")
     return 0
 
 

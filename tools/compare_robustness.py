@@ -2,6 +2,9 @@
 
     python tools/compare_robustness.py earlier=docs/robustness/earlier-corruptions.json \
         robust=docs/robustness/robust-corruptions.json
+
+`--record` appends the comparison to the results ledger, with the machine the reports were measured on, for the
+table in docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -10,35 +13,15 @@ import argparse
 import json
 from pathlib import Path
 
-from resnet_cifar.data.corruptions import FAMILIES
-
-
-def rows(reports: dict[str, dict]) -> list[str]:
-    names = list(reports)
-    lines = [f"| | {' | '.join(names)} |", "| --- |" + " ---: |" * len(names)]
-
-    def line(label: str, values: list[str]) -> None:
-        lines.append(f"| {label} | {' | '.join(values)} |")
-
-    line("clean accuracy", [f"{100 * r['clean_accuracy']:.2f}%" for r in reports.values()])
-    line("mean corruption accuracy", [f"{100 * r['mean_corruption_accuracy']:.2f}%" for r in reports.values()])
-    line("**relative drop**", [f"**{100 * r['relative_drop']:.1f}%**" for r in reports.values()])
-    for family in FAMILIES:
-        line(f"{family} (mean)", [f"{100 * r['per_family'][family]:.1f}%" for r in reports.values()])
-    for corruption in next(iter(reports.values()))["per_corruption"]:
-        line(f"&nbsp;&nbsp;{corruption}", [f"{100 * r['per_corruption'][corruption]:.1f}%" for r in reports.values()])
-    line("ECE clean, after temperature", [f"{r['calibration']['clean_ece_after']:.3f}" for r in reports.values()])
-    line("ECE corrupted (mean), before → after", [
-        f"{r['calibration']['corrupted_ece_before']:.3f} → {r['calibration']['corrupted_ece_after']:.3f}"
-        for r in reports.values()
-    ])  # fmt: skip
-    line("temperature", [f"{r['calibration']['temperature']:.3f}" for r in reports.values()])
-    return lines
+from resnet_cifar import ledger
+from resnet_cifar.evaluate.robustness import comparison_rows, summary_of
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("reports", nargs="+", metavar="NAME=FILE")
+    parser.add_argument("--record", action="store_true", help="append the comparison to the results ledger")
+    parser.add_argument("--ledger", type=Path, default=ledger.LEDGER)
     args = parser.parse_args()
     reports = {}
     for item in args.reports:
@@ -49,8 +32,28 @@ def main() -> int:
     splits = sorted({report.get("split", "test") for report in reports.values()})
     ttas = sorted({report["tta"] for report in reports.values()})
     print(f"{sources}; {'/'.join(splits)} images {images}, TTA {ttas}")
-    print("\n".join(rows(reports)))
+    print("\n".join(comparison_rows(reports)))
+    if args.record:
+        record(reports, args)
     return 0
+
+
+def record(reports: dict[str, dict], args: argparse.Namespace) -> None:
+    """One ledger record: each report's summary, on the machine the reports name (they must name one)."""
+    machines = {report["runtime"]["machine"] for report in reports.values()}
+    precisions = {report["runtime"]["precision"] for report in reports.values()}
+    if len(machines) != 1 or len(precisions) != 1:
+        raise SystemExit(f"the reports were measured on several machines or precisions: {machines | precisions}")
+    columns = [{"name": name, **summary_of(report)} for name, report in reports.items()]  # in the order given
+    entry = ledger.record(
+        "robustness_comparison",
+        {"columns": columns},
+        precision=precisions.pop(),
+        seeds=sorted({r["seed"] for r in reports.values()}),
+    )
+    entry["machine"] = ledger.facts_of(machines.pop())
+    ledger.append(entry, args.ledger)
+    print(f"recorded in {args.ledger}")
 
 
 if __name__ == "__main__":

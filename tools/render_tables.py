@@ -278,7 +278,120 @@ def data_efficiency(records: list[dict]) -> list[str]:
     return [*lines, "", f"{entry['numbers']['budget']}; " + caption(entry)]
 
 
+def rates(numbers: dict, mode: str) -> str:
+    """fp32 / fp32 + channels-last / bf16 / bf16 + channels-last images per second, "—" where not measured."""
+    table = numbers["images_per_s"].get(mode, {})
+    cells = [table.get(p, {}).get(layout) for p in ("fp32", "bf16") for layout in ("contiguous", "channels_last")]
+    if not any(cells):
+        return "—"
+    return " / ".join("—" if cell is None else f"{cell:,.0f}" for cell in cells)
+
+
+def is_fastnet_default(entry: dict) -> bool:
+    numbers = entry["numbers"]
+    return numbers["model"] == "fastnet" and numbers["model_options"].get("widths") == [32, 64, 128]
+
+
+def throughput(records: list[dict]) -> list[str]:
+    lines = [
+        "| machine | training, images/s: fp32 / fp32 + channels-last / bf16 / bf16 + channels-last "
+        "| inference, the same | our loop vs a bare one | date |",
+        "| --- | --- | --- | ---: | --- |",
+    ]
+    for entry in latest_per_machine(
+        [e for e in records if e["benchmark"] == "throughput" and is_fastnet_default(e)], "throughput"
+    ):
+        numbers = entry["numbers"]
+        loop = numbers.get("loop_vs_bare")
+        lines.append(
+            f"| {machine(entry)} | {rates(numbers, 'train')} | {rates(numbers, 'inference')} | "
+            f"{'—' if loop is None else f'{loop:.2f}'} | {entry['date']} |"
+        )
+    return lines
+
+
+def seconds_summary(numbers: dict, key: str) -> str:
+    if numbers.get(key) is not None:
+        return mean_std(numbers[key], digits=1, unit=" s")
+    return (
+        f"{numbers[key + '_mean']:.1f} ± {numbers[key + '_std']:.1f} s"
+        if key + "_std" in numbers
+        else (f"{numbers[key + '_mean']:.0f} s")
+    )
+
+
+def mean_of(numbers: dict, key: str) -> float:
+    values = numbers.get(key)
+    return statistics.mean(values) if values else numbers[key + "_mean"]
+
+
+def yardsticks(records: list[dict]) -> list[str]:
+    lines = [
+        "| comparison, side by side in one run | machine, precision | result | date |",
+        "| --- | --- | --- | --- |",
+    ]
+    compared = {}
+    for entry in records:  # the newest comparison of each pair of configs
+        if entry["benchmark"] == "time_to_accuracy" and entry["numbers"].get("baseline"):
+            compared[(entry["numbers"]["config"], entry["numbers"]["baseline"])] = entry
+    for (config, baseline), entry in compared.items():
+        numbers = entry["numbers"]
+        ratio = mean_of(numbers, "baseline_seconds") / mean_of(numbers, "seconds")
+        lines.append(
+            f"| `{config}` vs `{baseline}`, time to {numbers['target']:.0%} test accuracy, {seed_label(entry)} "
+            f"| {machine(entry)}, {entry['precision']} | {seconds_summary(numbers, 'seconds')} vs "
+            f"{seconds_summary(numbers, 'baseline_seconds')}: **{ratio:.2f}×** | {entry['date']} |"
+        )
+    for entry in latest_per_machine(
+        [e for e in records if e["benchmark"] == "throughput" and is_fastnet_default(e)], "throughput"
+    ):
+        train = entry["numbers"]["images_per_s"]["train"]
+        where = f"| {machine(entry)} | "
+        if entry["numbers"].get("loop_vs_bare") is not None:
+            lines.append(
+                "| our training loop vs a bare PyTorch loop, same model and work (`benchmarks/throughput.py`) "
+                f"{where}{entry['numbers']['loop_vs_bare']:.2f}× | {entry['date']} |"
+            )
+        if "bf16" in train:
+            best, plain = train["bf16"]["channels_last"], train["fp32"]["contiguous"]
+            lines.append(
+                "| bf16 + channels-last vs fp32 contiguous, fastnet 32-64-128 training (`benchmarks/throughput.py`) "
+                f"{where}{best:,.0f} vs {plain:,.0f} images/s: **{best / plain:.2f}×** | {entry['date']} |"
+            )
+    return lines
+
+
+def robustness_comparison(records: list[dict]) -> list[str]:
+    from resnet_cifar.evaluate.robustness import comparison_rows
+
+    entry = newest(records, "robustness_comparison")
+    if entry is None:
+        return ["(no robustness comparison in the ledger)"]
+    reports = {column["name"]: column for column in entry["numbers"]["columns"]}
+    images = sorted({summary["images"] for summary in reports.values()})
+    where = f"{images[0]:,} test images" if len(images) == 1 else f"test images {images}"
+    return [*comparison_rows(reports), "", f"{where}; " + caption(entry)]
+
+
+def cam_summary(records: list[dict]) -> list[str]:
+    from resnet_cifar.inference.cam import cam_table
+
+    entry = newest(records, "cam_summary")
+    if entry is None:
+        return ["(no class-activation summary in the ledger)"]
+    numbers = entry["numbers"]
+    return [
+        *cam_table(numbers["per_class"]),
+        "",
+        f"{numbers['weights']}, {numbers['images']:,} test images; " + caption(entry),
+    ]
+
+
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "cam-summary": cam_summary,
+    "robustness-comparison": robustness_comparison,
+    "throughput": throughput,
+    "yardsticks": yardsticks,
     "gradient-flow": gradient_flow,
     "degradation": degradation,
     "data-efficiency": data_efficiency,
