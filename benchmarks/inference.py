@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.inference.export import Deployable, export_model
 from resnet_cifar.inference.loading import load_model
@@ -76,6 +77,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per throughput figure")
     parser.add_argument("--repeats", type=int, default=300, help="single-image calls per latency figure")
     parser.add_argument("--threads", type=int, default=0, help="threads for PyTorch and ONNX Runtime (0: all cores)")
+    ledger.add_flags(parser)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -107,6 +109,16 @@ def main() -> None:
         f"bf16_vs_fp32={bf16 / fp32:.2f} onnxruntime_vs_fp32={ort / fp32:.2f} "
         f"best_images_per_s={max(fp32, ort, 0 if math.isnan(bf16) else bf16):.0f}"
     )
+    if not args.no_record:
+        numbers = {
+            "weights": loaded.path.name,
+            "threads": threads,
+            "batch_size": args.batch_size,
+            "runtimes": {name: {"images_per_s": r, "median_ms": m, "p99_ms": p} for name, (r, m, p) in results.items()},
+        }
+        precision = "fp32" if math.isnan(bf16) else "fp32,bf16"
+        ledger.append(ledger.record("inference", numbers, precision=precision), args.ledger)
+        print(f"recorded in {args.ledger}")
 
 
 if __name__ == "__main__":

@@ -17,15 +17,17 @@ import re
 import tempfile
 from pathlib import Path
 
+from resnet_cifar import ledger
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.runner import evaluate_source
+from resnet_cifar.experiments.depth import ANCHORS
 from resnet_cifar.inference.importer import import_checkpoint
 from resnet_cifar.runtime import machine_description
 
-# Test error in percent: akamaster's README table, and He et al. 2015 Table 6.
-PUBLISHED = {20: 8.27, 32: 7.37, 44: 6.90, 56: 6.61, 110: 6.32, 1202: 6.18}
-PAPER = {20: 8.75, 32: 7.51, 44: 7.17, 56: 6.97, 110: 6.43, 1202: 7.93}
+# Test error in percent: akamaster's README table, and He et al. 2015 Table 6 (ResNet-1202 beside the depth study's).
+PUBLISHED = {**ANCHORS["akamaster"], 1202: 6.18}
+PAPER = {**ANCHORS["He et al. 2015"], 1202: 7.93}
 
 
 def depth_of(path: Path) -> int:
@@ -52,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", help="the folder holding akamaster's resnet*.th files (pretrained_models/)")
     parser.add_argument("--data-dir", default=None)
+    ledger.add_flags(parser)
     args = parser.parse_args()
     files = sorted(Path(args.folder).glob("resnet*.th"), key=depth_of)
     if not files:
@@ -62,9 +65,11 @@ def main() -> int:
         "ours, zeros after the identity | difference to README | He et al. 2015 |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    measured = {}
     with tempfile.TemporaryDirectory() as scratch:
         for path in files:
             row = measure(path, Path(scratch), args.data_dir)
+            measured[row["model"]] = {"split": row["split"], "after": row["after"], "reported": row["reported"]}
             depth = depth_of(path)
             published = PUBLISHED.get(depth)
             gap = f"{row['split'] - published:+.2f}" if published is not None else "–"
@@ -73,6 +78,10 @@ def main() -> int:
                 f"{_percent(PAPER.get(depth))} |",
                 flush=True,
             )
+    if not args.no_record:
+        numbers = {"test_error_percent": measured, "published": "akamaster/pytorch_resnet_cifar10 pretrained_models"}
+        ledger.append(ledger.record("published_weights", numbers, precision="fp32"), args.ledger)
+        print(f"recorded in {args.ledger}")
     return 0
 
 

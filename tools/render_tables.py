@@ -207,7 +207,8 @@ def depth_of(net: str) -> int:
 
 
 def caption(entry: dict) -> str:
-    return f"{machine(entry)}, {entry['precision']}, {seed_label(entry)}, {entry['date']}: `{entry['command']}`"
+    seeded = f", {seed_label(entry)}" if entry["seeds"] else ""
+    return f"{machine(entry)}, {entry['precision']}{seeded}, {entry['date']}: `{entry['command']}`"
 
 
 def newest(records: list[dict], benchmark: str) -> dict | None:
@@ -387,7 +388,55 @@ def cam_summary(records: list[dict]) -> list[str]:
     ]
 
 
+RUNTIME_NAMES = {
+    "pytorch fp32": "PyTorch fp32",
+    "pytorch bf16": "PyTorch bf16 autocast",
+    "onnxruntime fp32": "ONNX Runtime fp32",
+}
+
+
+def inference(records: list[dict]) -> list[str]:
+    """`benchmarks/inference.py` per machine kind: throughput and single-image latency of each runtime."""
+    lines = [
+        "| machine | weights | runtime | images/s at batch 256 | single-image latency, median | p99 | date |",
+        "| --- | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    for entry in latest_per_machine(records, "inference"):
+        numbers = entry["numbers"]
+        where = f"| {machine(entry)}, {numbers['threads']} threads | {numbers['weights']} "
+        for name in sorted(numbers["runtimes"], key=list(RUNTIME_NAMES).index):
+            row = numbers["runtimes"][name]
+            lines.append(
+                f"{where}| {RUNTIME_NAMES[name]} | {row['images_per_s']:,.0f} | {row['median_ms']:.2f} ms | "
+                f"{row['p99_ms']:.2f} ms | {entry['date']} |"
+            )
+    return lines
+
+
+def published_weights(records: list[dict]) -> list[str]:
+    """akamaster's published weights imported and tested here, beside its README and the paper (test error, %)."""
+    from resnet_cifar.experiments.depth import ANCHORS
+
+    entry = newest(records, "published_weights")
+    if entry is None:
+        return ["(no test of published weights in the ledger)"]
+    lines = [
+        "| model | akamaster README error | ours with their weights (zeros split, as imported) | "
+        "ours, zeros after the identity | difference to README | He et al. 2015 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    measured = entry["numbers"]["test_error_percent"]
+    for model in sorted(measured, key=depth_of):
+        row, depth = measured[model], depth_of(model)
+        readme, paper = ANCHORS["akamaster"].get(depth), ANCHORS["He et al. 2015"].get(depth)
+        gap = f"{row['split'] - readme:+.2f}" if readme is not None else "–"
+        lines.append(f"| {model} | {readme:.2f}% | {row['split']:.2f}% | {row['after']:.2f}% | {gap} | {paper:.2f}% |")
+    return [*lines, "", caption(entry)]
+
+
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "published-weights": published_weights,
+    "inference": inference,
     "cam-summary": cam_summary,
     "robustness-comparison": robustness_comparison,
     "throughput": throughput,
