@@ -434,7 +434,31 @@ def published_weights(records: list[dict]) -> list[str]:
     return [*lines, "", caption(entry)]
 
 
+def paper_weights(records: list[dict]) -> list[str]:
+    """The paper ResNets shipped by name, from their model cards (every number measured on the stored tensors)."""
+    lines = [
+        "| name | parameters | test accuracy: single view / flip TTA | He et al. 2015 | ECE before → after temperature "
+        "| storage | epochs | training | trained with |",
+        "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |",
+    ]
+    from resnet_cifar.experiments.depth import ANCHORS
+
+    for card_path in sorted(CARD.parent.glob("resnet*.json"), key=lambda path: depth_of(path.stem)):
+        card = json.loads(card_path.read_text())
+        accuracy, test = card["test_accuracy"], card["calibration"]["test"]
+        training = card["training"]
+        paper = 100 - ANCHORS["He et al. 2015"][depth_of(card["model"])]
+        lines.append(
+            f"| `{card_path.stem}` | {card['parameters']:,} | {accuracy['no_tta']:.2%} / {accuracy['tta_flip']:.2%} | "
+            f"{paper:.2f}% | {test['ece_before']:.3f} → {test['ece_after']:.3f} | {card['storage']} | "
+            f"{card['config']['epochs']:g} | {training['hours']:.1f} h, {training['precision']}, "
+            f"{', '.join(training['machine'].split(', ')[:4])} | `{card['command']}` |"
+        )
+    return lines
+
+
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "paper-weights": paper_weights,
     "published-weights": published_weights,
     "inference": inference,
     "cam-summary": cam_summary,

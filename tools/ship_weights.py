@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, save_checkpoint
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
@@ -152,11 +153,12 @@ def write_shipped(path: Path, tensors: dict, metadata: dict, card: dict) -> None
     path.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
 
 
-def training_record(run: Path) -> dict:
-    """Where and how long the run trained, from its results.json (the machine, the hours of its training loop)."""
-    results = json.loads((run / "results.json").read_text()) if (run / "results.json").is_file() else {}
-    seconds = results.get("train_seconds")
-    return {"machine": results.get("machine"), "hours": round(seconds / 3600, 2) if seconds else None}
+def training_record(run: Path, metadata: dict) -> dict:
+    """Where and how long the run trained: the machine its checkpoint names, the hours of its training loop (the
+    epochs' seconds in metrics.csv), and its precision."""
+    seconds = run_folder.training_seconds(run_folder.read_metrics(run / "metrics.csv"))
+    runtime = metadata.get("runtime", {})
+    return {"machine": runtime.get("machine"), "precision": runtime.get("precision"), "hours": round(seconds / 3600, 2)}
 
 
 def main() -> None:
@@ -198,7 +200,7 @@ def main() -> None:
         "config": config,
         "seed": config.get("seed"),
         "trained_on": f"{config.get('train_size') or 50_000 - config.get('val_size', 0)} CIFAR-10 training images",
-        "training": training_record(Path(args.run)),
+        "training": training_record(Path(args.run), loaded.metadata),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_description(),
         "test_accuracy": {
