@@ -36,12 +36,12 @@ def validation_split(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return data.val_images, data.val_labels
 
 
-def accuracy_by_share(plain: torch.Tensor, averaged: torch.Tensor, labels: torch.Tensor, share: float) -> float:
-    """Accuracy when the `share` least confident images (by their single view) take the averaged logits."""
-    logits = plain.clone()
+def accuracy_by_share(single_view: torch.Tensor, tta_logits: torch.Tensor, labels: torch.Tensor, share: float) -> float:
+    """Accuracy when the `share` least confident images (by their single view) take the TTA views' mean logits."""
+    logits = single_view.clone()
     if share > 0:
-        chosen = least_confident(plain, share)
-        logits[chosen] = averaged[chosen]
+        chosen = least_confident(single_view, share)
+        logits[chosen] = tta_logits[chosen]
     return (logits.argmax(1) == labels).double().mean().item()
 
 
@@ -64,10 +64,10 @@ def main() -> None:
             channels_last=loaded.channels_last,
             normalization=loaded.normalization,
         )
-        plain = predict_logits(loaded.model, images, tta=0, **options)
-        averaged = predict_logits(loaded.model, images, tta=args.level, **options)
+        single_view = predict_logits(loaded.model, images, tta=0, **options)
+        tta_logits = predict_logits(loaded.model, images, tta=args.level, **options)
         for share in args.shares:
-            accuracies[share].append(accuracy_by_share(plain, averaged, labels, share))
+            accuracies[share].append(accuracy_by_share(single_view, tta_logits, labels, share))
         if index == 0:  # the times: every share through the real pass, alternated
             for _ in range(args.rounds):
                 for share in args.shares:

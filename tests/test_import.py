@@ -154,7 +154,7 @@ def test_trained_checkpoints_record_cifar10_statistics():
         world_size=1,
         lr=0.1,
         schedule_kind="onecycle",
-        averaged=False,
+        ema_weights=False,
         data_folder=Path("."),
         runtime=choose_runtime("cpu", bf16=False),
     )

@@ -205,25 +205,25 @@ def test_predict_cli_exit_code_and_json(tmp_path):
 def test_one_pass_gives_the_tta_logits_and_the_plain_view_bit_for_bit(tta):
     """Training's last validation reads the single-view accuracy and fits the temperature on the TTA views from one
     pass: both must be exactly what the separate passes give."""
-    from resnet_cifar.inference.tta import predict_logits, predict_logits_and_plain
+    from resnet_cifar.inference.tta import predict_logits, predict_logits_and_single_view
 
     torch.manual_seed(0)
     model = create_model("fastnet", widths=[8, 16, 16], stem_width=8).eval()
     images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
-    averaged, plain = predict_logits_and_plain(model, images, tta=tta, batch_size=5)
+    averaged, plain = predict_logits_and_single_view(model, images, tta=tta, batch_size=5)
     assert torch.equal(averaged, predict_logits(model, images, tta=tta, batch_size=5))
     assert torch.equal(plain, predict_logits(model, images, tta=0, batch_size=5))
     assert tta == 0 or not torch.equal(averaged, plain)
 
 
 def test_a_tta_share_gives_the_views_to_the_least_confident_images_only():
-    from resnet_cifar.inference.tta import least_confident, predict_logits, predict_logits_and_plain, view_count
+    from resnet_cifar.inference.tta import least_confident, predict_logits, predict_logits_and_single_view, view_count
 
     torch.manual_seed(0)
     model = create_model("fastnet", widths=[8, 16, 16], stem_width=8).eval()
     images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
     full = predict_logits(model, images, tta=2, batch_size=7)
-    averaged, plain = predict_logits_and_plain(model, images, tta=2, batch_size=7, tta_share=0.25)
+    averaged, plain = predict_logits_and_single_view(model, images, tta=2, batch_size=7, tta_share=0.25)
     assert torch.equal(plain, predict_logits(model, images, tta=0, batch_size=7))
     chosen = least_confident(plain, 0.25)
     confidence = plain.softmax(1).amax(1)

@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from resnet_cifar import run_folder
-from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, save_checkpoint
+from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, recorded_precision, save_checkpoint
 from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.corruptions import corrupt
@@ -157,8 +157,13 @@ def training_record(run: Path, metadata: dict) -> dict:
     """Where and how long the run trained: the machine its checkpoint names, the hours of its training loop (the
     epochs' seconds in metrics.csv), and its precision."""
     seconds = run_folder.training_seconds(run_folder.read_metrics(run / "metrics.csv"))
-    runtime = metadata.get("runtime", {})
-    return {"machine": runtime.get("machine"), "precision": runtime.get("precision"), "hours": round(seconds / 3600, 2)}
+    bf16 = recorded_precision(metadata)
+    precision = None if bf16 is None else "bf16" if bf16 else "fp32"
+    return {
+        "machine": metadata.get("runtime", {}).get("machine"),
+        "precision": precision,
+        "hours": round(seconds / 3600, 2),
+    }
 
 
 def main() -> None:
@@ -194,7 +199,7 @@ def main() -> None:
         "model": loaded.name,
         "model_options": loaded.options,
         "parameters": count_parameters(loaded.model),
-        "weights": "exponential moving average" if loaded.averaged else "final weights",
+        "weights": "exponential moving average" if loaded.ema_weights else "final weights",
         "storage": str(storage).removeprefix("torch."),
         "command": args.command or f"resnet-cifar train --config configs/{config.get('name', 'shipped')}.yaml",
         "config": config,

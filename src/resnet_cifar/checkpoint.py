@@ -155,8 +155,9 @@ def _sibling(path: Path) -> str:
 
 
 def recorded_precision(metadata: dict[str, Any]) -> bool | None:
-    """Whether a checkpoint's weights were trained and tested in bf16: its config's resolved `bf16`, or, in
-    checkpoints written before the config held it, the precision its runtime recorded (None: not recorded)."""
+    """Whether a checkpoint's weights were trained and tested in bf16: its config's resolved `bf16` (the one place a
+    checkpoint stores it), or, in checkpoints written before the config held it, the precision its runtime recorded
+    (None: not recorded)."""
     configured = metadata.get("config", {}).get("bf16")
     if isinstance(configured, bool):
         return configured

@@ -90,7 +90,7 @@ def evaluate_source(
         seconds=seconds,
         filename=filename,
         model=loaded.name,
-        ema=loaded.averaged,
+        ema=loaded.ema_weights,
         source=str(loaded.path),
         runtime=runtime.as_dict(),
         calibration=calibration_report(logits, test.labels, loaded.temperature),  # T from the validation split
@@ -141,7 +141,7 @@ def plot_run(
         logits / loaded.temperature,
         seed=config.get("seed", 0),
         label_smoothing=config.get("label_smoothing", 0.0),
-        which=describe_predictions(weights, tta, loaded.averaged),
+        which=describe_predictions(weights, tta, loaded.ema_weights),
     )
     if explain:
         written.append(_cam_grid(loaded, test, run / "inference_cam.png", tta, cam_layer, config.get("seed", 0)))

@@ -26,7 +26,7 @@ class LoadedModel:
     path: Path
     runtime: Runtime  # where the model is and the precision to run it in
     metadata: dict = field(default_factory=dict)
-    averaged: bool = False  # the EMA weights were loaded
+    ema_weights: bool = False  # the exponential moving average of the weights was loaded
 
     @property
     def config(self) -> dict:
@@ -175,14 +175,14 @@ def load_model(
         )
     options = dict(metadata.get("model_options", {}) if model_options is None else model_options)
     model = create_model(name, **options)
-    state, averaged = state_from_tensors(tensors, prefer_ema)
+    state, ema_weights = state_from_tensors(tensors, prefer_ema)
     refuse_non_finite(path, tensors, metadata)
     mismatch = state_mismatch(model.state_dict(), state)
     if mismatch:
         raise CheckpointError(f"{path} does not fit model {name}: {mismatch}")
     model.load_state_dict(state)
     runtime = choose_runtime(device, bf16, threads, recorded=recorded_precision(metadata))
-    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, averaged)
+    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, ema_weights)
     memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
     loaded.model.to(runtime.device, memory_format=memory_format)
     return loaded

@@ -53,15 +53,15 @@ def model_device(model: nn.Module) -> torch.device:
 def predict_logits(model: nn.Module, images: torch.Tensor, **options) -> torch.Tensor:
     """float32 logits (N x classes, on the CPU) of uint8 images N x 3 x 32 x 32, in eval mode, averaged over TTA views.
 
-    Options, as `predict_logits_and_plain` takes them: `tta` (level, default 0), `batch_size`; `runtime`: where and
-    in what precision (default: chosen for the device the model is on, as `choose_runtime` does); `channels_last`:
+    Options, as `predict_logits_and_single_view` takes them: `tta` (level, default 0), `batch_size`; `runtime`: where
+    and in what precision (default: chosen for the device the model is on, as `choose_runtime` does); `channels_last`:
     feed channels-last batches (as the run was trained and tested, for identical rounding); `normalization`: the
     statistics the weights were trained with (LoadedModel.normalization).
     """
-    return predict_logits_and_plain(model, images, **options)[0]
+    return predict_logits_and_single_view(model, images, **options)[0]
 
 
-def predict_logits_and_plain(
+def predict_logits_and_single_view(
     model: nn.Module,
     images: torch.Tensor,
     *,
@@ -88,13 +88,13 @@ def predict_logits_and_plain(
         with torch.no_grad():
             if tta == 0 or tta_share == 1:
                 return passes.mean_over_views(images, tta)
-            plain = passes.mean_over_views(images, 0)[0]
-            chosen = least_confident(plain, tta_share)
+            single_view = passes.mean_over_views(images, 0)[0]
+            chosen = least_confident(single_view, tta_share)
             others = passes.mean_over_views(images[chosen], tta, skip_first=True)[0]  # the views but the first
             views = view_count(tta)
-            averaged = plain.clone()
-            averaged[chosen] = (plain[chosen] + others * (views - 1)) / views
-            return averaged, plain
+            tta_logits = single_view.clone()
+            tta_logits[chosen] = (single_view[chosen] + others * (views - 1)) / views
+            return tta_logits, single_view
     finally:
         model.train(was_training)
 
@@ -118,7 +118,7 @@ class _Passes:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(mean float32 logits over the level's views, the first view's logits); `skip_first` leaves the first view
         (the image as is) out of the mean, and the second part empty."""
-        averaged, plain = [], []
+        tta_logits, single_view = [], []
         for start in range(0, len(images), self.batch_size):
             batch = images[start : start + self.batch_size]
             batch = normalize(batch, normalization=self.normalization).to(self.runtime.device)
@@ -130,9 +130,9 @@ class _Passes:
                 with self.runtime.autocast():
                     logits = self.model(view).float()
                 if total is None and not skip_first:
-                    plain.append(logits.cpu())
+                    single_view.append(logits.cpu())
                 total = logits if total is None else total + logits
-            averaged.append((total / len(views)).cpu())
-        if not averaged:
+            tta_logits.append((total / len(views)).cpu())
+        if not tta_logits:
             return torch.empty(0, 0), torch.empty(0, 0)
-        return torch.cat(averaged), torch.cat(plain) if plain else torch.empty(0, 0)
+        return torch.cat(tta_logits), torch.cat(single_view) if single_view else torch.empty(0, 0)

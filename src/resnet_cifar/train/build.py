@@ -16,9 +16,12 @@ from resnet_cifar.train.muon import MuonWithSGD
 
 
 def build_model(config: TrainConfig) -> nn.Module:
+    """The run's model, built once; whatever its builder raises on the options' values is the user's input."""
     try:
         return create_model(config.model, **config.model_options)
-    except TypeError as error:
+    except ConfigError:
+        raise
+    except Exception as error:
         raise ConfigError(f"model_options for {config.model}: {error}") from None
 
 

@@ -23,7 +23,7 @@ def final_test(
     predict: Callable[[torch.Tensor, int], torch.Tensor],
     *,
     runtime: Runtime,
-    averaged: bool,
+    ema_weights: bool,
     history: list[dict],
     timings: dict[str, float],
     calibration: dict | None = None,
@@ -52,7 +52,7 @@ def final_test(
             seed=config.seed,
             publish_to=Path(config.output_dir) / "inference.png" if config.publish_picture else None,
             label_smoothing=config.label_smoothing,
-            which=describe_predictions("last", config.tta, averaged),
+            which=describe_predictions("last", config.tta, ema_weights),
         )
         timings["pictures_s"] = time.perf_counter() - started
     train_seconds = run_folder.training_seconds(history)
@@ -66,7 +66,7 @@ def final_test(
         weights="last",
         seconds=timings["test_s"],
         model=config.model,
-        ema=averaged,
+        ema=ema_weights,
         train_images=len(data.train_labels),
         train_seconds=train_seconds,
         runtime=runtime.as_dict(),

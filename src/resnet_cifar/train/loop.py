@@ -25,7 +25,7 @@ from resnet_cifar.checkpoint import (
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
 from resnet_cifar.evaluate.calibration import temperature_calibration, temperature_of
-from resnet_cifar.inference.tta import predict_logits, predict_logits_and_plain
+from resnet_cifar.inference.tta import predict_logits, predict_logits_and_single_view
 from resnet_cifar.runtime import Runtime, choose_runtime, enable_determinism, let_cudnn_choose_kernels
 from resnet_cifar.seeding import BATCH_STREAM, WHITENING_SAMPLE, derive_seed
 from resnet_cifar.train import distributed
@@ -77,6 +77,7 @@ class Trainer:
         else:
             let_cudnn_choose_kernels(self.device)
         torch.manual_seed(config.seed)
+        model = build_model(config)  # first: bad option values fail before any data is read
         start_importing_optimizer_machinery()  # while the data loads (build.py says why)
         started = time.perf_counter()
         self.data: TrainingData = self._prepare_data()
@@ -101,7 +102,7 @@ class Trainer:
         self.schedule = build_schedule(config, self.total_steps, self.steps_per_epoch)
 
         self.memory_format = torch.channels_last if config.channels_last else torch.contiguous_format
-        self.model = build_model(config)
+        self.model = model
         self._init_from_data(self.model)
         self.model = self.model.to(self.device, memory_format=self.memory_format)
         if self.dist.enabled and config.sync_bn:
@@ -156,7 +157,7 @@ class Trainer:
             world_size=self.dist.world_size,
             lr=self.schedule(self.position.step),
             schedule_kind=self.schedule.kind,
-            averaged=self.ema is not None,
+            ema_weights=self.ema is not None,
             data_folder=self.data.folder,
             runtime=self.runtime,
         )
@@ -209,7 +210,7 @@ class Trainer:
             self.data,
             self.predict,
             runtime=self.runtime,
-            averaged=self.ema is not None,
+            ema_weights=self.ema is not None,
             history=self.history,
             timings=self.timings,
             calibration=self.calibration,
@@ -275,10 +276,10 @@ class Trainer:
                     callback.on_step(self)
                 started += time.perf_counter() - paused  # hooks do not count as training time
             if self._should_stop(stop, position.epoch_step == steps):
-                self._accumulate(loss_sum, correct, count, time.perf_counter() - started)
+                self._add_to_epoch_totals(loss_sum, correct, count, time.perf_counter() - started)
                 progress.end_epoch("")
                 self._interrupt(stop.received or signal.SIGTERM)
-        self._accumulate(loss_sum, correct, count, time.perf_counter() - started)
+        self._add_to_epoch_totals(loss_sum, correct, count, time.perf_counter() - started)
 
     def _should_stop(self, stop: StopSignal, epoch_end: bool) -> bool:
         """Whether a signal asks to stop after this step, agreed by all ranks. On a GPU under DDP the agreement is a
@@ -333,7 +334,7 @@ class Trainer:
             f"training stopped and {kept}. Try a lower lr, or grad_clip."
         )
 
-    def _accumulate(self, loss_sum: torch.Tensor, correct: torch.Tensor, count: int, seconds: float) -> None:
+    def _add_to_epoch_totals(self, loss_sum: torch.Tensor, correct: torch.Tensor, count: int, seconds: float) -> None:
         totals = torch.stack(
             [loss_sum, correct.double(), torch.tensor(float(count), dtype=torch.float64, device=self.device)]
         )
@@ -384,14 +385,14 @@ class Trainer:
         in the final checkpoint so every later use of these weights reports honest probabilities."""
         started = time.perf_counter()
         images, labels = self.data.val_images, self.data.val_labels
-        averaged, logits = predict_logits_and_plain(
+        tta_logits, logits = predict_logits_and_single_view(
             self.eval_model, images, tta=self.config.tta if calibrate else 0, **self._predict_options()
         )
         row["val_loss"] = F.cross_entropy(logits, labels).item()
         row["val_acc"] = (logits.argmax(1) == labels).double().mean().item()
         row["val_seconds"] = time.perf_counter() - started
         if calibrate:
-            self.calibration = temperature_calibration(averaged, labels, self.config.tta)
+            self.calibration = temperature_calibration(tta_logits, labels, self.config.tta)
         return row["val_acc"]
 
     @property

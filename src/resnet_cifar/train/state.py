@@ -108,7 +108,7 @@ def checkpoint_metadata(
     world_size: int,
     lr: float,
     schedule_kind: str,
-    averaged: bool,
+    ema_weights: bool,
     data_folder: Path,
     runtime: Runtime,
 ) -> dict:
@@ -134,11 +134,12 @@ def checkpoint_metadata(
             ),
         },
         "schedule": {"kind": schedule_kind, "step": position.step, "total_steps": total_steps},
-        "ema": averaged,
+        "ema": ema_weights,
         "classes": list(CLASSES),
         "normalization": CIFAR10.as_dict(),  # what training fed the model (resnet_cifar.data.normalization)
         "data_folder": str(data_folder.resolve()),
-        "runtime": runtime.as_dict(),
+        # where it ran; the precision is the config's resolved `bf16`, stored there once (recorded_precision reads it)
+        "runtime": {key: value for key, value in runtime.as_dict().items() if key != "precision"},
         "torch_version": torch.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
