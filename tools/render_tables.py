@@ -457,7 +457,13 @@ def paper_weights(records: list[dict]) -> list[str]:
     return lines
 
 
+def gpu_runs(records: list[dict]) -> list[str]:
+    """The live recipes' repeated runs on a GPU."""
+    return [*RUN_HEADER, *(run_row(entry) for entry in latest_runs(records) if "gpu" in entry["machine"])]
+
+
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "gpu-runs": gpu_runs,
     "paper-weights": paper_weights,
     "published-weights": published_weights,
     "inference": inference,
