@@ -216,10 +216,21 @@ def newest(records: list[dict], benchmark: str) -> dict | None:
     return found[-1] if found else None
 
 
-def gradient_flow(records: list[dict]) -> list[str]:
-    entry = newest(records, "experiment gradient-flow")
-    if entry is None:
-        return ["(no gradient-flow study in the ledger)"]
+def from_newest(benchmark: str, what: str) -> Callable:
+    """A table rendered from the newest record of `benchmark` (a note where the ledger has none)."""
+
+    def wrap(render: Callable[[dict], list[str]]) -> Callable[[list[dict]], list[str]]:
+        def table(records: list[dict]) -> list[str]:
+            entry = newest(records, benchmark)
+            return [f"(no {what} in the ledger)"] if entry is None else render(entry)
+
+        return table
+
+    return wrap
+
+
+@from_newest("experiment gradient-flow", "gradient-flow study")
+def gradient_flow(entry: dict) -> list[str]:
     steps = entry["numbers"]["steps"]
     lines = [
         f"| net | batch norm | first / last conv gradient norm, init | after {steps} steps "
@@ -241,10 +252,8 @@ def gradient_flow(records: list[dict]) -> list[str]:
     return [*lines, "", caption(entry)]
 
 
-def degradation(records: list[dict]) -> list[str]:
-    entry = newest(records, "experiment degradation")
-    if entry is None:
-        return ["(no degradation study in the ledger)"]
+@from_newest("experiment degradation", "degradation study")
+def degradation(entry: dict) -> list[str]:
     nets = entry["numbers"]["nets"]
     lines = [
         "| depth | plain: training error | plain: test error | ResNet: training error | ResNet: test error |",
@@ -261,10 +270,8 @@ def degradation(records: list[dict]) -> list[str]:
     return [*lines, "", f"{entry['numbers']['epochs']:g} epochs per net; " + caption(entry)]
 
 
-def data_efficiency(records: list[dict]) -> list[str]:
-    entry = newest(records, "experiment data-efficiency")
-    if entry is None:
-        return ["(no data-efficiency study in the ledger)"]
+@from_newest("experiment data-efficiency", "data-efficiency study")
+def data_efficiency(entry: dict) -> list[str]:
     summary = entry["numbers"]["summary"]
     lines = [
         "| training images | epochs (same steps) | residual: test acc. | plain twin: test acc. | residual − plain |",
@@ -362,24 +369,20 @@ def yardsticks(records: list[dict]) -> list[str]:
     return lines
 
 
-def robustness_comparison(records: list[dict]) -> list[str]:
+@from_newest("robustness_comparison", "robustness comparison")
+def robustness_comparison(entry: dict) -> list[str]:
     from resnet_cifar.evaluate.robustness import comparison_rows
 
-    entry = newest(records, "robustness_comparison")
-    if entry is None:
-        return ["(no robustness comparison in the ledger)"]
     reports = {column["name"]: column for column in entry["numbers"]["columns"]}
     images = sorted({summary["images"] for summary in reports.values()})
     where = f"{images[0]:,} test images" if len(images) == 1 else f"test images {images}"
     return [*comparison_rows(reports), "", f"{where}; " + caption(entry)]
 
 
-def cam_summary(records: list[dict]) -> list[str]:
+@from_newest("cam_summary", "class-activation summary")
+def cam_summary(entry: dict) -> list[str]:
     from resnet_cifar.inference.cam import cam_table
 
-    entry = newest(records, "cam_summary")
-    if entry is None:
-        return ["(no class-activation summary in the ledger)"]
     numbers = entry["numbers"]
     return [
         *cam_table(numbers["per_class"]),
@@ -413,13 +416,11 @@ def inference(records: list[dict]) -> list[str]:
     return lines
 
 
-def published_weights(records: list[dict]) -> list[str]:
+@from_newest("published_weights", "test of published weights")
+def published_weights(entry: dict) -> list[str]:
     """akamaster's published weights imported and tested here, beside its README and the paper (test error, %)."""
     from resnet_cifar.experiments.depth import ANCHORS
 
-    entry = newest(records, "published_weights")
-    if entry is None:
-        return ["(no test of published weights in the ledger)"]
     lines = [
         "| model | akamaster README error | ours with their weights (zeros split, as imported) | "
         "ours, zeros after the identity | difference to README | He et al. 2015 |",
