@@ -96,15 +96,16 @@ def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path
     assert (tmp_path / "degradation.png").stat().st_size > 10_000
 
 
-def test_paper_step_schedule_keeps_lr_0_1_until_half_the_budget(cifar_dir, tmp_path):
-    settings = tiny_degradation(cifar_dir, epochs=2, test_images=100)
+def test_paper_step_schedule_keeps_lr_0_1_until_half_the_budget(tmp_path):
+    from resnet_cifar.experiments.degradation import net_config
+    from resnet_cifar.train.schedule import build_schedule
+
+    settings = DegradationSettings(epochs=2)
     settings.use_paper_step_schedule()
-    results = run_degradation(settings, tmp_path, log=lambda _: None)
-    write_degradation(results, tmp_path)
-    rows = (tmp_path / "runs" / "resnet20" / "metrics.csv").read_text().splitlines()
-    header = rows[0].split(",")
-    lrs = [float(row.split(",")[header.index("lr")]) for row in rows[1:]]
-    assert lrs == pytest.approx([0.1, 0.001])  # last lr of epoch 1 (before the 50% milestone), of epoch 2 (after 75%)
+    config = net_config("resnet20", settings, tmp_path)
+    assert config.milestones == [1.0, 1.5] and config.milestone_unit == "epoch"  # 50% and 75% of 2 epochs
+    schedule = build_schedule(config, total_steps=20, steps_per_epoch=10)
+    assert [schedule(step) for step in (0, 9, 10, 14, 15, 19)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
 def test_depth_study_order_puts_each_plain_net_beside_its_twin_and_extra_seeds_last():

@@ -42,18 +42,19 @@ class TestErrorEachEpoch(Callback):
         atomic_write_bytes(self.path, json.dumps(self.errors).encode())
 
 
-def train_one(net: str, settings: DegradationSettings, out: Path, test_images, test_labels) -> dict:
+def net_config(net: str, settings: DegradationSettings, out: Path):
+    """The training config of one net of the study: the shared recipe (milestones given as fractions of the budget
+    expressed in epochs), the budget and the data."""
     recipe = dict(settings.recipe)
-    total_epochs = settings.epochs
-    if recipe.get("milestone_unit") == "fraction":  # express the compressed milestones in epochs
-        recipe["milestones"] = [m * total_epochs for m in recipe["milestones"]]
+    if recipe.get("milestone_unit") == "fraction":
+        recipe["milestones"] = [m * settings.epochs for m in recipe["milestones"]]
         recipe["milestone_unit"] = "epoch"
-    config = load_config(
+    return load_config(
         None,
         {
             **recipe,
             "model": net,
-            "epochs": total_epochs,
+            "epochs": settings.epochs,
             "train_size": settings.train_size,
             "val_size": settings.val_size,
             "seed": settings.seed,
@@ -67,6 +68,10 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
             "progress": "auto",  # a bar on a terminal, lines (with the net's ETA) in a log
         },
     )
+
+
+def train_one(net: str, settings: DegradationSettings, out: Path, test_images, test_labels) -> dict:
+    config = net_config(net, settings, out)
     run_dir = out / "runs" / net
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
