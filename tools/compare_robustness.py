@@ -1,6 +1,6 @@
 """Side by side: corruption-benchmark reports (`resnet-cifar evaluate ... --corruptions all`) as one Markdown table.
 
-    python tools/compare_robustness.py earlier=docs/robustness/earlier-corruptions.json \
+    python tools/compare_robustness.py no-augmix=docs/robustness/no-augmix-corruptions.json \
         robust=docs/robustness/robust-corruptions.json
 
 `--record` appends the comparison to the results ledger, with the machine the reports were measured on, for the
