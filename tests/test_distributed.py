@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from commands import run_cli
 from resnet_cifar.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
@@ -85,18 +86,31 @@ def assert_identical(a: dict, b: dict) -> None:
     assert not different, f"not bit-identical: {different[:5]} (largest difference {largest_difference(a, b):.3g})"
 
 
+def train_here(cwd: Path, *args: str) -> str:
+    """One process's run in this process (no interpreter to start): the reference the torchrun runs must match. The
+    process-wide settings it changes (threads, deterministic algorithms) are put back."""
+    threads, deterministic = torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()
+    try:
+        result = run_cli("train", *args, cwd=cwd)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
 @pytest.fixture(scope="module")
 def halves_run(cifar_dir, tmp_path_factory):
     """One process taking each global batch in two micro-batches, as two ranks do: the reference of the exact tests."""
     root = tmp_path_factory.mktemp("halves")
-    train(root, 1, *BASE, *NO_BN_NET, "--data-dir", str(cifar_dir), "--name", "halves", "--accumulate", "2")
+    train_here(root, *BASE, *NO_BN_NET, "--data-dir", str(cifar_dir), "--name", "halves", "--accumulate", "2")
     return model_weights(root / "outputs" / "halves")
 
 
 @pytest.mark.slow
 def test_sync_bn_two_processes_match_one(cifar_dir, tmp_path):
     data = ["--data-dir", str(cifar_dir)]
-    train(tmp_path, 1, *BASE, *BN_NET, *data, "--name", "one")
+    train_here(tmp_path, *BASE, *BN_NET, *data, "--name", "one")
     train(tmp_path, 2, *BASE, *BN_NET, *data, "--sync-bn", "--name", "synced")
     synced = largest_difference(
         model_weights(tmp_path / "outputs" / "one"), model_weights(tmp_path / "outputs" / "synced")
