@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.experiments.degradation import DegradationSettings, run_degradation, write_degradation
 from resnet_cifar.experiments.gradient_flow import (
     GradientFlowSettings,
@@ -157,6 +158,44 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     monkeypatch.setattr(depth, "train_net", must_not_train)
     again = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
     assert again["nets"] == json.loads(json.dumps(results["nets"]))
+
+
+def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a net's second epoch, the same command again: the net ends with the very weights and
+    per-epoch test errors of a study that was never stopped."""
+    from resnet_cifar.data.cifar10 import Split
+    from resnet_cifar.errors import Interrupted
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar.train.data import TrainingData
+    from tiny import StopAt
+
+    repo = Path(__file__).resolve().parents[1]
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(f"base: {repo / 'configs' / 'paper-resnets.yaml'}\nval_size: 100\ntta: 0\nthreads: 2\n")
+    whole_test_set = TrainingData.load_test
+    monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:200] for t in whole_test_set(data))))
+    settings = DepthSettings(
+        config=str(recipe), plain_depths=(), residual_depths=(20,), more_seeds={}, epochs=2,
+        train_size=300, test_images=100, data_dir=str(cifar_dir),
+    )  # fmt: skip
+    straight = depth.run_depth(settings, tmp_path / "straight", log=lambda _: None)
+
+    class StoppedOnce(depth.Trainer):
+        def __init__(self, *args, callbacks=(), **kwargs):
+            super().__init__(*args, callbacks=[*callbacks, StopAt(3)], **kwargs)  # step 3: inside epoch 2
+
+    monkeypatch.setattr(depth, "Trainer", StoppedOnce)
+    with pytest.raises(Interrupted):
+        depth.run_depth(settings, tmp_path / "cut", log=lambda _: None)
+    monkeypatch.undo()
+    monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:200] for t in whole_test_set(data))))
+    resumed = depth.run_depth(settings, tmp_path / "cut", log=lambda _: None)
+    a, b = (run / "runs" / "resnet20-seed0" / "last.safetensors" for run in (tmp_path / "straight", tmp_path / "cut"))
+    weights_a, weights_b = load_checkpoint(a)[0], load_checkpoint(b)[0]
+    assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a if k.startswith("model."))
+    for key in ("test_error_per_epoch", "train_error_per_epoch", "test_error_tta"):
+        assert resumed["nets"]["resnet20-seed0"][key] == straight["nets"]["resnet20-seed0"][key]
 
 
 def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
