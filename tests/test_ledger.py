@@ -80,3 +80,19 @@ def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch)
     assert "wall_s" not in entry["numbers"]["candidates"][0]  # a rerun of a finished sweep trains nothing
     table = render_tables.sweep_table(read_ledger(ledger), grid.as_posix())
     assert table[2].startswith("| modern | 91.36% | 92.36% | 40 | 2.5 |") and "paper-regularisation" in table[3]
+
+
+def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
+    from resnet_cifar.experiments.depth import table6
+
+    def net(name, seed, error):
+        return {"net": name, "seed": seed, "test_error": error, "test_error_tta": error - 0.005, "epochs": 40,
+                "train_seconds": 3600.0}  # fmt: skip
+
+    nets = [net("resnet20", 0, 0.0929), net("resnet20", 1, 0.0911), net("resnet56", 0, 0.065)]
+    rows = table6({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
+    ledger = tmp_path / "ledger.jsonl"
+    append(record("experiment depth", {"table6": rows, "nets": {}}, precision="fp32", seeds=[0, 1]), ledger)
+    table = render_tables.table6(read_ledger(ledger))
+    assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
+    assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]

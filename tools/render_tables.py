@@ -391,6 +391,14 @@ def cam_summary(entry: dict) -> list[str]:
     ]
 
 
+@from_newest("experiment depth", "depth study")
+def table6(entry: dict) -> list[str]:
+    """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones."""
+    from resnet_cifar.experiments.depth import table6_lines
+
+    return [*table6_lines({"table6": entry["numbers"]["table6"]}), "", caption(entry)]
+
+
 RUNTIME_NAMES = {
     "pytorch fp32": "PyTorch fp32",
     "pytorch bf16": "PyTorch bf16 autocast",
@@ -464,6 +472,7 @@ def gpu_runs(records: list[dict]) -> list[str]:
 
 
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
+    "table6": table6,
     "gpu-runs": gpu_runs,
     "paper-weights": paper_weights,
     "published-weights": published_weights,

@@ -183,6 +183,7 @@ def _error(mean: float, std: float | None) -> str:
 
 
 def table6_lines(results: dict) -> list[str]:
+    """Table 6 as Markdown, from a study's results or from the rows it recorded (`{"table6": rows}`)."""
     sources = list(ANCHORS)
     lines = [
         "| net | seeds | test error % (single view) | flip TTA | epochs | hours each | "
@@ -190,7 +191,7 @@ def table6_lines(results: dict) -> list[str]:
         + " |",
         "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(sources),
     ]
-    for row in table6(results):
+    for row in results.get("table6") or table6(results):
         anchors = " | ".join("–" if row[s] is None else f"{row[s]:.2f}" for s in sources)
         lines.append(
             f"| {row['net']} | {', '.join(map(str, row['seeds']))} "
