@@ -103,50 +103,56 @@ def _fingerprint(settings: DepthSettings, net: str, seed: int) -> dict:
     return {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in skip}
 
 
-def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones."""
+def _stored(out: Path, name: str) -> Path:
+    return out / "nets" / f"{name}.json"
+
+
+def _finished_result(settings: DepthSettings, net: str, seed: int, out: Path) -> dict | None:
+    """The stored result of a net finished with this very configuration, else None."""
+    path = _stored(out, run_name(net, seed))
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    return stored["result"] if stored.get("config") == _fingerprint(settings, net, seed) else None
+
+
+def _test_set(settings: DepthSettings):
+    """The test images evaluated after every epoch: all 10,000, or a class-balanced sample."""
     from resnet_cifar.data.cifar10 import load_split
     from resnet_cifar.data.locate import find_dataset
     from resnet_cifar.data.splits import balanced_subset
 
+    dataset = find_dataset(settings.data_dir)
+    test = load_split(dataset.folder, "test", fmt=dataset.format)
+    if settings.test_images >= len(test.labels):
+        return test.images, test.labels
+    keep = balanced_subset(test.labels, settings.test_images, 0)
+    return test.images[keep], test.labels[keep]
+
+
+def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Callable[[str], None] = print) -> dict:
+    """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones."""
     settings.validate()
     runs = study_runs(settings)
-    finished, todo = {}, []
-    for net, seed in runs:
-        stored_path = out / "nets" / f"{run_name(net, seed)}.json"
-        stored = json.loads(stored_path.read_text()) if stored_path.is_file() else {}
-        if stored.get("config") == _fingerprint(settings, net, seed):
-            finished[run_name(net, seed)] = stored["result"]
-        else:
-            todo.append((net, seed))
+    finished = {run_name(net, seed): _finished_result(settings, net, seed, out) for net, seed in runs}
+    todo = [(net, seed) for net, seed in runs if finished[run_name(net, seed)] is None]
     if train and todo:
-        dataset = find_dataset(settings.data_dir)
-        test = load_split(dataset.folder, "test", fmt=dataset.format)
-        keep = balanced_subset(test.labels, settings.test_images, 0) if settings.test_images < 10_000 else None
-        images, labels = (test.images, test.labels) if keep is None else (test.images[keep], test.labels[keep])
+        images, labels = _test_set(settings)
         counter = NetProgress(len(runs), log)
-        for _ in finished:
+        for _ in range(len(runs) - len(todo)):
             counter.skip()
         for net, seed in todo:
-            counter.start(f"{run_name(net, seed)}")
+            name = run_name(net, seed)
+            counter.start(name)
             started = time.perf_counter()
             result = train_net(settings, net, seed, out, images, labels)
             result["wall_seconds"] = time.perf_counter() - started
             counter.done()
-            stored_path = out / "nets" / f"{run_name(net, seed)}.json"
-            stored_path.parent.mkdir(parents=True, exist_ok=True)
+            _stored(out, name).parent.mkdir(parents=True, exist_ok=True)
             entry = {"config": _fingerprint(settings, net, seed), "result": result}
-            atomic_write_bytes(stored_path, json.dumps(entry).encode())
-            finished[run_name(net, seed)] = result
-            log(
-                f"{run_name(net, seed)}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)"
-            )
-    nets = {name: finished[name] for name in (run_name(n, s) for n, s in runs) if name in finished}
-    return {
-        "settings": asdict(settings),
-        "nets": nets,
-        "missing": [run_name(n, s) for n, s in runs if run_name(n, s) not in nets],
-    }
+            atomic_write_bytes(_stored(out, name), json.dumps(entry).encode())
+            finished[name] = result
+            log(f"{name}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)")
+    nets = {name: result for name, result in finished.items() if result is not None}
+    return {"settings": asdict(settings), "nets": nets, "missing": [name for name in finished if name not in nets]}
 
 
 def _depth(net: str) -> int:
