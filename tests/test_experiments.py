@@ -211,3 +211,24 @@ def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
     assert rows[0]["test_error"] == pytest.approx(8.5) and rows[0]["test_error_std"] == pytest.approx(0.7071, abs=1e-4)
     assert rows[0]["test_error_tta"] == pytest.approx(7.5) and rows[0]["cpu_hours"] == 2
     assert rows[1]["test_error_std"] is None and rows[1]["chenyaofo"] is None and rows[1]["He et al. 2015"] == 6.43
+
+
+def test_a_whole_study_is_recorded_where_a_ledger_is_and_never_when_quick(tmp_path, capsys):
+    import argparse
+
+    from resnet_cifar.cli.experiment import record
+    from resnet_cifar.ledger import read_ledger
+
+    ledger = tmp_path / "ledger.jsonl"
+    args = argparse.Namespace(quick=False, no_record=False, ledger=ledger, experiment="degradation")
+    record(args, {"nets": {}}, precision="fp32", seeds=[0])
+    (entry,) = read_ledger(ledger)
+    assert entry["benchmark"] == "experiment degradation" and entry["seeds"] == [0]
+    record(argparse.Namespace(**{**vars(args), "quick": True}), {}, precision="fp32", seeds=[0])
+    record(
+        argparse.Namespace(**{**vars(args), "ledger": tmp_path / "none" / "ledger.jsonl"}),
+        {},
+        precision="fp32",
+        seeds=[0],
+    )
+    assert len(read_ledger(ledger)) == 1 and "not recorded: no results ledger" in capsys.readouterr().out

@@ -64,6 +64,9 @@ def record(args: argparse.Namespace, numbers: dict, *, precision: str, seeds: li
     """Append the published numbers of a whole study (not a --quick one) to the results ledger, unless --no-record."""
     if args.quick or args.no_record:
         return
+    if not args.ledger.parent.is_dir():  # an installed package, not a clone: there is no ledger to add to
+        print(f"not recorded: no results ledger at {args.ledger} (--ledger FILE names one)")
+        return
     from resnet_cifar import ledger
 
     ledger.append(
