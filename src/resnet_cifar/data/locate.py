@@ -187,3 +187,16 @@ def load_cifar10(
     """
     dataset = find_dataset(data_dir if data_dir is not None else root, download=download)
     return load_split(dataset.folder, split, fmt=dataset.format)
+
+
+def load_test_sample(data_dir: str | Path | None, count: int, seed: int = 0) -> Split:
+    """The test split of the dataset found for `data_dir`: all of it, or a class-balanced sample of `count` images
+    (drawn with `seed`) when that is fewer. What the experiments evaluate their nets on."""
+    from resnet_cifar.data.splits import balanced_subset
+
+    dataset = find_dataset(data_dir)
+    test = load_split(dataset.folder, "test", fmt=dataset.format)
+    if count >= len(test.labels):
+        return test
+    keep = balanced_subset(test.labels, count, seed)
+    return Split(test.images[keep], test.labels[keep])

@@ -22,7 +22,6 @@ from dataclasses import asdict
 from pathlib import Path
 
 from resnet_cifar.checkpoint import atomic_write_bytes
-from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.report import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
@@ -95,18 +94,6 @@ def load_point(path: Path, settings: DataEfficiencySettings) -> dict | None:
     return point if point.get("settings") == settings.fingerprint() else None
 
 
-def _test_set(settings: DataEfficiencySettings):
-    from resnet_cifar.data.cifar10 import load_split
-    from resnet_cifar.data.locate import find_dataset
-
-    dataset = find_dataset(settings.data_dir)
-    test = load_split(dataset.folder, "test", fmt=dataset.format)
-    if settings.test_images >= len(test.labels):
-        return test.images, test.labels
-    keep = balanced_subset(test.labels, settings.test_images, 0)
-    return test.images[keep], test.labels[keep]
-
-
 def run_data_efficiency(
     settings: DataEfficiencySettings, out: Path, log: Callable[[str], None] = print, *, train: bool = True
 ) -> dict:
@@ -115,7 +102,9 @@ def run_data_efficiency(
     settings.validate()
     if not train:
         return stored_report(settings, out, log)
-    test = _test_set(settings)
+    from resnet_cifar.data.locate import load_test_sample
+
+    test = load_test_sample(settings.data_dir, settings.test_images)
     (out / "points").mkdir(parents=True, exist_ok=True)
     wanted = [(kind, size, seed) for seed in settings.seeds for size in settings.sizes for kind in KINDS]
     counter = NetProgress(len(wanted), log)

@@ -93,16 +93,9 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
 
 
 def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str], None] = print) -> dict:
-    from resnet_cifar.data.cifar10 import load_split
-    from resnet_cifar.data.locate import find_dataset
+    from resnet_cifar.data.locate import load_test_sample
 
-    dataset = find_dataset(settings.data_dir)
-    test = load_split(dataset.folder, "test", fmt=dataset.format)
-    if settings.test_images < len(test.labels):
-        keep = balanced_subset(test.labels, settings.test_images, settings.seed)
-        test_images, test_labels = test.images[keep], test.labels[keep]
-    else:
-        test_images, test_labels = test.images, test.labels
+    test_images, test_labels = load_test_sample(settings.data_dir, settings.test_images, settings.seed)
     nets = {}
     fingerprint = {k: v for k, v in json.loads(json.dumps(asdict(settings))).items() if k != "data_dir"}
     names = [f"{kind}{depth}" for kind in ("plain", "resnet") for depth in settings.depths]

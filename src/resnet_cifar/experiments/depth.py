@@ -114,20 +114,6 @@ def _finished_result(settings: DepthSettings, net: str, seed: int, out: Path) ->
     return stored["result"] if stored.get("config") == _fingerprint(settings, net, seed) else None
 
 
-def _test_set(settings: DepthSettings):
-    """The test images evaluated after every epoch: all 10,000, or a class-balanced sample."""
-    from resnet_cifar.data.cifar10 import load_split
-    from resnet_cifar.data.locate import find_dataset
-    from resnet_cifar.data.splits import balanced_subset
-
-    dataset = find_dataset(settings.data_dir)
-    test = load_split(dataset.folder, "test", fmt=dataset.format)
-    if settings.test_images >= len(test.labels):
-        return test.images, test.labels
-    keep = balanced_subset(test.labels, settings.test_images, 0)
-    return test.images[keep], test.labels[keep]
-
-
 def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Callable[[str], None] = print) -> dict:
     """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones."""
     settings.validate()
@@ -135,7 +121,9 @@ def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Ca
     finished = {run_name(net, seed): _finished_result(settings, net, seed, out) for net, seed in runs}
     todo = [(net, seed) for net, seed in runs if finished[run_name(net, seed)] is None]
     if train and todo:
-        images, labels = _test_set(settings)
+        from resnet_cifar.data.locate import load_test_sample
+
+        images, labels = load_test_sample(settings.data_dir, settings.test_images)
         counter = NetProgress(len(runs), log)
         for _ in range(len(runs) - len(todo)):
             counter.skip()
