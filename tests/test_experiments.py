@@ -196,6 +196,35 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a if k.startswith("model."))
     for key in ("test_error_per_epoch", "train_error_per_epoch", "test_error_tta"):
         assert resumed["nets"]["resnet20-seed0"][key] == straight["nets"]["resnet20-seed0"][key]
+    net = resumed["nets"]["resnet20-seed0"]
+    ((machine, hours),) = net["hours_by_machine"].items()
+    assert machine.endswith(", fp32, 2 threads") and hours == pytest.approx(net["train_seconds"] / 3600)
+
+
+def test_a_net_continued_on_another_machine_counts_each_machines_hours(tmp_path, monkeypatch):
+    """Epochs 1-2 trained before machines were recorded, epoch 3 on a Zen 3, then cut off; epoch 4 on a Zen 4 in
+    bf16 (the run's precision is its own; the machine is what changed). Unrecorded epochs count for the finisher."""
+    from types import SimpleNamespace
+
+    from resnet_cifar.experiments import depth
+
+    path = tmp_path / "machine_per_epoch.json"
+    runtime = SimpleNamespace(device=torch.device("cpu"), precision="fp32", threads=2)
+    monkeypatch.setattr(depth, "cpu_name", lambda: "AMD EPYC (family 25 model 1)")
+    monkeypatch.setattr(depth, "cpu_isa", lambda: "AVX2")
+    depth.MachineEachEpoch(path).on_epoch_end(SimpleNamespace(runtime=runtime), {"epoch": 3, "seconds": 360.0})
+    monkeypatch.setattr(depth, "cpu_name", lambda: "AMD EPYC (family 25 model 17)")
+    monkeypatch.setattr(depth, "cpu_isa", lambda: "AVX512_BF16")
+    resumed = depth.MachineEachEpoch(path)
+    resumed.keep_first(3)
+    resumed.on_epoch_end(SimpleNamespace(runtime=runtime), {"epoch": 4, "seconds": 180.0})
+    assert json.loads(path.read_text())[:2] == [None, None]
+    history = [{"seconds": 720.0}, {"seconds": 720.0}, {"seconds": 360.0}, {"seconds": 180.0}]
+    hours = depth.hours_by_machine(history, resumed.epochs, runtime)
+    assert hours == {
+        "AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": pytest.approx(0.1),
+        "AMD EPYC (family 25 model 17), AVX512_BF16, fp32, 2 threads": pytest.approx(0.45),
+    }
 
 
 def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
@@ -206,8 +235,11 @@ def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
                 "train_seconds": 7200}  # fmt: skip
 
     nets = [net("resnet20", 0, 0.08), net("resnet20", 1, 0.09), net("plain20", 0, 0.1), net("resnet110", 0, 0.06)]
+    nets[0]["hours_by_machine"] = {"Zen 3, AVX2, fp32, 2 threads": 2.0}
+    nets[1]["hours_by_machine"] = {"Zen 3, AVX2, fp32, 2 threads": 1.5, "Zen 4, AVX512_BF16, bf16, 2 threads": 0.5}
     rows = table6({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
     assert [row["net"] for row in rows] == ["resnet20", "resnet110"]
+    assert rows[0]["trained_on"] == ["Zen 3, AVX2, fp32, 2 threads", "Zen 4, AVX512_BF16, bf16, 2 threads"]
     assert rows[0]["test_error"] == pytest.approx(8.5) and rows[0]["test_error_std"] == pytest.approx(0.7071, abs=1e-4)
     assert rows[0]["test_error_tta"] == pytest.approx(7.5) and rows[0]["cpu_hours"] == 2
     assert rows[1]["test_error_std"] is None and rows[1]["chenyaofo"] is None and rows[1]["He et al. 2015"] == 6.43

@@ -90,9 +90,11 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
                 "train_seconds": 3600.0}  # fmt: skip
 
     nets = [net("resnet20", 0, 0.0929), net("resnet20", 1, 0.0911), net("resnet56", 0, 0.065)]
+    nets[2]["hours_by_machine"] = {"AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": 1.0}
     rows = table6({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
     ledger = tmp_path / "ledger.jsonl"
     append(record("experiment depth", {"table6": rows, "nets": {}}, precision="fp32", seeds=[0, 1]), ledger)
     table = render_tables.table6(read_ledger(ledger))
     assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
     assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]
+    assert table[2].endswith("| – |") and table[3].endswith("| AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads |")

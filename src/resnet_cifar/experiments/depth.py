@@ -22,8 +22,9 @@ from resnet_cifar.experiments.degradation import TestErrorEachEpoch
 from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DepthSettings
 from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.runtime import cpu_isa, cpu_name, gpu_name
 from resnet_cifar.train.config import load_config
-from resnet_cifar.train.loop import Trainer
+from resnet_cifar.train.loop import Callback, Trainer
 
 # Test error (%) of He et al. 2015 Table 6 (164 epochs), akamaster/pytorch_resnet_cifar10 (200 epochs) and
 # chenyaofo/pytorch-cifar-models (torch.hub weights), as each publishes it.
@@ -69,14 +70,51 @@ def net_config(settings: DepthSettings, net: str, seed: int, out: Path):
     return load_config(settings.config, overrides)
 
 
+class MachineEachEpoch(Callback):
+    """Where each epoch ran and how long it took, kept in `path` as it grows: a study outlives a working day, so a net
+    cut off on one CPU may continue on another, and its hours mean something only beside the machine that spent them."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.epochs: list[dict | None] = json.loads(path.read_text()) if path.is_file() else []
+
+    def keep_first(self, epochs: int) -> None:
+        self.epochs = self.epochs[:epochs]
+
+    def on_epoch_end(self, trainer, row):
+        self.epochs += [None] * (row["epoch"] - 1 - len(self.epochs))  # epochs trained before this record existed
+        self.epochs.append({"machine": where_it_runs(trainer.runtime), "seconds": row["seconds"]})
+        atomic_write_bytes(self.path, json.dumps(self.epochs).encode())
+
+
+def where_it_runs(runtime) -> str:
+    """e.g. `AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads` (the GPU's name instead of the CPU's on CUDA)."""
+    if runtime.device.type == "cuda":
+        return f"{gpu_name(runtime.device)}, {runtime.precision}"
+    return f"{cpu_name()}, {cpu_isa()}, {runtime.precision}, {runtime.threads} threads"
+
+
+def hours_by_machine(history: list[dict], recorded: list[dict | None], runtime) -> dict[str, float]:
+    """Training hours per machine. Epochs trained before their machine was recorded count for the machine that
+    finished the run (the study's first nets, trained on one machine from start to end)."""
+    hours: dict[str, float] = {}
+    for epoch, row in enumerate(history):
+        known = recorded[epoch] if epoch < len(recorded) else None
+        machine = known["machine"] if known else where_it_runs(runtime)
+        hours[machine] = hours.get(machine, 0.0) + row["seconds"] / 3600
+    return hours
+
+
 def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_images, test_labels) -> dict:
     config = net_config(settings, net, seed, out)
     run_dir = out / "runs" / run_name(net, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
-    trainer = Trainer(config, run_dir, callbacks=[tracker], resume_hint=AGAIN)
+    machines = MachineEachEpoch(run_dir / "machine_per_epoch.json")
+    trainer = Trainer(config, run_dir, callbacks=[tracker, machines], resume_hint=AGAIN)
     continue_from_checkpoint(trainer)
     tracker.keep_first(trainer.position.epoch)
+    machines.keep_first(trainer.position.epoch)
     results = trainer.fit()
     return {
         "net": net,
@@ -91,6 +129,7 @@ def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_imag
         "ece_after": results["calibration"]["test"]["ece_after"],
         "temperature": results["calibration"]["test"]["temperature"],
         "train_seconds": run_folder.training_seconds(trainer.history),
+        "hours_by_machine": hours_by_machine(trainer.history, machines.epochs, trainer.runtime),
         "run": str(run_dir),
         "precision": trainer.runtime.precision,
     }
@@ -167,6 +206,7 @@ def table6(results: dict) -> list[dict]:
                 "epochs": nets[0]["epochs"],
                 "cpu_hours": statistics.mean(net["train_seconds"] for net in nets) / 3600,
                 **{source: errors.get(depth) for source, errors in ANCHORS.items()},
+                "trained_on": sorted({machine for net in nets for machine in net.get("hours_by_machine", {})}),
             }
         )
     return rows
@@ -182,15 +222,16 @@ def table6_lines(results: dict) -> list[str]:
     lines = [
         "| net | seeds | test error % (single view) | flip TTA | epochs | hours each | "
         + " | ".join(f"{source} %" for source in sources)
-        + " |",
-        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(sources),
+        + " | trained on |",
+        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(sources) + " --- |",
     ]
     for row in results.get("table6") or table6(results):
         anchors = " | ".join("–" if row[s] is None else f"{row[s]:.2f}" for s in sources)
         lines.append(
             f"| {row['net']} | {', '.join(map(str, row['seeds']))} "
             f"| {_error(row['test_error'], row['test_error_std'])} "
-            f"| {row['test_error_tta']:.2f} | {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} |"
+            f"| {row['test_error_tta']:.2f} | {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} "
+            f"| {'; '.join(row.get('trained_on', [])) or '–'} |"
         )
     return lines
 
