@@ -206,6 +206,7 @@ def test_a_net_continued_on_another_machine_counts_each_machines_hours(tmp_path,
     bf16 (the run's precision is its own; the machine is what changed). Unrecorded epochs count for the finisher."""
     from types import SimpleNamespace
 
+    from resnet_cifar import run_folder
     from resnet_cifar.experiments import depth
 
     path = tmp_path / "machine_per_epoch.json"
@@ -220,7 +221,9 @@ def test_a_net_continued_on_another_machine_counts_each_machines_hours(tmp_path,
     resumed.on_epoch_end(SimpleNamespace(runtime=runtime), {"epoch": 4, "seconds": 180.0})
     assert json.loads(path.read_text())[:2] == [None, None]
     history = [{"seconds": 720.0}, {"seconds": 720.0}, {"seconds": 360.0}, {"seconds": 180.0}]
-    hours = depth.hours_by_machine(history, resumed.epochs, runtime)
+    epochs = resumed.complete(history, depth.where_it_runs(runtime))
+    assert json.loads(path.read_text()) == epochs and len(epochs) == 4
+    hours = run_folder.hours_by_machine(epochs)
     assert hours == {
         "AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": pytest.approx(0.1),
         "AMD EPYC (family 25 model 17), AVX512_BF16, fp32, 2 threads": pytest.approx(0.45),

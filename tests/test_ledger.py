@@ -98,3 +98,30 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
     assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]
     assert table[2].endswith("| – |") and table[3].endswith("| AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads |")
+
+
+def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_path):
+    """ship_weights reads the run's per-epoch machines (the depth study writes them); the weights table prints them."""
+    from resnet_cifar import run_folder
+
+    spec = importlib.util.spec_from_file_location("ship_weights", ROOT / "tools" / "ship_weights.py")
+    ship_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_weights)
+    rows = [run_folder.metrics_row(epoch=epoch, seconds=seconds) for epoch, seconds in ((1, 5400.0), (2, 1800.0))]
+    run_folder.write_metrics(tmp_path, rows)
+    metadata = {"runtime": {"machine": "Zen 4, AVX512_BF16, 2 cores, 2 torch threads, torch 2.13.0+cpu"}}
+    alone = ship_weights.training_record(tmp_path, metadata)
+    assert "hours_by_machine" not in alone and render_tables.where_trained({**alone, "precision": "fp32"}) == (
+        "2.0 h, fp32, Zen 4, AVX512_BF16, 2 cores, 2 torch threads"
+    )
+    epochs = [
+        {"machine": "Zen 3, AVX2, fp32, 2 threads", "seconds": 5400.0},
+        {"machine": "Zen 4, fp32", "seconds": 1800.0},
+    ]
+    (tmp_path / run_folder.MACHINES).write_text(json.dumps(epochs))
+    moved = ship_weights.training_record(tmp_path, metadata)
+    assert moved["hours"] == 2.0 and moved["hours_by_machine"] == {
+        "Zen 3, AVX2, fp32, 2 threads": 1.5,
+        "Zen 4, fp32": 0.5,
+    }
+    assert render_tables.where_trained(moved) == "1.5 h on Zen 3, AVX2, fp32, 2 threads; 0.5 h on Zen 4, fp32"

@@ -460,10 +460,17 @@ def paper_weights(records: list[dict]) -> list[str]:
         lines.append(
             f"| `{card_path.stem}` | {card['parameters']:,} | {accuracy['no_tta']:.2%} / {accuracy['tta_flip']:.2%} | "
             f"{paper:.2f}% | {test['ece_before']:.3f} → {test['ece_after']:.3f} | {card['storage']} | "
-            f"{card['config']['epochs']:g} | {training['hours']:.1f} h, {training['precision']}, "
-            f"{', '.join(training['machine'].split(', ')[:4])} | `{card['command']}` |"
+            f"{card['config']['epochs']:g} | {where_trained(training)} | `{card['command']}` |"
         )
     return lines
+
+
+def where_trained(training: dict) -> str:
+    """`1.4 h, fp32, AMD EPYC (...), AVX2, 2 cores, 2 torch threads`, or the hours on each machine of a moved run."""
+    by_machine = training.get("hours_by_machine")
+    if not by_machine:
+        return f"{training['hours']:.1f} h, {training['precision']}, {', '.join(training['machine'].split(', ')[:4])}"
+    return "; ".join(f"{hours:.1f} h on {machine}" for machine, hours in by_machine.items())
 
 
 def gpu_runs(records: list[dict]) -> list[str]:

@@ -155,15 +155,21 @@ def write_shipped(path: Path, tensors: dict, metadata: dict, card: dict) -> None
 
 def training_record(run: Path, metadata: dict) -> dict:
     """Where and how long the run trained: the machine its checkpoint names, the hours of its training loop (the
-    epochs' seconds in metrics.csv), and its precision."""
+    epochs' seconds in metrics.csv), its precision, and the hours on each machine where the run records them."""
     seconds = run_folder.training_seconds(run_folder.read_metrics(run / "metrics.csv"))
     bf16 = recorded_precision(metadata)
     precision = None if bf16 is None else "bf16" if bf16 else "fp32"
-    return {
+    record = {
         "machine": metadata.get("runtime", {}).get("machine"),
         "precision": precision,
         "hours": round(seconds / 3600, 2),
     }
+    if (run / run_folder.MACHINES).is_file():  # a run that may have moved between machines (the depth study's)
+        epochs = json.loads((run / run_folder.MACHINES).read_text())
+        record["hours_by_machine"] = {
+            machine: round(hours, 2) for machine, hours in run_folder.hours_by_machine(epochs).items()
+        }
+    return record
 
 
 def main() -> None:

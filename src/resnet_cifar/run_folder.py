@@ -31,6 +31,7 @@ RESULTS = "results.json"
 PICTURES = ("inference.png", "curves.png", "confusion_matrix.png")
 CHECKPOINTS = ("last", "best")
 LOCK = ".lock"
+MACHINES = "machine_per_epoch.json"  # where each epoch ran, for runs that may move between machines (depth study)
 
 
 def checkpoint_path(run_dir: Path, which: str = "last") -> Path:
@@ -213,6 +214,14 @@ def metrics_row(**values) -> dict:
 def training_seconds(history: list[dict]) -> float:
     """The training time of a run: its epochs' `seconds` (validation excluded), summed."""
     return sum(row["seconds"] for row in history)
+
+
+def hours_by_machine(epochs: list[dict]) -> dict[str, float]:
+    """Training hours per machine, from a per-epoch record of `{"machine", "seconds"}` (the MACHINES file)."""
+    hours: dict[str, float] = {}
+    for epoch in epochs:
+        hours[epoch["machine"]] = hours.get(epoch["machine"], 0.0) + epoch["seconds"] / 3600
+    return hours
 
 
 def metrics_csv(rows: list[dict]) -> str:

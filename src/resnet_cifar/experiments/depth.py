@@ -86,6 +86,16 @@ class MachineEachEpoch(Callback):
         self.epochs.append({"machine": where_it_runs(trainer.runtime), "seconds": row["seconds"]})
         atomic_write_bytes(self.path, json.dumps(self.epochs).encode())
 
+    def complete(self, history: list[dict], finisher: str) -> list[dict]:
+        """Every epoch's record, written back whole; epochs trained before machines were recorded count for the
+        machine that finished the run (the study's first nets, trained on one machine from start to end)."""
+        self.epochs = [
+            known or {"machine": finisher, "seconds": row["seconds"]}
+            for row, known in zip(history, [*self.epochs, *[None] * len(history)], strict=False)
+        ]
+        atomic_write_bytes(self.path, json.dumps(self.epochs).encode())
+        return self.epochs
+
 
 def where_it_runs(runtime) -> str:
     """e.g. `AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads` (the GPU's name instead of the CPU's on CUDA)."""
@@ -94,23 +104,12 @@ def where_it_runs(runtime) -> str:
     return f"{cpu_name()}, {cpu_isa()}, {runtime.precision}, {runtime.threads} threads"
 
 
-def hours_by_machine(history: list[dict], recorded: list[dict | None], runtime) -> dict[str, float]:
-    """Training hours per machine. Epochs trained before their machine was recorded count for the machine that
-    finished the run (the study's first nets, trained on one machine from start to end)."""
-    hours: dict[str, float] = {}
-    for epoch, row in enumerate(history):
-        known = recorded[epoch] if epoch < len(recorded) else None
-        machine = known["machine"] if known else where_it_runs(runtime)
-        hours[machine] = hours.get(machine, 0.0) + row["seconds"] / 3600
-    return hours
-
-
 def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_images, test_labels) -> dict:
     config = net_config(settings, net, seed, out)
     run_dir = out / "runs" / run_name(net, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
-    machines = MachineEachEpoch(run_dir / "machine_per_epoch.json")
+    machines = MachineEachEpoch(run_dir / run_folder.MACHINES)
     trainer = Trainer(config, run_dir, callbacks=[tracker, machines], resume_hint=AGAIN)
     continue_from_checkpoint(trainer)
     tracker.keep_first(trainer.position.epoch)
@@ -129,7 +128,9 @@ def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_imag
         "ece_after": results["calibration"]["test"]["ece_after"],
         "temperature": results["calibration"]["test"]["temperature"],
         "train_seconds": run_folder.training_seconds(trainer.history),
-        "hours_by_machine": hours_by_machine(trainer.history, machines.epochs, trainer.runtime),
+        "hours_by_machine": run_folder.hours_by_machine(
+            machines.complete(trainer.history, where_it_runs(trainer.runtime))
+        ),
         "run": str(run_dir),
         "precision": trainer.runtime.precision,
     }
