@@ -459,10 +459,21 @@ def paper_weights(records: list[dict]) -> list[str]:
         paper = 100 - ANCHORS["He et al. 2015"][depth_of(card["model"])]
         lines.append(
             f"| `{card_path.stem}` | {card['parameters']:,} | {accuracy['no_tta']:.2%} / {accuracy['tta_flip']:.2%} | "
-            f"{paper:.2f}% | {test['ece_before']:.3f} → {test['ece_after']:.3f} | {card['storage']} | "
+            f"{paper:.2f}% | {test['ece_before']:.3f} → {test['ece_after']:.3f} | {stored_as(card)} | "
             f"{card['config']['epochs']:g} | {where_trained(training)} | `{card['command']}` |"
         )
     return lines
+
+
+def stored_as(card: dict) -> str:
+    """`float16: 90.79% (float32: 90.78%), 3 of 10,000 predictions changed` where the card measured both."""
+    check = card.get("storage_check")
+    if not check:
+        return card["storage"]
+    return (
+        f"{card['storage']}: {check['stored_no_tta']:.2%} (float32: {check['trained_float32_no_tta']:.2%}), "
+        f"{check['predictions_changed']} of {card['test_accuracy']['images']:,} predictions changed"
+    )
 
 
 def where_trained(training: dict) -> str:
