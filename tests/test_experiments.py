@@ -160,9 +160,11 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     assert again["nets"] == json.loads(json.dumps(results["nets"]))
 
 
-def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_path, monkeypatch):
-    """Ctrl-C in the middle of a net's second epoch, the same command again: the net ends with the very weights and
-    per-epoch test errors of a study that was never stopped."""
+def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_path, monkeypatch, machine):
+    """Ctrl-C in the middle of a net's second epoch, the same command again on a machine whose `bf16: auto` would
+    choose the other precision (faked): the net goes on in the precision it began in and ends with the very weights
+    and per-epoch test errors of a study that was never stopped."""
+    from resnet_cifar import runtime
     from resnet_cifar.data.cifar10 import Split
     from resnet_cifar.errors import Interrupted
     from resnet_cifar.experiments import depth
@@ -190,6 +192,9 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
         depth.run_depth(settings, tmp_path / "cut", log=lambda _: None)
     monkeypatch.undo()
     monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:200] for t in whole_test_set(data))))
+    began_in_bf16 = runtime.choose_runtime("cpu", "auto").bf16
+    machine("avx2" if began_in_bf16 else "avx512_bf16")
+    assert runtime.choose_runtime("cpu", "auto").bf16 is not began_in_bf16
     resumed = depth.run_depth(settings, tmp_path / "cut", log=lambda _: None)
     a, b = (run / "runs" / "resnet20-seed0" / "last.safetensors" for run in (tmp_path / "straight", tmp_path / "cut"))
     weights_a, weights_b = load_checkpoint(a)[0], load_checkpoint(b)[0]
@@ -197,8 +202,10 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
     for key in ("test_error_per_epoch", "train_error_per_epoch", "test_error_tta"):
         assert resumed["nets"]["resnet20-seed0"][key] == straight["nets"]["resnet20-seed0"][key]
     net = resumed["nets"]["resnet20-seed0"]
-    ((machine, hours),) = net["hours_by_machine"].items()
-    assert machine.endswith(", fp32, 2 threads") and hours == pytest.approx(net["train_seconds"] / 3600)
+    precision = "bf16" if began_in_bf16 else "fp32"
+    assert net["precision"] == precision and len(net["hours_by_machine"]) == 2  # epoch 1 here, epoch 2 "there"
+    assert all(where.endswith(f", {precision}, 2 threads") for where in net["hours_by_machine"])
+    assert sum(net["hours_by_machine"].values()) == pytest.approx(net["train_seconds"] / 3600)
 
 
 def test_a_net_continued_on_another_machine_counts_each_machines_hours(tmp_path, monkeypatch):

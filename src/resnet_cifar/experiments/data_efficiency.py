@@ -25,7 +25,7 @@ from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.report import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
-from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 
@@ -61,7 +61,7 @@ def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySetting
         },
     )
     started = time.perf_counter()
-    trainer = Trainer(config, out / "runs" / name, resume_hint=AGAIN)
+    trainer = Trainer(as_it_began(config, out / "runs" / name), out / "runs" / name, resume_hint=AGAIN)
     continue_from_checkpoint(trainer)  # an interrupted point goes on where it stopped
     trainer.fit()
     images, labels = test

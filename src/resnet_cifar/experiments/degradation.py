@@ -21,7 +21,7 @@ from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DegradationSettings
-from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -75,7 +75,7 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
     run_dir = out / "runs" / net
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
-    trainer = Trainer(config, run_dir, callbacks=[tracker], resume_hint=AGAIN)
+    trainer = Trainer(as_it_began(config, run_dir), run_dir, callbacks=[tracker], resume_hint=AGAIN)
     started = time.perf_counter()
     continue_from_checkpoint(trainer)  # an interrupted net goes on where it stopped, with its per-epoch test errors
     tracker.keep_first(trainer.position.epoch)

@@ -21,7 +21,7 @@ from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.experiments.degradation import TestErrorEachEpoch
 from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DepthSettings
-from resnet_cifar.experiments.subruns import continue_from_checkpoint
+from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint
 from resnet_cifar.runtime import cpu_isa, cpu_name, gpu_name
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
@@ -110,7 +110,7 @@ def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_imag
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
     machines = MachineEachEpoch(run_dir / run_folder.MACHINES)
-    trainer = Trainer(config, run_dir, callbacks=[tracker, machines], resume_hint=AGAIN)
+    trainer = Trainer(as_it_began(config, run_dir), run_dir, callbacks=[tracker, machines], resume_hint=AGAIN)
     continue_from_checkpoint(trainer)
     tracker.keep_first(trainer.position.epoch)
     machines.keep_first(trainer.position.epoch)

@@ -3,16 +3,30 @@ interruption (Ctrl-C writes the sub-run's checkpoint; the experiment's finished 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from pathlib import Path
 
 from resnet_cifar import run_folder
-from resnet_cifar.checkpoint import load_checkpoint
+from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
+from resnet_cifar.train.config import TrainConfig
 from resnet_cifar.train.loop import Trainer
 from resnet_cifar.train.runner import RUNTIME_KEYS
 
 
 def _what_it_computes(config: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in config.items() if k not in RUNTIME_KEYS}))
+
+
+def as_it_began(config: TrainConfig, run_dir: Path) -> TrainConfig:
+    """The sub-run's configuration with `bf16: auto` replaced by the precision its checkpoint records. The precision
+    was decided once, when the sub-run started; resolved again on a machine of another kind, `auto` could choose the
+    other one, and the sub-run would start afresh instead of going on (build the Trainer from this config)."""
+    path = run_folder.checkpoint_path(run_dir)
+    if config.bf16 != "auto" or not path.is_file():
+        return config
+    recorded = recorded_precision(load_checkpoint(path)[1])
+    return config if recorded is None else dataclasses.replace(config, bf16=recorded)
 
 
 def continue_from_checkpoint(trainer: Trainer) -> bool:
