@@ -238,7 +238,7 @@ def table6_lines(results: dict) -> list[str]:
 
 
 def write_depth(results: dict, out: Path) -> list[Path]:
-    from resnet_cifar.viz.experiments import plot_degradation
+    from resnet_cifar.viz.experiments import plot_figure6
 
     return write_report(
         out,
@@ -246,5 +246,5 @@ def write_depth(results: dict, out: Path) -> list[Path]:
         results,
         "nets",
         extra={"table6.json": table6(results)},
-        pictures={"figure6.png": plot_degradation},
+        pictures={"figure6.png": plot_figure6},
     )
