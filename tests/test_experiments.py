@@ -274,3 +274,25 @@ def test_a_whole_study_is_recorded_where_a_ledger_is_and_never_when_quick(tmp_pa
         seeds=[0],
     )
     assert len(read_ledger(ledger)) == 1 and "not recorded: no results ledger" in capsys.readouterr().out
+
+
+def test_the_thesis_is_a_verdict_measured_on_the_finished_nets():
+    """ResNets' test error must fall at every step of depth, plain nets' final training error rise at every step."""
+    from resnet_cifar.experiments.depth import thesis, thesis_lines
+
+    def net(name, seed, test, train):
+        return {"net": name, "seed": seed, "test_error": test, "train_error_per_epoch": [0.5, train]}
+
+    nets = [net("resnet20", 0, 0.092, 0.04), net("resnet20", 1, 0.090, 0.04), net("resnet56", 0, 0.070, 0.02)]
+    nets += [net("plain20", 0, 0.10, 0.05), net("plain56", 0, 0.12, 0.09)]
+    measured = thesis({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
+    assert measured["resnet_test_error"] == {20: pytest.approx(9.1), 56: pytest.approx(7.0)}
+    assert measured["resnet_test_error_falls_with_depth"] is True
+    assert measured["plain_train_error_rises_with_depth"] is True
+    nets.append(net("resnet110", 0, 0.075, 0.01))  # worse than ResNet-56: the claim fails at the last step
+    measured = thesis({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets[-1:] + nets[:3]}})
+    assert measured["resnet_test_error_falls_with_depth"] is False
+    assert measured["plain_train_error_rises_with_depth"] is None  # no plain net finished
+    words = thesis_lines(measured)
+    assert words[0] == "ResNets' test error falls with depth (20/56/110): 9.10 → 7.00 → 7.50%: no"
+    assert words[1] == "plain nets' training error rises with depth: not yet measured (no net finished)"

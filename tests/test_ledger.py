@@ -93,10 +93,15 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     nets[2]["hours_by_machine"] = {"AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": 1.0}
     rows = table6({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
     ledger = tmp_path / "ledger.jsonl"
-    append(record("experiment depth", {"table6": rows, "nets": {}}, precision="fp32", seeds=[0, 1]), ledger)
+    verdicts = {"resnet_test_error": {20: 9.2, 56: 6.5}, "resnet_test_error_falls_with_depth": True}
+    verdicts |= {"plain_train_error": {20: 3.1, 56: 8.0}, "plain_train_error_rises_with_depth": True}
+    numbers = {"table6": rows, "thesis": verdicts, "nets": {}}
+    append(record("experiment depth", numbers, precision="fp32", seeds=[0, 1]), ledger)
     table = render_tables.table6(read_ledger(ledger))
     assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
     assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]
+    assert "- ResNets' test error falls with depth (20/56): 9.20 → 6.50%: yes" in table
+    assert "- plain nets' training error rises with depth (20/56): 3.10 → 8.00%: yes" in table
     assert table[2].endswith("| – |") and table[3].endswith("| AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads |")
 
 

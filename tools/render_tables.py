@@ -394,9 +394,18 @@ def cam_summary(entry: dict) -> list[str]:
 @from_newest("experiment depth", "depth study")
 def table6(entry: dict) -> list[str]:
     """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones."""
-    from resnet_cifar.experiments.depth import table6_lines
+    from resnet_cifar.experiments.depth import table6_lines, thesis_lines
 
-    return [*table6_lines({"table6": entry["numbers"]["table6"]}), "", caption(entry)]
+    verdicts = (
+        [f"- {line}" for line in thesis_lines(entry["numbers"]["thesis"])] if "thesis" in entry["numbers"] else []
+    )
+    return [
+        *table6_lines({"table6": entry["numbers"]["table6"]}),
+        "",
+        *verdicts,
+        *([""] if verdicts else []),
+        caption(entry),
+    ]
 
 
 RUNTIME_NAMES = {

@@ -137,13 +137,14 @@ def cmd_data_efficiency(args: argparse.Namespace) -> int:
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.depth import run_depth, table6, table6_lines, write_depth
+    from resnet_cifar.experiments.depth import run_depth, table6, table6_lines, thesis, thesis_lines, write_depth
 
     settings = settings_from(args, DepthSettings)
     out = Path(args.out)
     results = run_depth(settings, out, train=not args.report_only)
+    results["thesis"] = thesis(results)
     if results["nets"]:
-        print("\n".join(table6_lines(results)))
+        print("\n".join([*table6_lines(results), "", *thesis_lines(results["thesis"])]))
         for path in write_depth(results, out):
             print(f"wrote {path}")
     if results["missing"]:
@@ -152,6 +153,7 @@ def cmd_depth(args: argparse.Namespace) -> int:
     nets = results["nets"].values()
     numbers = {
         "table6": table6(results),
+        "thesis": results["thesis"],
         "nets": {
             name: {k: v for k, v in net.items() if not k.endswith("per_epoch")} for name, net in results["nets"].items()
         },

@@ -9,6 +9,7 @@ epoch (single view) draws Fig. 6; the residual nets' final test errors, mean ± 
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -211,6 +212,57 @@ def table6(results: dict) -> list[dict]:
             }
         )
     return rows
+
+
+def thesis(results: dict) -> dict:
+    """The seed's claim, measured (He et al. Table 6 and Fig. 6): the ResNets' test error (single view, mean over
+    seeds) falls with every step of depth, and the plain nets' final training error rises with it. A verdict is None
+    until two depths of its kind have finished."""
+
+    def by_depth(kind: str, error) -> dict[int, float]:
+        errors: dict[int, list[float]] = {}
+        for net in results["nets"].values():
+            if net["net"].startswith(kind):
+                errors.setdefault(_depth(net["net"]), []).append(100 * error(net))
+        return {depth: statistics.mean(values) for depth, values in sorted(errors.items())}
+
+    def verdict(errors: dict[int, float], sign: int) -> bool | None:
+        values = list(errors.values())
+        return None if len(values) < 2 else all(sign * (b - a) > 0 for a, b in itertools.pairwise(values))
+
+    resnet = by_depth("resnet", lambda net: net["test_error"])
+    plain = by_depth("plain", lambda net: net["train_error_per_epoch"][-1])
+    return {
+        "resnet_test_error": resnet,
+        "resnet_test_error_falls_with_depth": verdict(resnet, -1),
+        "plain_train_error": plain,
+        "plain_train_error_rises_with_depth": verdict(plain, +1),
+    }
+
+
+def thesis_lines(measured: dict) -> list[str]:
+    """The verdicts in words, each with the errors it rests on."""
+
+    def line(errors: dict, what: str, holds: bool | None) -> str:
+        if not errors:
+            return f"{what}: not yet measured (no net finished)"
+        steps = " → ".join(f"{float(error):.2f}" for error in errors.values())
+        depths = "/".join(str(depth) for depth in errors)
+        answer = {True: "yes", False: "no", None: "not yet measured (fewer than two depths)"}[holds]
+        return f"{what} ({depths}): {steps}%: {answer}"
+
+    return [
+        line(
+            measured["resnet_test_error"],
+            "ResNets' test error falls with depth",
+            measured["resnet_test_error_falls_with_depth"],
+        ),
+        line(
+            measured["plain_train_error"],
+            "plain nets' training error rises with depth",
+            measured["plain_train_error_rises_with_depth"],
+        ),
+    ]
 
 
 def _error(mean: float, std: float | None) -> str:
