@@ -296,3 +296,22 @@ def test_the_thesis_is_a_verdict_measured_on_the_finished_nets():
     words = thesis_lines(measured)
     assert words[0] == "ResNets' test error falls with depth (20/56/110): 9.10 → 7.00 → 7.50%: no"
     assert words[1] == "plain nets' training error rises with depth: not yet measured (no net finished)"
+
+
+def test_a_second_depth_study_on_one_folder_stops_at_the_net_the_first_is_training(cifar_dir, tmp_path):
+    from resnet_cifar import run_folder
+    from resnet_cifar.errors import ConfigError
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+
+    settings = DepthSettings(
+        plain_depths=(), residual_depths=(20,), more_seeds={}, epochs=1, train_size=300, test_images=100,
+        data_dir=str(cifar_dir),
+    )  # fmt: skip
+    training = tmp_path / "study" / "runs" / "resnet20-seed0"
+    with (
+        run_folder.RunLock(training),
+        pytest.raises(ConfigError, match="in use by another run .pid \\d+.; wait for it"),
+    ):
+        depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    assert sorted(path.name for path in training.iterdir()) == [".lock"]  # nothing of the net written by the second

@@ -146,8 +146,9 @@ class RunLock:
     process ends, however it ends, so a killed run never leaves a stale lock). A second run, `--overwrite` or
     `--resume` of a folder in use fails with one line instead of mixing two runs' files."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, instead: str = "choose another --name"):
         self.path = Path(run_dir) / LOCK
+        self.instead = instead  # what the refused command can do instead of waiting
         self._file = None
 
     def __enter__(self) -> RunLock:
@@ -171,7 +172,7 @@ class RunLock:
             owner = handle.read().strip() or "another process"
             handle.close()
             raise ConfigError(
-                f"{self.path.parent} is in use by another run ({owner}); wait for it to finish or choose another --name"
+                f"{self.path.parent} is in use by another run ({owner}); wait for it to finish or {self.instead}"
             ) from None
         handle.seek(0)
         handle.truncate()

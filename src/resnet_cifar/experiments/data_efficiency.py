@@ -25,7 +25,7 @@ from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.report import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
-from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint
+from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 
@@ -114,7 +114,8 @@ def run_data_efficiency(
         point = load_point(path, settings)
         if point is None:
             counter.start(f"{point_name(kind, size, seed)}: {settings.steps} steps on {size:,} images")
-            point = train_point(kind, size, seed, settings, out, test)
+            with held(out / "runs" / point_name(kind, size, seed)):
+                point = train_point(kind, size, seed, settings, out, test)
             counter.done()
             atomic_write_bytes(path, (json.dumps(point, indent=1) + "\n").encode())
             log(

@@ -21,7 +21,7 @@ from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DegradationSettings
-from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint
+from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -108,7 +108,8 @@ def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str
             counter.skip()
             continue
         counter.start(f"{name}: {settings.epochs:g} epochs of {settings.train_size:,} images")
-        nets[name] = train_one(name, settings, out, test_images, test_labels)
+        with held(out / "runs" / name):
+            nets[name] = train_one(name, settings, out, test_images, test_labels)
         counter.done()
         done.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(done, json.dumps({"settings": fingerprint, "result": nets[name]}).encode())

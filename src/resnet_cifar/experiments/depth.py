@@ -22,7 +22,7 @@ from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.experiments.degradation import TestErrorEachEpoch
 from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DepthSettings
-from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint
+from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.runtime import cpu_isa, cpu_name, gpu_name
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
@@ -172,7 +172,8 @@ def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Ca
             name = run_name(net, seed)
             counter.start(name)
             started = time.perf_counter()
-            result = train_net(settings, net, seed, out, images, labels)
+            with held(out / "runs" / name):
+                result = train_net(settings, net, seed, out, images, labels)
             result["wall_seconds"] = time.perf_counter() - started
             counter.done()
             _stored(out, name).parent.mkdir(parents=True, exist_ok=True)

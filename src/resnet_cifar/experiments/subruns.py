@@ -18,6 +18,12 @@ def _what_it_computes(config: dict) -> dict:
     return json.loads(json.dumps({k: v for k, v in config.items() if k not in RUNTIME_KEYS}))
 
 
+def held(run_dir: Path) -> run_folder.RunLock:
+    """The sub-run's folder, held while it trains: the same experiment started twice on one --out stops in one line at
+    the first sub-run the other is training, instead of training it twice into one folder."""
+    return run_folder.RunLock(run_dir, instead="give this experiment another --out")
+
+
 def as_it_began(config: TrainConfig, run_dir: Path) -> TrainConfig:
     """The sub-run's configuration with `bf16: auto` replaced by the precision its checkpoint records. The precision
     was decided once, when the sub-run started; resolved again on a machine of another kind, `auto` could choose the
