@@ -90,9 +90,10 @@ class MachineEachEpoch(Callback):
     def complete(self, history: list[dict], finisher: str) -> list[dict]:
         """Every epoch's record, written back whole; epochs trained before machines were recorded count for the
         machine that finished the run (the study's first nets, trained on one machine from start to end)."""
+        recorded = self.epochs + [None] * (len(history) - len(self.epochs))
         self.epochs = [
             known or {"machine": finisher, "seconds": row["seconds"]}
-            for row, known in zip(history, [*self.epochs, *[None] * len(history)], strict=False)
+            for row, known in zip(history, recorded, strict=True)
         ]
         atomic_write_bytes(self.path, json.dumps(self.epochs).encode())
         return self.epochs
