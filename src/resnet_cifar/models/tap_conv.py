@@ -6,7 +6,7 @@ measured and benchmarks/conv_backward.py measures it again.
 On a 2-core Intel Xeon with AMX in bf16, oneDNN's filter-gradient kernel takes over half of a fastnet step's
 convolution time and runs 2-6x slower than the forward pass on the same layer where the maps are small and wide
 (256 channels at 7x7 down to 2x2). The gradient summed tap by tap, dW[:, :, i, j] = dY^T @ shifted X, took 0.2-0.7
-of its time at 5x5 and below in every measurement, at 7x7 0.5-0.6 in one measurement and 1.0-1.2 in another where the
+of its time at 5x5 and below in every measurement, at 7x7 0.5-0.6, or 1.0-1.2 where the
 machine ran twice as fast, and 2.7-12x more on large maps (benchmarks/conv_backward.py). So the choice is by the
 input's side: up to `max_side` pixels the products, above it oneDNN. The forward pass and the input gradient stay
 oneDNN's."""
