@@ -43,8 +43,9 @@ def test_shipped_weights_are_small_and_carry_a_model_card(name):
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_weights_reproduce_their_card_on_a_test_subset(name, cifar_test):
-    """Single view, flip TTA and calibration on the card's seeded 1,000-image subset, recomputed from the shipped
-    file as any user loads it (half-precision storage included): the card describes exactly these tensors."""
+    """Single view, flip TTA and calibration on the card's seeded subset (1,000 images, fewer for deeper nets: see
+    tools/ship_weights.py), recomputed from the shipped file as any user loads it (half-precision storage
+    included): the card describes exactly these tensors."""
     card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     check = card["subset_check"]
     chosen = balanced_subset(cifar_test.labels, check["images"], check["seed"])
@@ -53,8 +54,9 @@ def test_shipped_weights_reproduce_their_card_on_a_test_subset(name, cifar_test)
     fp32 = choose_runtime("cpu", bf16=False)  # as the card was measured
     options = {"runtime": fp32, "batch_size": 250, "normalization": loaded.normalization}
     flip, single = predict_logits_and_single_view(loaded.model, images, tta=1, **options)  # one pass for both
-    assert accuracy(single, labels) == pytest.approx(check["no_tta"], abs=0.002)  # 2 images: fp32 kernels' rounding
-    assert accuracy(flip, labels) == pytest.approx(check["tta_flip"], abs=0.002)
+    two_images = 2 / check["images"]  # fp32 kernels' rounding may flip an image or two
+    assert accuracy(single, labels) == pytest.approx(check["no_tta"], abs=two_images)
+    assert accuracy(flip, labels) == pytest.approx(check["tta_flip"], abs=two_images)
     assert calibration_report(flip, labels, loaded.temperature)["ece_after"] == pytest.approx(
         check["ece_after"], abs=0.003
     )
@@ -130,3 +132,20 @@ def test_torch_hub_loads_the_shipped_paper_resnets_with_their_card(name):
     card = json.loads((WEIGHTS_DIR / f"{name}.json").read_text())
     assert module.card["test_accuracy"] == card["test_accuracy"] and module.temperature > 0
     assert module(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_deeper_nets_are_checked_on_fewer_images_at_no_more_cost():
+    """tools/ship_weights.py sizes each card's subset check so that the suite's recomputation of it stays cheap."""
+    import importlib.util
+
+    from resnet_cifar.models.summary import count_macs
+
+    spec = importlib.util.spec_from_file_location("ship_weights", REPO / "tools" / "ship_weights.py")
+    ship_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ship_weights)
+    nets = {name: create_model(name) for name in ("resnet20", "resnet32", "resnet56", "resnet110")}
+    sizes = {name: ship_weights.subset_size(net) for name, net in nets.items()}
+    assert sizes["resnet20"] == sizes["resnet32"] == 1000
+    assert 200 <= sizes["resnet110"] < sizes["resnet56"] < 1000 and all(size % 10 == 0 for size in sizes.values())
+    for name, net in nets.items():
+        assert sizes[name] * count_macs(net) <= ship_weights.SUBSET_BUDGET_MACS
