@@ -27,6 +27,7 @@ shipped, leaving their tensors as they are.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -93,7 +94,8 @@ def subset_size(model: torch.nn.Module) -> int:
     """Images in the subset check: 1,000, or fewer (a multiple of 10, at least 200) where the net costs more."""
     from resnet_cifar.models.summary import count_macs
 
-    fitting = int(SUBSET_BUDGET_MACS / count_macs(model.cpu().float()) // 10 * 10)
+    macs = count_macs(copy.deepcopy(model).cpu().float())  # a copy: the weights as loaded stay as they are
+    fitting = int(SUBSET_BUDGET_MACS / macs // 10 * 10)
     return max(200, min(1000, fitting))
 
 
