@@ -25,6 +25,7 @@ import pytest
 import torch
 
 from commands import run_cli
+from repo_scripts import load_script
 from resnet_cifar.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed unavailable")
@@ -205,12 +206,7 @@ def test_two_processes_match_one_bit_for_bit_and_resume_with_another_number_of_p
 def test_the_benchmarks_launch_n_processes_through_torchrun_with_the_threads_shared_out(monkeypatch):
     """repeat_runs.py and sweep.py --processes N: torchrun with N workers of cores / N threads, a --threads given
     among the arguments placed after (argparse keeps the last)."""
-    import importlib.util
-
-    script = Path(__file__).parents[1] / "benchmarks" / "repeat_runs.py"
-    spec = importlib.util.spec_from_file_location("repeat_runs", script)
-    repeat_runs = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(repeat_runs)
+    repeat_runs = load_script("benchmarks/repeat_runs.py")
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     assert repeat_runs.train_command(1, "--seed", "1") == [sys.executable, "-m", "resnet_cifar", "train", "--seed", "1"]
     command = repeat_runs.train_command(2, "--seed", "1", "--threads", "1")

@@ -1,16 +1,14 @@
 """The results ledger: records carry what a reader needs to rerun them, and every published table is its rendering."""
 
-import importlib.util
 import json
 from pathlib import Path
 
+from repo_scripts import load_script
 from resnet_cifar.ledger import PUBLISHED as LEDGER
 from resnet_cifar.ledger import append, read_ledger, record
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("render_tables", ROOT / "tools" / "render_tables.py")
-render_tables = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(render_tables)
+render_tables = load_script("tools/render_tables.py")
 
 NEEDED = {"benchmark", "command", "config_sha256", "git_commit", "machine", "precision", "torch", "seeds", "numbers"}
 
@@ -109,9 +107,7 @@ def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_pa
     """ship_weights reads the run's per-epoch machines (the depth study writes them); the weights table prints them."""
     from resnet_cifar import run_folder
 
-    spec = importlib.util.spec_from_file_location("ship_weights", ROOT / "tools" / "ship_weights.py")
-    ship_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_weights)
+    ship_weights = load_script("tools/ship_weights.py")
     rows = [run_folder.metrics_row(epoch=epoch, seconds=seconds) for epoch, seconds in ((1, 5400.0), (2, 1800.0))]
     run_folder.write_metrics(tmp_path, rows)
     metadata = {"runtime": {"machine": "Zen 4, AVX512_BF16, 2 cores, 2 torch threads, torch 2.13.0+cpu"}}

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from repo_scripts import load_script
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.calibration import calibration_report
 from resnet_cifar.evaluate.metrics import accuracy
@@ -136,13 +137,9 @@ def test_torch_hub_loads_the_shipped_paper_resnets_with_their_card(name):
 
 def test_deeper_nets_are_checked_on_fewer_images_at_no_more_cost():
     """tools/ship_weights.py sizes each card's subset check so that the suite's recomputation of it stays cheap."""
-    import importlib.util
-
     from resnet_cifar.models.summary import count_macs
 
-    spec = importlib.util.spec_from_file_location("ship_weights", REPO / "tools" / "ship_weights.py")
-    ship_weights = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ship_weights)
+    ship_weights = load_script("tools/ship_weights.py")
     nets = {name: create_model(name) for name in ("resnet20", "resnet32", "resnet56", "resnet110")}
     sizes = {name: ship_weights.subset_size(net) for name, net in nets.items()}
     assert sizes["resnet20"] == sizes["resnet32"] == 1000
