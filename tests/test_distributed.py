@@ -60,10 +60,8 @@ NO_BN_NET = ["--model-options", "{widths: [16, 32, 64], blocks: [1, 0, 1], stem_
 NO_BN_NET += ["--epochs", "3"]  # three, so that one run can move from 1 process to 2 and back
 
 
-def train(cwd: Path, processes: int, *args: str) -> str:
-    launcher = (
-        ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)] if processes > 1 else []
-    )
+def torchrun(cwd: Path, processes: int, *args: str) -> str:
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
     command = [sys.executable, *launcher, "-m", "resnet_cifar", "train", *args]
     # A short timeout: torch.distributed's shutdown can, rarely, leave a gloo worker waiting (pytorch#75097)
     result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=240)
@@ -112,7 +110,7 @@ def halves_run(cifar_dir, tmp_path_factory):
 def test_sync_bn_two_processes_match_one(cifar_dir, tmp_path):
     data = ["--data-dir", str(cifar_dir)]
     train_here(tmp_path, *BASE, *BN_NET, *data, "--name", "one")
-    train(tmp_path, 2, *BASE, *BN_NET, *data, "--sync-bn", "--name", "synced")
+    torchrun(tmp_path, 2, *BASE, *BN_NET, *data, "--sync-bn", "--name", "synced")
     synced = largest_difference(
         model_weights(tmp_path / "outputs" / "one"), model_weights(tmp_path / "outputs" / "synced")
     )
@@ -191,10 +189,10 @@ def test_two_processes_match_one_bit_for_bit_and_resume_with_another_number_of_p
     data = ["--data-dir", str(cifar_dir)]
     run = tmp_path / "outputs" / "moved"
     first = [*BASE, *NO_BN_NET, *data, "--accumulate", "2", "--name", "moved", "--stop-after-epochs", "1"]
-    assert "stopped after 1 epoch as asked" in train(tmp_path, 1, *first, "--test-at-end")
+    assert "stopped after 1 epoch as asked" in train_here(tmp_path, *first, "--test-at-end")
     _, meta = load_checkpoint(run / "last.safetensors")
     assert meta["world_size"] == 1 and meta["step"] == 6
-    resumed = train(tmp_path, 2, "--resume", "outputs/moved", "--accumulate", "1", *data)
+    resumed = torchrun(tmp_path, 2, "--resume", "outputs/moved", "--accumulate", "1", *data)
     assert "x2 processes" in resumed and resumed.count("epoch   2/3") == 1  # one process does all the logging
     assert_identical(model_weights(run), halves_run)
     # rank 0 tests alone while rank 1 waits: it takes rank 1's thread too (recorded with the results)
