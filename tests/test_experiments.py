@@ -252,6 +252,7 @@ def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
     assert rows[0]["trained_on"] == ["Zen 3, AVX2, fp32, 2 threads", "Zen 4, AVX512_BF16, bf16, 2 threads"]
     assert rows[0]["test_error"] == pytest.approx(8.5) and rows[0]["test_error_std"] == pytest.approx(0.7071, abs=1e-4)
     assert rows[0]["test_error_tta"] == pytest.approx(7.5) and rows[0]["cpu_hours"] == 2
+    assert rows[0]["test_error_tta_std"] == pytest.approx(0.7071, abs=1e-4) and rows[1]["test_error_tta_std"] is None
     assert rows[1]["test_error_std"] is None and rows[1]["chenyaofo"] is None and rows[1]["He et al. 2015"] == 6.43
 
 

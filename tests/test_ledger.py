@@ -96,7 +96,7 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     numbers = {"table6": rows, "thesis": verdicts, "nets": {}}
     append(record("experiment depth", numbers, precision="fp32", seeds=[0, 1]), ledger)
     table = render_tables.table6(read_ledger(ledger))
-    assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
+    assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 ± 0.13 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
     assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]
     assert "- ResNets' test error falls with depth (20/56): 9.20 → 6.50%: yes" in table
     assert "- plain nets' training error rises with depth (20/56): 3.10 → 8.00%: yes" in table

@@ -207,6 +207,7 @@ def table6(results: dict) -> list[dict]:
                 "test_error": statistics.mean(single),
                 "test_error_std": statistics.stdev(single) if len(single) > 1 else None,
                 "test_error_tta": statistics.mean(tta),
+                "test_error_tta_std": statistics.stdev(tta) if len(tta) > 1 else None,
                 "epochs": nets[0]["epochs"],
                 "cpu_hours": statistics.mean(net["train_seconds"] for net in nets) / 3600,
                 **{source: errors.get(depth) for source, errors in ANCHORS.items()},
@@ -285,7 +286,8 @@ def table6_lines(results: dict) -> list[str]:
         lines.append(
             f"| {row['net']} | {', '.join(map(str, row['seeds']))} "
             f"| {_error(row['test_error'], row['test_error_std'])} "
-            f"| {row['test_error_tta']:.2f} | {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} "
+            f"| {_error(row['test_error_tta'], row.get('test_error_tta_std'))} "
+            f"| {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} "
             f"| {'; '.join(row.get('trained_on', [])) or '–'} |"
         )
     return lines
