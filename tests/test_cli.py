@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 
 from commands import run_cli
+from repo_scripts import run_script
 from resnet_cifar.runtime import choose_runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -108,16 +109,10 @@ def test_evaluate_reproduces_the_training_accuracy(trained_run, cifar_dir):
 def test_tta_share_benchmark_reads_the_validation_split_of_a_run(trained_run):
     """Share 0 is the single view the run validated with, so its accuracy is the run's last val_acc."""
     work, _ = trained_run
-    script = REPO / "benchmarks" / "tta_share.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "outputs/tiny", "--shares", "1", "0.3", "0", "--rounds", "1"],
-        cwd=work,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    rows = {float(line.split()[0]): line.split() for line in result.stdout.splitlines()[-3:]}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(work)
+        printed = run_script("benchmarks/tta_share.py", "outputs/tiny", "--shares", "1", "0.3", "0", "--rounds", "1")
+    rows = {float(line.split()[0]): line.split() for line in printed.splitlines()[-3:]}
     assert sorted(rows) == [0.0, 0.3, 1.0] and [rows[s][1] for s in (0.0, 0.3, 1.0)] == ["1.0", "2.5", "6.0"]
     last = (work / "outputs" / "tiny" / "metrics.csv").read_text().splitlines()[-1].split(",")
     header = (work / "outputs" / "tiny" / "metrics.csv").read_text().splitlines()[0].split(",")

@@ -1,14 +1,11 @@
 """The tap-by-tap filter gradient computes what oneDNN's convolution backward computes, in fp32 and under bf16
 autocast, and a fastnet built with it is the same function with the same parameters."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 
+from repo_scripts import run_script
 from resnet_cifar.models import create_model
 from resnet_cifar.models.tap_conv import TapGradConv2d, tap_weight_grad
 
@@ -104,14 +101,12 @@ def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
         "model: fastnet\nmodel_options: {widths: [8, 16, 16], stem: whiten, stem_width: 12, tap_grad_max_side: 7}\n"
         "batch_size: 8\nbf16: false\n"
     )
-    script = Path(__file__).parents[1] / "benchmarks" / "conv_backward.py"
-    command = [sys.executable, str(script), "--config", str(config), "--crop-sizes", "16", "--rounds", "1"]
+    flags = ["--config", config, "--crop-sizes", "16", "--rounds", "1"]
     races = ["--whole-steps", "--max-sides", "0", "7", "--dense-sides", "3"]
-    done = subprocess.run([*command, *races], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "16 px, all convolutions:" in done.stdout
-    assert "taps/native" in done.stdout  # the stride-1 layers were raced against the per-tap products
-    assert "dense/native" in done.stdout  # and the 3x3 and 1x1 maps of the last stage against dense products
-    steps = next(line for line in done.stdout.splitlines() if "whole training steps" in line)
+    printed = run_script("benchmarks/conv_backward.py", *flags, *races)
+    assert "16 px, all convolutions:" in printed
+    assert "taps/native" in printed  # the stride-1 layers were raced against the per-tap products
+    assert "dense/native" in printed  # and the 3x3 and 1x1 maps of the last stage against dense products
+    steps = next(line for line in printed.splitlines() if "whole training steps" in line)
     for variant in ("tap_grad_max_side 0: ", "tap_grad_max_side 7: ", "dense_conv_max_side 3: "):
         assert variant in steps
