@@ -1,12 +1,11 @@
 """Small training subsets end to end, the plain twin of fastnet, and the data-efficiency experiment's bookkeeping."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 import torch
 
+from commands import run_cli
 from resnet_cifar.cli import main
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.experiments import data_efficiency as de
@@ -127,9 +126,8 @@ def test_report_only_summarises_what_is_there_and_names_what_is_missing(cifar_di
     assert report["missing"] == ["residual-20-s1", "plain-20-s1"]
     assert [row["n"] for row in report["summary"]["residual"]] == [1]
     # the CLI's settings differ from the tiny ones (net, batch): the folder's own points are reported, named as such
-    command = [sys.executable, "-m", "resnet_cifar", "experiment", "data-efficiency", "--out", str(tmp_path)]
-    command += ["--sizes", "500", "--seeds", "0", "--report-only"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    report_only = ["--sizes", "500", "--seeds", "0", "--report-only"]
+    result = run_cli("experiment", "data-efficiency", "--out", tmp_path, *report_only)
     assert result.returncode == 0, result.stderr
     assert f"reporting the 2 points in {tmp_path}, which were run with other settings" in result.stdout
     written = json.loads((tmp_path / "data_efficiency.json").read_text())

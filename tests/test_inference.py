@@ -2,8 +2,6 @@
 
 import io
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from commands import run_cli
 from resnet_cifar.errors import ImageError
 from resnet_cifar.inference.export import export_model
 from resnet_cifar.inference.images import MAX_PIXELS, load_image, to_cifar_tensor
@@ -189,13 +188,7 @@ def test_python_api_round_trip(tmp_path, cifar_test):
 def test_predict_cli_exit_code_and_json(tmp_path):
     Image.new("RGB", (32, 32), (250, 250, 250)).save(tmp_path / "ok.png")
     (tmp_path / "bad.txt").write_text("x")
-    result = subprocess.run(
-        [sys.executable, "-m", "resnet_cifar", "predict", "ok.png", "bad.txt", "--json"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli("predict", "ok.png", "bad.txt", "--json", cwd=tmp_path)
     assert result.returncode == 1
     rows = json.loads(result.stdout)
     assert rows[0]["file"] == "ok.png" and len(rows[0]["top"]) == 3 and rows[1]["error"].startswith("not an image")
