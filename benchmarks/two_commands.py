@@ -25,6 +25,7 @@ from resnet_cifar.runtime import machine_description
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTEST_SUMMARY = re.compile(r"(\d+) passed.*? in ([\d.]+)s")
+RUN_LINE = re.compile(r"^run (.+?): ", re.M)
 
 
 def timed(command: list[str]) -> tuple[float, str]:
@@ -36,11 +37,20 @@ def timed(command: list[str]) -> tuple[float, str]:
     return seconds, done.stdout + done.stderr
 
 
+def trained_folder(output: str) -> Path:
+    """The run folder a training wrote, from its first line (`run outputs/default: ...`): outputs/default, or
+    outputs/default-2, -3 ... where earlier runs hold the name."""
+    found = RUN_LINE.search(output)
+    if found is None:
+        sys.exit(f"make train printed no 'run FOLDER:' line:\n{output[-3000:]}")
+    return Path(found.group(1))
+
+
 def make_train() -> dict:
     fresh = not (ROOT / ".venv" / "bin" / ".installed").exists()
     seconds, output = timed(["make", "train"])
     accuracy = float(re.findall(r"test_accuracy=([\d.]+)", output)[-1])
-    config = yaml.safe_load((ROOT / "outputs" / "default" / "config.yaml").read_text())
+    config = yaml.safe_load((ROOT / trained_folder(output) / "config.yaml").read_text())
     return {"make_train_s": seconds, "test_accuracy": accuracy, "bf16": bool(config.get("bf16")), "venv_made": fresh}
 
 

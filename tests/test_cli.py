@@ -13,7 +13,7 @@ import yaml
 from PIL import Image
 
 from commands import run_cli
-from repo_scripts import run_script
+from repo_scripts import load_script, run_script
 from resnet_cifar.runtime import choose_runtime
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,6 +91,14 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
 def test_bf16_flag_takes_auto_true_false_and_nothing_else(tmp_path):
     bad = cli("train", "--bf16", "maybe", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and "expected auto, true or false" in bad.stderr
+
+
+def test_the_two_commands_benchmark_reads_the_folder_the_training_wrote(trained_run):
+    """benchmarks/two_commands.py takes `make train`'s precision from the run it made, named on its first line (an
+    earlier run may hold outputs/default)."""
+    work, result = trained_run
+    folder = load_script("benchmarks/two_commands.py").trained_folder(result.stdout)
+    assert folder == Path("outputs/tiny") and (work / folder / "config.yaml").is_file()
 
 
 def test_evaluate_reproduces_the_training_accuracy(trained_run, cifar_dir):
