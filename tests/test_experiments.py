@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -143,8 +144,10 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     )  # fmt: skip
     whole_test_set = TrainingData.load_test  # each run's final test on 500 images: the code is the same, 20x quicker
     monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:500] for t in whole_test_set(data))))
-    results = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    kept = []
+    results = depth.run_depth(settings, tmp_path / "study", log=lambda _: None, keep=lambda *net: kept.append(net))
     assert list(results["nets"]) == ["resnet20-seed0"] and results["missing"] == []
+    assert [name for name, _ in kept] == ["resnet20-seed0"]  # handed to the ledger the moment it finished
     net = results["nets"]["resnet20-seed0"]
     assert (tmp_path / "study" / "runs" / "resnet20-seed0" / "results.json").is_file()  # a whole run
     assert len(net["test_error_per_epoch"]) == len(net["train_error_per_epoch"]) == net["epochs"] == 1
@@ -158,6 +161,18 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     monkeypatch.setattr(depth, "train_net", must_not_train)
     again = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
     assert again["nets"] == json.loads(json.dumps(results["nets"]))
+    ledger = [{"benchmark": depth.NET_RECORD, "numbers": entry} for _, entry in kept]
+    ledger.insert(0, {"benchmark": "two_commands", "numbers": {}})
+    recorded = depth.recorded_nets(ledger)
+    already = depth.run_depth(settings, tmp_path / "study", log=lambda _: None, recorded=recorded, keep=must_not_train)
+    assert already["nets"] == again["nets"]  # the ledger holds it: not handed over a second time
+    # A clone on another machine has no run folder, only the ledger: the net counts as finished there too.
+    fresh = depth.run_depth(
+        settings, tmp_path / "elsewhere", log=lambda _: None, recorded=recorded, keep=must_not_train
+    )
+    assert fresh["nets"] == again["nets"] and fresh["missing"] == []
+    other_recipe = dataclasses.replace(settings, epochs=2)  # ... but only for the very configuration it ran
+    assert depth.run_depth(other_recipe, tmp_path / "elsewhere", train=False, recorded=recorded)["nets"] == {}
 
 
 def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_path, monkeypatch, machine):
@@ -316,3 +331,35 @@ def test_a_second_depth_study_on_one_folder_stops_at_the_net_the_first_is_traini
     ):
         depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
     assert sorted(path.name for path in training.iterdir()) == [".lock"]  # nothing of the net written by the second
+
+
+def test_the_depth_command_records_each_finished_net_once_and_reports_from_the_ledger_alone(tmp_path):
+    """A net finished in a run folder goes to the ledger (once); a clone that has only the ledger redraws the report."""
+    from commands import run_cli
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar.ledger import read_ledger
+
+    flags = ["--residual-depths", "20", "--plain-depths", "20", "--more-seeds", "{}", "--report-only"]
+    settings = DepthSettings(residual_depths=(20,), plain_depths=(20,), more_seeds={})
+    errors = [0.5, 0.3, 0.2]
+    result = {
+        "net": "resnet20", "seed": 0, "epochs": 3, "steps_per_epoch": 351, "train_error_per_epoch": errors,
+        "test_error_per_epoch": errors, "test_error": 0.2, "test_error_tta": 0.19, "train_seconds": 3600.0,
+        "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.0}, "precision": "fp32",
+    }  # fmt: skip
+    entry = {"config": depth._fingerprint(settings, "resnet20", 0), "result": result}
+    (tmp_path / "here" / "nets").mkdir(parents=True)
+    (tmp_path / "here" / "nets" / "resnet20-seed0.json").write_text(json.dumps(entry))
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text("")
+    for _ in range(2):
+        done = run_cli("experiment", "depth", "--out", tmp_path / "here", "--ledger", ledger, *flags)
+        assert done.returncode == 0, done.stderr
+    (recorded,) = read_ledger(ledger)  # once, though the command ran twice; the study is unfinished: no table yet
+    assert recorded["benchmark"] == depth.NET_RECORD and recorded["numbers"] == entry
+    assert recorded["precision"] == "fp32" and recorded["seeds"] == [0]
+    elsewhere = run_cli("experiment", "depth", "--out", tmp_path / "elsewhere", "--ledger", ledger, *flags)
+    assert "| resnet20 | 0 | 20.00 | 19.00 | 3 | 1.00 |" in elsewhere.stdout
+    assert "not finished: plain20-seed0" in elsewhere.stdout
+    assert (tmp_path / "elsewhere" / "figure6.png").is_file() and len(read_ledger(ledger)) == 1

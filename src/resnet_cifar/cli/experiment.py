@@ -60,8 +60,11 @@ def settings_from(args: argparse.Namespace, settings_class: type):
     return settings
 
 
-def record(args: argparse.Namespace, numbers: dict, *, precision: str, seeds: list[int]) -> None:
-    """Append the published numbers of a whole study (not a --quick one) to the results ledger, unless --no-record."""
+def record(
+    args: argparse.Namespace, numbers: dict, *, precision: str, seeds: list[int], benchmark: str | None = None
+) -> None:
+    """Append the published numbers of a whole study (not a --quick one) to the results ledger, unless --no-record
+    (`benchmark`: the record's name when it is not `experiment NAME`, e.g. one net of the depth study)."""
     if args.quick or args.no_record:
         return
     if not args.ledger.parent.is_dir():  # an installed package, not a clone: there is no ledger to add to
@@ -70,9 +73,10 @@ def record(args: argparse.Namespace, numbers: dict, *, precision: str, seeds: li
     from resnet_cifar import ledger
 
     ledger.append(
-        ledger.record(f"experiment {args.experiment}", numbers, precision=precision, seeds=seeds), args.ledger
+        ledger.record(benchmark or f"experiment {args.experiment}", numbers, precision=precision, seeds=seeds),
+        args.ledger,
     )
-    print(f"recorded in {args.ledger}")
+    print(f"recorded{f' {benchmark}' if benchmark else ''} in {args.ledger}")
 
 
 def auto_precision(device: str = "auto") -> str:
@@ -137,11 +141,27 @@ def cmd_data_efficiency(args: argparse.Namespace) -> int:
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.depth import run_depth, table6, table6_lines, thesis, thesis_lines, write_depth
+    from resnet_cifar import ledger
+    from resnet_cifar.experiments.depth import (
+        NET_RECORD,
+        recorded_nets,
+        run_depth,
+        table6,
+        table6_lines,
+        thesis,
+        thesis_lines,
+        write_depth,
+    )
+
+    def keep(name: str, entry: dict) -> None:
+        """Each finished net goes to the ledger at once: the study outlives the machine that trains any one net."""
+        result = entry["result"]
+        record(args, entry, precision=result["precision"], seeds=[result["seed"]], benchmark=NET_RECORD)
 
     settings = settings_from(args, DepthSettings)
     out = Path(args.out)
-    results = run_depth(settings, out, train=not args.report_only)
+    recorded = recorded_nets(ledger.read_ledger(args.ledger))
+    results = run_depth(settings, out, train=not args.report_only, recorded=recorded, keep=keep)
     results["thesis"] = thesis(results)
     if results["nets"]:
         print("\n".join([*table6_lines(results), "", *thesis_lines(results["thesis"])]))

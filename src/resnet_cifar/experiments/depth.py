@@ -145,22 +145,54 @@ def _fingerprint(settings: DepthSettings, net: str, seed: int) -> dict:
     return {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in skip}
 
 
+NET_RECORD = "experiment depth net"  # the ledger's record of one finished net
+
+
 def _stored(out: Path, name: str) -> Path:
     return out / "nets" / f"{name}.json"
 
 
-def _finished_result(settings: DepthSettings, net: str, seed: int, out: Path) -> dict | None:
-    """The stored result of a net finished with this very configuration, else None."""
-    path = _stored(out, run_name(net, seed))
-    stored = json.loads(path.read_text()) if path.is_file() else {}
-    return stored["result"] if stored.get("config") == _fingerprint(settings, net, seed) else None
+def recorded_nets(ledger_entries: list[dict]) -> dict[str, list[dict]]:
+    """The finished nets the results ledger holds, by run name: each `{"config": ..., "result": ...}`, oldest first.
+    A net's run folder lives on the machine that trained it; its record in the ledger travels with the repository,
+    so a study spread over several machines (or a fresh clone) still has every net that finished anywhere."""
+    nets: dict[str, list[dict]] = {}
+    for entry in ledger_entries:
+        if entry.get("benchmark") == NET_RECORD:
+            result = entry["numbers"]["result"]
+            nets.setdefault(run_name(result["net"], result["seed"]), []).append(entry["numbers"])
+    return nets
 
 
-def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones."""
+def _matching(entries: list[dict], fingerprint: dict) -> dict | None:
+    """The newest entry finished with this very configuration, else None."""
+    return next((entry for entry in reversed(entries) if entry.get("config") == fingerprint), None)
+
+
+def run_depth(
+    settings: DepthSettings,
+    out: Path,
+    *,
+    train: bool = True,
+    log: Callable[[str], None] = print,
+    recorded: dict[str, list[dict]] | None = None,
+    keep: Callable[[str, dict], None] | None = None,
+) -> dict:
+    """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones: those in
+    `out` and those `recorded` in the ledger (`recorded_nets`). `keep(name, entry)` is called for every net finished
+    in `out` that the ledger does not hold yet, the moment it is known (the command appends it to the ledger)."""
     settings.validate()
+    recorded, keep = recorded or {}, keep or (lambda name, entry: None)
     runs = study_runs(settings)
-    finished = {run_name(net, seed): _finished_result(settings, net, seed, out) for net, seed in runs}
+    finished: dict[str, dict | None] = {}
+    for net, seed in runs:
+        name, fingerprint = run_name(net, seed), _fingerprint(settings, net, seed)
+        path = _stored(out, name)
+        here = _matching([json.loads(path.read_text())] if path.is_file() else [], fingerprint)
+        elsewhere = _matching(recorded.get(name, []), fingerprint)
+        if here is not None and here != elsewhere:
+            keep(name, here)
+        finished[name] = (here or elsewhere or {}).get("result")
     todo = [(net, seed) for net, seed in runs if finished[run_name(net, seed)] is None]
     if train and todo:
         from resnet_cifar.data.locate import load_test_sample
@@ -180,6 +212,7 @@ def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Ca
             _stored(out, name).parent.mkdir(parents=True, exist_ok=True)
             entry = {"config": _fingerprint(settings, net, seed), "result": result}
             atomic_write_bytes(_stored(out, name), json.dumps(entry).encode())
+            keep(name, json.loads(json.dumps(entry)))
             finished[name] = result
             log(f"{name}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)")
     nets = {name: result for name, result in finished.items() if result is not None}
