@@ -314,9 +314,8 @@ def test_the_thesis_is_a_verdict_measured_on_the_finished_nets():
     assert words[1] == "plain nets' training error rises with depth: not yet measured (no net finished)"
 
 
-def test_a_second_depth_study_on_one_folder_stops_at_the_net_the_first_is_training(cifar_dir, tmp_path):
+def test_a_second_depth_study_on_one_folder_leaves_the_net_the_first_is_training_to_it(cifar_dir, tmp_path):
     from resnet_cifar import run_folder
-    from resnet_cifar.errors import ConfigError
     from resnet_cifar.experiments import depth
     from resnet_cifar.experiments.settings import DepthSettings
 
@@ -325,12 +324,36 @@ def test_a_second_depth_study_on_one_folder_stops_at_the_net_the_first_is_traini
         data_dir=str(cifar_dir),
     )  # fmt: skip
     training = tmp_path / "study" / "runs" / "resnet20-seed0"
-    with (
-        run_folder.RunLock(training),
-        pytest.raises(ConfigError, match="in use by another run .pid \\d+.; wait for it"),
-    ):
-        depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    lines = []
+    with run_folder.RunLock(training):
+        results = depth.run_depth(settings, tmp_path / "study", log=lines.append)
+    assert results["nets"] == {} and results["missing"] == ["resnet20-seed0"]
+    assert lines == ["resnet20-seed0: another process is training it; on to the next net"]
     assert sorted(path.name for path in training.iterdir()) == [".lock"]  # nothing of the net written by the second
+
+
+def test_a_depth_net_another_process_finished_meanwhile_is_not_trained_again(tmp_path, monkeypatch):
+    from resnet_cifar import run_folder
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+
+    settings = DepthSettings(plain_depths=(), residual_depths=(20,), more_seeds={})
+    monkeypatch.setattr("resnet_cifar.data.locate.load_test_sample", lambda *args: (None, None))
+    result = {"net": "resnet20", "seed": 0, "test_error": 0.1}
+    entry = {"config": depth._fingerprint(settings, "resnet20", 0), "result": result}
+
+    def finished_while_this_one_began(run_dir):  # the other process's last epoch ends just before the lock is taken
+        (tmp_path / "nets").mkdir()
+        (tmp_path / "nets" / "resnet20-seed0.json").write_text(json.dumps(entry))
+        return run_folder.RunLock(run_dir)
+
+    def must_not_train(*args):
+        raise AssertionError("a finished net was trained again")
+
+    monkeypatch.setattr(depth, "held", finished_while_this_one_began)
+    monkeypatch.setattr(depth, "train_net", must_not_train)
+    results = depth.run_depth(settings, tmp_path, log=lambda _: None)
+    assert results["nets"] == {"resnet20-seed0": result} and results["missing"] == []
 
 
 def test_the_depth_command_records_each_finished_net_once_and_reports_from_the_ledger_alone(tmp_path):

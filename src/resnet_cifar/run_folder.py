@@ -152,17 +152,16 @@ class RunLock:
         self._file = None
 
     def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
+        return self.acquire()
 
     def __exit__(self, *exc) -> None:
         self.release()
 
-    def acquire(self) -> None:
+    def acquire(self) -> RunLock:
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks here; runs are not guarded against each other
-            return
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")  # noqa: SIM115 - held open for the life of the run
         try:
@@ -179,6 +178,7 @@ class RunLock:
         handle.write(f"pid {os.getpid()}")
         handle.flush()
         self._file = handle
+        return self
 
     def release(self) -> None:
         if self._file is not None:

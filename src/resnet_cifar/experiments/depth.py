@@ -19,6 +19,7 @@ from pathlib import Path
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import atomic_write_bytes
+from resnet_cifar.errors import ConfigError
 from resnet_cifar.experiments.degradation import TestErrorEachEpoch
 from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DepthSettings
@@ -169,6 +170,21 @@ def _matching(entries: list[dict], fingerprint: dict) -> dict | None:
     return next((entry for entry in reversed(entries) if entry.get("config") == fingerprint), None)
 
 
+def _gather(settings, runs, out: Path, recorded: dict, keep: Callable[[str, dict], None]) -> dict[str, dict | None]:
+    """Each net's result where it is finished (in `out` or in the ledger), else None; `keep` gets the nets finished in
+    `out` that the ledger does not hold yet."""
+    finished: dict[str, dict | None] = {}
+    for net, seed in runs:
+        name, fingerprint = run_name(net, seed), _fingerprint(settings, net, seed)
+        path = _stored(out, name)
+        here = _matching([json.loads(path.read_text())] if path.is_file() else [], fingerprint)
+        elsewhere = _matching(recorded.get(name, []), fingerprint)
+        if here is not None and here != elsewhere:
+            keep(name, here)
+        finished[name] = (here or elsewhere or {}).get("result")
+    return finished
+
+
 def run_depth(
     settings: DepthSettings,
     out: Path,
@@ -180,19 +196,14 @@ def run_depth(
 ) -> dict:
     """Train every net of the study not yet finished (unless `train` is False) and gather the finished ones: those in
     `out` and those `recorded` in the ledger (`recorded_nets`). `keep(name, entry)` is called for every net finished
-    in `out` that the ledger does not hold yet, the moment it is known (the command appends it to the ledger)."""
+    in `out` that the ledger does not hold yet, the moment it is known (the command appends it to the ledger).
+
+    A net that another process is training in `out` (its folder is locked) is left to it: the same command started
+    twice on one `--out`, one thread each, trains two nets at once on two cores."""
     settings.validate()
     recorded, keep = recorded or {}, keep or (lambda name, entry: None)
     runs = study_runs(settings)
-    finished: dict[str, dict | None] = {}
-    for net, seed in runs:
-        name, fingerprint = run_name(net, seed), _fingerprint(settings, net, seed)
-        path = _stored(out, name)
-        here = _matching([json.loads(path.read_text())] if path.is_file() else [], fingerprint)
-        elsewhere = _matching(recorded.get(name, []), fingerprint)
-        if here is not None and here != elsewhere:
-            keep(name, here)
-        finished[name] = (here or elsewhere or {}).get("result")
+    finished = _gather(settings, runs, out, recorded, keep)
     todo = [(net, seed) for net, seed in runs if finished[run_name(net, seed)] is None]
     if train and todo:
         from resnet_cifar.data.locate import load_test_sample
@@ -203,10 +214,20 @@ def run_depth(
             counter.skip()
         for net, seed in todo:
             name = run_name(net, seed)
-            counter.start(name)
-            started = time.perf_counter()
-            with held(out / "runs" / name):
+            try:
+                lock = held(out / "runs" / name).acquire()
+            except ConfigError:
+                counter.skip()
+                log(f"{name}: another process is training it; on to the next net")
+                continue
+            try:
+                if _gather(settings, [(net, seed)], out, {}, lambda *_: None)[name] is not None:
+                    continue  # finished by another process since this one began
+                counter.start(name)
+                started = time.perf_counter()
                 result = train_net(settings, net, seed, out, images, labels)
+            finally:
+                lock.release()
             result["wall_seconds"] = time.perf_counter() - started
             counter.done()
             _stored(out, name).parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +236,10 @@ def run_depth(
             keep(name, json.loads(json.dumps(entry)))
             finished[name] = result
             log(f"{name}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)")
+        # what other processes finished meanwhile (they hand their own nets to the ledger)
+        finished |= {
+            name: result for name, result in _gather(settings, runs, out, recorded, lambda *_: None).items() if result
+        }
     nets = {name: result for name, result in finished.items() if result is not None}
     return {"settings": asdict(settings), "nets": nets, "missing": [name for name in finished if name not in nets]}
 

@@ -19,8 +19,9 @@ def _what_it_computes(config: dict) -> dict:
 
 
 def held(run_dir: Path) -> run_folder.RunLock:
-    """The sub-run's folder, held while it trains: the same experiment started twice on one --out stops in one line at
-    the first sub-run the other is training, instead of training it twice into one folder."""
+    """The sub-run's folder, held while it trains: the same experiment started twice on one --out never trains one
+    sub-run twice into one folder (the degradation and data-efficiency studies stop in one line at the first sub-run
+    the other is training; the depth study leaves that net to it and goes on with the next)."""
     return run_folder.RunLock(run_dir, instead="give this experiment another --out")
 
 
