@@ -25,6 +25,23 @@ def test_published_tables_are_the_ledger_rendered():
     assert render_tables.stale_pages(read_ledger(LEDGER)) == [], "rerun: python tools/render_tables.py"
 
 
+def test_appends_at_the_same_moment_each_keep_their_record(tmp_path):
+    """Two workers of one study finish nets at once: each reads, extends and renames the file; none may lose the
+    other's line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    ledger = tmp_path / "ledger.jsonl"
+
+    def add(worker: int) -> None:
+        for index in range(10):
+            append({"benchmark": "trial", "numbers": {"worker": worker, "index": index}}, ledger)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(add, range(8)))
+    numbers = sorted((e["numbers"]["worker"], e["numbers"]["index"]) for e in read_ledger(ledger))
+    assert numbers == [(worker, index) for worker in range(8) for index in range(10)]
+
+
 def test_a_table_follows_its_records(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     numbers = {

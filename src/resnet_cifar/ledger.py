@@ -9,6 +9,7 @@ table and the ledger disagree.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
@@ -16,6 +17,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -98,9 +100,26 @@ def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@contextlib.contextmanager
+def _only_writer(path: Path):
+    """Held while the ledger is read and rewritten: two processes that append at once (two workers of one study)
+    each keep their record. The lock is a file of its own beside the temporary files, not the ledger, which the
+    rename replaces."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends are not guarded against each other
+        yield
+        return
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"resnet-cifar-ledger-{digest}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def append(entry: dict[str, Any], path: Path = LEDGER) -> None:
     """Add `entry` at the end of the ledger (the whole file is written anew and renamed: never half a line)."""
     from resnet_cifar.checkpoint import atomic_write_bytes  # here: the command-line parser imports this module
 
-    text = path.read_text() if path.is_file() else ""
-    atomic_write_bytes(path, (text + json.dumps(entry, sort_keys=True) + "\n").encode())
+    with _only_writer(path):
+        text = path.read_text() if path.is_file() else ""
+        atomic_write_bytes(path, (text + json.dumps(entry, sort_keys=True) + "\n").encode())
