@@ -120,6 +120,30 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     assert table[2].endswith("| – |") and table[3].endswith("| AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads |")
 
 
+def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_path):
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+
+    settings = DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml"))
+    ledger = tmp_path / "ledger.jsonl"
+    assert render_tables.table6([]) == ["(no net of the depth study in the ledger yet)"]
+    for net, error, train_error in (("resnet20", 0.09, 0.04), ("plain20", 0.105, 0.06), ("resnet32", 0.081, 0.03)):
+        result = {"net": net, "seed": 0, "test_error": error, "test_error_tta": error - 0.01, "epochs": 40,
+                  "train_seconds": 3600.0, "train_error_per_epoch": [0.5, train_error],
+                  "hours_by_machine": {"Xeon, AMX, bf16, 1 threads": 1.0}}  # fmt: skip
+        entry = {"config": depth._fingerprint(settings, net, 0), "result": result}
+        append(record(depth.NET_RECORD, entry, precision="bf16", seeds=[0]), ledger)
+    stale = {"config": {**entry["config"], "epochs": 30.0}, "result": {**result, "net": "resnet44"}}
+    append(record(depth.NET_RECORD, stale, precision="bf16", seeds=[0]), ledger)  # another recipe: not counted
+    table = render_tables.table6(read_ledger(ledger))
+    assert table[2].startswith("| resnet20 | 0 | 9.00 | 8.00 | 40 | 1.00 | 8.75 |") and table[3].startswith(
+        "| resnet32"
+    )
+    assert "- ResNets' test error falls with depth (20/32): 9.00 → 8.10%: yes" in table
+    assert table[-1].startswith("The study so far: 3 of 11 nets (not finished yet: plain32-seed0, resnet44-seed0,")
+    assert "resnet20-seed0 on " in table[-1] and "bf16" in table[-1] and "resnet44-seed0 on" not in table[-1]
+
+
 def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_path):
     """ship_weights reads the run's per-epoch machines (the depth study writes them); the weights table prints them."""
     from resnet_cifar import run_folder

@@ -391,20 +391,40 @@ def cam_summary(entry: dict) -> list[str]:
     ]
 
 
-@from_newest("experiment depth", "depth study")
-def table6(entry: dict) -> list[str]:
-    """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones."""
-    from resnet_cifar.experiments.depth import table6_lines, thesis_lines
+def table6(records: list[dict]) -> list[str]:
+    """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones,
+    from the finished study's record; while the study is under way, from the records of the nets finished so far."""
+    from resnet_cifar.experiments.depth import NET_RECORD, from_ledger, table6_lines, thesis, thesis_lines
+    from resnet_cifar.experiments.settings import DepthSettings
 
-    verdicts = (
-        [f"- {line}" for line in thesis_lines(entry["numbers"]["thesis"])] if "thesis" in entry["numbers"] else []
-    )
+    entry = newest(records, "experiment depth")
+    if entry is not None:
+        numbers = entry["numbers"]
+        verdicts = [f"- {line}" for line in thesis_lines(numbers["thesis"])] if "thesis" in numbers else []
+        return [
+            *table6_lines({"table6": numbers["table6"]}),
+            "",
+            *verdicts,
+            *([""] if verdicts else []),
+            caption(entry),
+        ]
+    study = from_ledger(DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml")), records)
+    if not study["nets"]:
+        return ["(no net of the depth study in the ledger yet)"]
+    where = {}
+    for one in records:
+        if one["benchmark"] == NET_RECORD:
+            result = one["numbers"]["result"]
+            where[f"{result['net']}-seed{result['seed']}"] = f"{machine(one)}, {one['precision']}, {one['date']}"
     return [
-        *table6_lines({"table6": entry["numbers"]["table6"]}),
+        *table6_lines(study),
         "",
-        *verdicts,
-        *([""] if verdicts else []),
-        caption(entry),
+        *[f"- {line}" for line in thesis_lines(thesis(study))],
+        "",
+        f"The study so far: {len(study['nets'])} of {len(study['nets']) + len(study['missing'])} nets "
+        f"(not finished yet: {', '.join(study['missing'])}), each recorded as it finished: "
+        + "; ".join(f"{name} on {where[name]}" for name in study["nets"])
+        + ". `resnet-cifar experiment depth --out DIR` trains the rest.",
     ]
 
 

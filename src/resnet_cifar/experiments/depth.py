@@ -170,6 +170,17 @@ def _matching(entries: list[dict], fingerprint: dict) -> dict | None:
     return next((entry for entry in reversed(entries) if entry.get("config") == fingerprint), None)
 
 
+def from_ledger(settings: DepthSettings, ledger_entries: list[dict]) -> dict:
+    """The study as the ledger holds it, with no run folder: the nets finished anywhere with this very configuration
+    (what the docs show while the study is under way)."""
+    recorded, nets = recorded_nets(ledger_entries), {}
+    for net, seed in study_runs(settings):
+        entry = _matching(recorded.get(run_name(net, seed), []), _fingerprint(settings, net, seed))
+        nets[run_name(net, seed)] = entry and entry["result"]
+    finished = {name: result for name, result in nets.items() if result is not None}
+    return {"settings": asdict(settings), "nets": finished, "missing": [name for name in nets if name not in finished]}
+
+
 def _gather(settings, runs, out: Path, recorded: dict, keep: Callable[[str, dict], None]) -> dict[str, dict | None]:
     """Each net's result where it is finished (in `out` or in the ledger), else None; `keep` gets the nets finished in
     `out` that the ledger does not hold yet."""
