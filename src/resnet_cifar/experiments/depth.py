@@ -173,22 +173,25 @@ def _matching(entries: list[dict], fingerprint: dict) -> dict | None:
 def from_ledger(settings: DepthSettings, ledger_entries: list[dict]) -> dict:
     """The study as the ledger holds it, with no run folder: the nets finished anywhere with this very configuration
     (what the docs show while the study is under way)."""
-    recorded, nets = recorded_nets(ledger_entries), {}
-    for net, seed in study_runs(settings):
-        entry = _matching(recorded.get(run_name(net, seed), []), _fingerprint(settings, net, seed))
-        nets[run_name(net, seed)] = entry and entry["result"]
-    finished = {name: result for name, result in nets.items() if result is not None}
-    return {"settings": asdict(settings), "nets": finished, "missing": [name for name in nets if name not in finished]}
+    finished = _gather(settings, study_runs(settings), None, recorded_nets(ledger_entries), lambda *_: None)
+    return _study(settings, finished)
 
 
-def _gather(settings, runs, out: Path, recorded: dict, keep: Callable[[str, dict], None]) -> dict[str, dict | None]:
+def _study(settings: DepthSettings, finished: dict[str, dict | None]) -> dict:
+    nets = {name: result for name, result in finished.items() if result is not None}
+    return {"settings": asdict(settings), "nets": nets, "missing": [name for name in finished if name not in nets]}
+
+
+def _gather(
+    settings: DepthSettings, runs: list, out: Path | None, recorded: dict, keep: Callable[[str, dict], None]
+) -> dict[str, dict | None]:
     """Each net's result where it is finished (in `out` or in the ledger), else None; `keep` gets the nets finished in
     `out` that the ledger does not hold yet."""
     finished: dict[str, dict | None] = {}
     for net, seed in runs:
         name, fingerprint = run_name(net, seed), _fingerprint(settings, net, seed)
-        path = _stored(out, name)
-        here = _matching([json.loads(path.read_text())] if path.is_file() else [], fingerprint)
+        path = None if out is None else _stored(out, name)
+        here = _matching([json.loads(path.read_text())] if path and path.is_file() else [], fingerprint)
         elsewhere = _matching(recorded.get(name, []), fingerprint)
         if here is not None and here != elsewhere:
             keep(name, here)
@@ -237,13 +240,13 @@ def run_depth(
                 counter.start(name)
                 started = time.perf_counter()
                 result = train_net(settings, net, seed, out, images, labels)
+                result["wall_seconds"] = time.perf_counter() - started
+                entry = {"config": _fingerprint(settings, net, seed), "result": result}
+                _stored(out, name).parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_bytes(_stored(out, name), json.dumps(entry).encode())  # before another process may look
             finally:
                 lock.release()
-            result["wall_seconds"] = time.perf_counter() - started
             counter.done()
-            _stored(out, name).parent.mkdir(parents=True, exist_ok=True)
-            entry = {"config": _fingerprint(settings, net, seed), "result": result}
-            atomic_write_bytes(_stored(out, name), json.dumps(entry).encode())
             keep(name, json.loads(json.dumps(entry)))
             finished[name] = result
             log(f"{name}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)")
@@ -251,8 +254,7 @@ def run_depth(
         finished |= {
             name: result for name, result in _gather(settings, runs, out, recorded, lambda *_: None).items() if result
         }
-    nets = {name: result for name, result in finished.items() if result is not None}
-    return {"settings": asdict(settings), "nets": nets, "missing": [name for name in finished if name not in nets]}
+    return _study(settings, finished)
 
 
 def _depth(net: str) -> int:
