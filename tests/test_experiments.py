@@ -250,6 +250,8 @@ def test_a_net_continued_on_another_machine_counts_each_machines_hours(tmp_path,
         "AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": pytest.approx(0.1),
         "AMD EPYC (family 25 model 17), AVX512_BF16, fp32, 2 threads": pytest.approx(0.45),
     }
+    one_thread = SimpleNamespace(device=torch.device("cpu"), precision="bf16", threads=1)
+    assert depth.where_it_runs(one_thread) == "AMD EPYC (family 25 model 17), AVX512_BF16, bf16, 1 thread"
 
 
 def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():

@@ -104,7 +104,8 @@ def where_it_runs(runtime) -> str:
     """e.g. `AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads` (the GPU's name instead of the CPU's on CUDA)."""
     if runtime.device.type == "cuda":
         return f"{gpu_name(runtime.device)}, {runtime.precision}"
-    return f"{cpu_name()}, {cpu_isa()}, {runtime.precision}, {runtime.threads} threads"
+    threads = f"{runtime.threads} thread{'s' if runtime.threads != 1 else ''}"
+    return f"{cpu_name()}, {cpu_isa()}, {runtime.precision}, {threads}"
 
 
 def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test_images, test_labels) -> dict:
