@@ -98,7 +98,8 @@ def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch)
 
 
 def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
-    from resnet_cifar.experiments.depth import table6
+    from resnet_cifar.experiments.depth import study_runs, table6
+    from resnet_cifar.experiments.settings import DepthSettings
 
     def net(name, seed, error):
         return {"net": name, "seed": seed, "test_error": error, "test_error_tta": error - 0.005, "epochs": 40,
@@ -110,8 +111,11 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     verdicts = {"resnet_test_error": {20: 9.2, 56: 6.5}, "resnet_test_error_falls_with_depth": True}
     verdicts |= {"plain_train_error": {20: 3.1, 56: 8.0}, "plain_train_error_rises_with_depth": True}
-    numbers = {"table6": rows, "thesis": verdicts, "nets": {}}
+    whole_study = {f"{net}-seed{seed}": {} for net, seed in study_runs(DepthSettings())}
+    numbers = {"table6": rows, "thesis": verdicts, "nets": whole_study}
     append(record("experiment depth", numbers, precision="fp32", seeds=[0, 1]), ledger)
+    some_nets = {"table6": rows[:1], "thesis": verdicts, "nets": {"resnet20-seed0": {}}}  # `--residual-depths 20`
+    append(record("experiment depth", some_nets, precision="bf16", seeds=[0]), ledger)  # ... is not the study
     table = render_tables.table6(read_ledger(ledger))
     assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 ± 0.13 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
     assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]
@@ -167,3 +171,8 @@ def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_pa
         "Zen 4, fp32": 0.5,
     }
     assert render_tables.where_trained(moved) == "1.5 h on Zen 3, AVX2, fp32, 2 threads; 0.5 h on Zen 4, fp32"
+
+
+def test_a_record_names_the_command_a_user_types_not_where_the_venv_keeps_it():
+    entry = record("trial", {}, precision="fp32", command=["/x/.venv/bin/resnet-cifar", "experiment", "depth"])
+    assert entry["command"] == "resnet-cifar experiment depth"

@@ -73,6 +73,8 @@ def record(
     import torch
 
     argv = command if command is not None else [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
+    if Path(argv[0]).name == "resnet-cifar":  # the command a user types, not where this venv keeps it
+        argv = ["resnet-cifar", *argv[1:]]
     return {
         "benchmark": benchmark,
         "command": "python " + shlex.join(argv) if argv[0].endswith(".py") else shlex.join(argv),
