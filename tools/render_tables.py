@@ -394,11 +394,19 @@ def cam_summary(entry: dict) -> list[str]:
 def table6(records: list[dict]) -> list[str]:
     """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones,
     from the finished study's record; while the study is under way, from the records of the nets finished so far."""
-    from resnet_cifar.experiments.depth import NET_RECORD, from_ledger, study_runs, table6_lines, thesis, thesis_lines
+    from resnet_cifar.experiments.depth import (
+        NET_RECORD,
+        from_ledger,
+        run_name,
+        study_runs,
+        table6_lines,
+        thesis,
+        thesis_lines,
+    )
     from resnet_cifar.experiments.settings import DepthSettings
 
     settings = DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml"))
-    whole = {f"{net}-seed{seed}" for net, seed in study_runs(settings)}
+    whole = {run_name(net, seed) for net, seed in study_runs(settings)}
     studies = [e for e in records if e["benchmark"] == "experiment depth" and set(e["numbers"]["nets"]) == whole]
     entry = studies[-1] if studies else None  # a study of some of the nets is not the study
     if entry is not None:
@@ -418,7 +426,7 @@ def table6(records: list[dict]) -> list[str]:
     for one in records:
         if one["benchmark"] == NET_RECORD:
             result = one["numbers"]["result"]
-            where[f"{result['net']}-seed{result['seed']}"] = f"{machine(one)}, {one['precision']}, {one['date']}"
+            where[run_name(result["net"], result["seed"])] = f"{machine(one)}, {one['precision']}, {one['date']}"
     return [
         *table6_lines(study),
         "",

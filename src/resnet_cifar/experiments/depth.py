@@ -174,8 +174,7 @@ def _matching(entries: list[dict], fingerprint: dict) -> dict | None:
 def from_ledger(settings: DepthSettings, ledger_entries: list[dict]) -> dict:
     """The study as the ledger holds it, with no run folder: the nets finished anywhere with this very configuration
     (what the docs show while the study is under way)."""
-    finished = _gather(settings, study_runs(settings), None, recorded_nets(ledger_entries), lambda *_: None)
-    return _study(settings, finished)
+    return _study(settings, _gather(settings, study_runs(settings), None, recorded_nets(ledger_entries)))
 
 
 def _study(settings: DepthSettings, finished: dict[str, dict | None]) -> dict:
@@ -184,7 +183,11 @@ def _study(settings: DepthSettings, finished: dict[str, dict | None]) -> dict:
 
 
 def _gather(
-    settings: DepthSettings, runs: list, out: Path | None, recorded: dict, keep: Callable[[str, dict], None]
+    settings: DepthSettings,
+    runs: list,
+    out: Path | None,
+    recorded: dict,
+    keep: Callable[[str, dict], None] = lambda name, entry: None,
 ) -> dict[str, dict | None]:
     """Each net's result where it is finished (in `out` or in the ledger), else None; `keep` gets the nets finished in
     `out` that the ledger does not hold yet."""
@@ -236,7 +239,7 @@ def run_depth(
                 log(f"{name}: another process is training it; on to the next net")
                 continue
             try:
-                if _gather(settings, [(net, seed)], out, {}, lambda *_: None)[name] is not None:
+                if _gather(settings, [(net, seed)], out, {})[name] is not None:
                     continue  # finished by another process since this one began
                 counter.start(name)
                 started = time.perf_counter()
@@ -251,10 +254,7 @@ def run_depth(
             keep(name, json.loads(json.dumps(entry)))
             finished[name] = result
             log(f"{name}: test error {result['test_error']:.2%} ({result['train_seconds'] / 3600:.2f} h)")
-        # what other processes finished meanwhile (they hand their own nets to the ledger)
-        finished |= {
-            name: result for name, result in _gather(settings, runs, out, recorded, lambda *_: None).items() if result
-        }
+        finished = _gather(settings, runs, out, recorded)  # with what other processes finished meanwhile
     return _study(settings, finished)
 
 
