@@ -427,6 +427,9 @@ def table6(records: list[dict]) -> list[str]:
         if one["benchmark"] == NET_RECORD:
             result = one["numbers"]["result"]
             where[run_name(result["net"], result["seed"])] = f"{machine(one)}, {one['precision']}, {one['date']}"
+    nets_by_place: dict[str, list[str]] = {}
+    for name in study["nets"]:
+        nets_by_place.setdefault(where[name], []).append(name)
     return [
         *table6_lines(study),
         "",
@@ -434,7 +437,7 @@ def table6(records: list[dict]) -> list[str]:
         "",
         f"The study so far: {len(study['nets'])} of {len(study['nets']) + len(study['missing'])} nets "
         f"(not finished yet: {', '.join(study['missing'])}), each recorded as it finished: "
-        + "; ".join(f"{name} on {where[name]}" for name in study["nets"])
+        + "; ".join(f"{', '.join(names)} on {place}" for place, names in nets_by_place.items())
         + ". `resnet-cifar experiment depth --out DIR` trains the rest.",
     ]
 
