@@ -98,7 +98,7 @@ def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch)
 
 
 def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
-    from resnet_cifar.experiments.depth import study_runs, table6
+    from resnet_cifar.experiments.depth import run_name, study_runs, table6
     from resnet_cifar.experiments.settings import DepthSettings
 
     def net(name, seed, error):
@@ -111,7 +111,7 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     ledger = tmp_path / "ledger.jsonl"
     verdicts = {"resnet_test_error": {20: 9.2, 56: 6.5}, "resnet_test_error_falls_with_depth": True}
     verdicts |= {"plain_train_error": {20: 3.1, 56: 8.0}, "plain_train_error_rises_with_depth": True}
-    whole_study = {f"{net}-seed{seed}": {} for net, seed in study_runs(DepthSettings())}
+    whole_study = {run_name(net, seed): {} for net, seed in study_runs(DepthSettings())}
     numbers = {"table6": rows, "thesis": verdicts, "nets": whole_study}
     append(record("experiment depth", numbers, precision="fp32", seeds=[0, 1]), ledger)
     some_nets = {"table6": rows[:1], "thesis": verdicts, "nets": {"resnet20-seed0": {}}}  # `--residual-depths 20`
