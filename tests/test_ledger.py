@@ -122,6 +122,10 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     assert "- ResNets' test error falls with depth (20/56): 9.20 → 6.50%: yes" in table
     assert "- plain nets' training error rises with depth (20/56): 3.10 → 8.00%: yes" in table
     assert table[2].endswith("| – |") and table[3].endswith("| AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads |")
+    claims = render_tables.depth_thesis(read_ledger(ledger))  # the README's summary: the whole study's verdicts
+    assert claims[2] == "| ResNets' test error falls with depth | 20 → 56 | 9.20 → 6.50% | yes |"
+    assert claims[3] == "| plain nets' training error rises with depth | 20 → 56 | 3.10 → 8.00% | yes |"
+    assert "fp32, seeds 0, 1" in claims[-1] and "`" in claims[-1]  # the caption: machine, precision, command
 
 
 def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_path):
@@ -149,6 +153,11 @@ def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_
     finished = table[-1].split("each recorded as it finished: ")[1]
     assert finished.startswith("resnet20-seed0, plain20-seed0, resnet32-seed0 on ") and finished.count("bf16") == 1
     assert "resnet44" not in finished  # the record of another recipe
+    claims = render_tables.depth_thesis(read_ledger(ledger))
+    assert claims[2] == "| ResNets' test error falls with depth | 20 → 32 | 9.00 → 8.10% | yes |"
+    assert claims[3] == "| plain nets' training error rises with depth | 20 | 6.00% | not yet (fewer than two depths) |"
+    assert claims[-1].startswith("3 of 11 nets of the study finished so far (40 epochs each;")
+    assert render_tables.depth_thesis([])[2].endswith("| – | – | not yet (fewer than two depths) |")
 
 
 def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_path):

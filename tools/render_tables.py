@@ -391,24 +391,54 @@ def cam_summary(entry: dict) -> list[str]:
     ]
 
 
-def table6(records: list[dict]) -> list[str]:
-    """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones,
-    from the finished study's record; while the study is under way, from the records of the nets finished so far."""
-    from resnet_cifar.experiments.depth import (
-        NET_RECORD,
-        from_ledger,
-        run_name,
-        study_runs,
-        table6_lines,
-        thesis,
-        thesis_lines,
-    )
+def depth_study(records: list[dict]) -> tuple[dict | None, dict]:
+    """The record of the whole depth study (configs/paper-resnets.yaml) where it is finished, else None; and the
+    study as the ledger's per-net records hold it (the nets finished so far)."""
+    from resnet_cifar.experiments.depth import from_ledger, run_name, study_runs
     from resnet_cifar.experiments.settings import DepthSettings
 
     settings = DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml"))
     whole = {run_name(net, seed) for net, seed in study_runs(settings)}
     studies = [e for e in records if e["benchmark"] == "experiment depth" and set(e["numbers"]["nets"]) == whole]
-    entry = studies[-1] if studies else None  # a study of some of the nets is not the study
+    return (studies[-1] if studies else None), from_ledger(settings, records)  # a study of some nets is not the study
+
+
+def depth_thesis(records: list[dict]) -> list[str]:
+    """The README's summary of the depth study: the paper's two claims, the errors measured here and the verdicts."""
+    from resnet_cifar.experiments.depth import thesis
+
+    entry, study = depth_study(records)
+    measured = entry["numbers"]["thesis"] if entry is not None else thesis(study)
+    lines = ["| the paper's claim (He et al. 2015, Table 6 and Fig. 6) | depths | measured here | holds |"]
+    lines.append("| --- | --- | ---: | --- |")
+    for what, errors, holds in (
+        ("ResNets' test error falls with depth", measured["resnet_test_error"],
+         measured["resnet_test_error_falls_with_depth"]),
+        ("plain nets' training error rises with depth", measured["plain_train_error"],
+         measured["plain_train_error_rises_with_depth"]),
+    ):  # fmt: skip
+        depths = " → ".join(str(depth) for depth in errors) or "–"
+        steps = " → ".join(f"{float(error):.2f}" for error in errors.values())
+        answer = {True: "yes", False: "**no**", None: "not yet (fewer than two depths)"}[holds]
+        lines.append(f"| {what} | {depths} | {steps + '%' if steps else '–'} | {answer} |")
+    if entry is not None:
+        return [*lines, "", caption(entry)]
+    done, total = len(study["nets"]), len(study["nets"]) + len(study["missing"])
+    epochs = "/".join(sorted({f"{net['epochs']:g}" for net in study["nets"].values()})) or "–"
+    return [
+        *lines,
+        "",
+        f"{done} of {total} nets of the study finished so far ({epochs} epochs each; machines, seeds and hours in "
+        f"Table 6); not yet: {', '.join(study['missing'])}.",
+    ]
+
+
+def table6(records: list[dict]) -> list[str]:
+    """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones,
+    from the finished study's record; while the study is under way, from the records of the nets finished so far."""
+    from resnet_cifar.experiments.depth import NET_RECORD, run_name, table6_lines, thesis, thesis_lines
+
+    entry, study = depth_study(records)
     if entry is not None:
         numbers = entry["numbers"]
         verdicts = [f"- {line}" for line in thesis_lines(numbers["thesis"])] if "thesis" in numbers else []
@@ -419,7 +449,6 @@ def table6(records: list[dict]) -> list[str]:
             *([""] if verdicts else []),
             caption(entry),
         ]
-    study = from_ledger(settings, records)
     if not study["nets"]:
         return ["(no net of the depth study in the ledger yet)"]
     where = {}
@@ -534,6 +563,7 @@ def gpu_runs(records: list[dict]) -> list[str]:
 
 TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
     "table6": table6,
+    "depth-thesis": depth_thesis,
     "gpu-runs": gpu_runs,
     "paper-weights": paper_weights,
     "published-weights": published_weights,
