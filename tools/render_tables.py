@@ -405,18 +405,14 @@ def depth_study(records: list[dict]) -> tuple[dict | None, dict]:
 
 def depth_thesis(records: list[dict]) -> list[str]:
     """The README's summary of the depth study: the paper's two claims, the errors measured here and the verdicts."""
-    from resnet_cifar.experiments.depth import thesis
+    from resnet_cifar.experiments.depth import CLAIMS, thesis
 
     entry, study = depth_study(records)
     measured = entry["numbers"]["thesis"] if entry is not None else thesis(study)
     lines = ["| the paper's claim (He et al. 2015, Table 6 and Fig. 6) | depths | measured here | holds |"]
     lines.append("| --- | --- | ---: | --- |")
-    for what, errors, holds in (
-        ("ResNets' test error falls with depth", measured["resnet_test_error"],
-         measured["resnet_test_error_falls_with_depth"]),
-        ("plain nets' training error rises with depth", measured["plain_train_error"],
-         measured["plain_train_error_rises_with_depth"]),
-    ):  # fmt: skip
+    for what, errors_key, holds_key in CLAIMS:
+        errors, holds = measured[errors_key], measured[holds_key]
         depths = " → ".join(str(depth) for depth in errors) or "–"
         steps = " → ".join(f"{float(error):.2f}" for error in errors.values())
         answer = {True: "yes", False: "**no**", None: "not yet (fewer than two depths)"}[holds]

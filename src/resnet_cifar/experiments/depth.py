@@ -315,6 +315,13 @@ def thesis(results: dict) -> dict:
     }
 
 
+# the seed's two claims: what each says, and the keys of `thesis()` holding its errors and its verdict
+CLAIMS = (
+    ("ResNets' test error falls with depth", "resnet_test_error", "resnet_test_error_falls_with_depth"),
+    ("plain nets' training error rises with depth", "plain_train_error", "plain_train_error_rises_with_depth"),
+)
+
+
 def thesis_lines(measured: dict) -> list[str]:
     """The verdicts in words, each with the errors it rests on."""
 
@@ -326,18 +333,7 @@ def thesis_lines(measured: dict) -> list[str]:
         answer = {True: "yes", False: "no", None: "not yet measured (fewer than two depths)"}[holds]
         return f"{what} ({depths}): {steps}%: {answer}"
 
-    return [
-        line(
-            measured["resnet_test_error"],
-            "ResNets' test error falls with depth",
-            measured["resnet_test_error_falls_with_depth"],
-        ),
-        line(
-            measured["plain_train_error"],
-            "plain nets' training error rises with depth",
-            measured["plain_train_error_rises_with_depth"],
-        ),
-    ]
+    return [line(measured[errors], what, measured[holds]) for what, errors, holds in CLAIMS]
 
 
 def _error(mean: float, std: float | None) -> str:
