@@ -388,3 +388,37 @@ def test_the_depth_command_records_each_finished_net_once_and_reports_from_the_l
     assert "| resnet20 | 0 | 20.00 | 19.00 | 3 | 1.00 |" in elsewhere.stdout
     assert "not finished: plain20-seed0" in elsewhere.stdout
     assert (tmp_path / "elsewhere" / "figure6.png").is_file() and len(read_ledger(ledger)) == 1
+
+
+def test_some_nets_of_a_study_run_into_its_folder_keep_the_fuller_report_and_exit_0(tmp_path):
+    """Training a few nets of the study into the folder of the whole one: the nets are kept and the command succeeds,
+    while the report holding more nets is left as it was; asked only for a report of fewer nets, it is refused."""
+    from commands import run_cli
+    from resnet_cifar.experiments import depth
+    from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar.ledger import read_ledger
+
+    settings = DepthSettings(residual_depths=(20,), plain_depths=(20,), more_seeds={})
+    errors = [0.5, 0.3, 0.2]
+    (tmp_path / "nets").mkdir()
+    for net in ("resnet20", "plain20"):
+        result = {
+            "net": net, "seed": 0, "epochs": 3, "steps_per_epoch": 351, "train_error_per_epoch": errors,
+            "test_error_per_epoch": errors, "test_error": 0.2, "test_error_tta": 0.19, "train_seconds": 3600.0,
+            "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.0}, "precision": "fp32",
+        }  # fmt: skip
+        entry = {"config": depth._fingerprint(settings, net, 0), "result": result}
+        (tmp_path / "nets" / f"{net}-seed0.json").write_text(json.dumps(entry))
+    fuller = json.dumps({"nets": {"resnet20-seed0": {}, "resnet32-seed0": {}, "plain20-seed0": {}}})
+    (tmp_path / "depth.json").write_text(fuller)
+    ledger = tmp_path / "ledger.jsonl"
+    ledger.write_text("")
+    flags = ["--out", tmp_path, "--ledger", ledger, "--residual-depths", "20", "--plain-depths", "20"]
+    trained = run_cli("experiment", "depth", *flags, "--more-seeds", "{}")
+    assert trained.returncode == 0, trained.stderr
+    assert "holds 3 nets and this report 2: the fuller report is kept" in trained.stdout
+    assert "the nets of this run are finished and kept" in trained.stdout
+    assert len(read_ledger(ledger)) == 2  # both nets recorded, no study record for the two
+    asked_for_a_report = run_cli("experiment", "depth", *flags, "--more-seeds", "{}", "--report-only")
+    assert asked_for_a_report.returncode != 0 and "the fuller report is kept" in asked_for_a_report.stderr
+    assert (tmp_path / "depth.json").read_text() == fuller and not (tmp_path / "figure6.png").exists()

@@ -152,6 +152,7 @@ def cmd_depth(args: argparse.Namespace) -> int:
         thesis_lines,
         write_depth,
     )
+    from resnet_cifar.experiments.report import ReportError
 
     def keep(name: str, entry: dict) -> None:
         """Each finished net goes to the ledger at once: the study outlives the machine that trains any one net."""
@@ -165,7 +166,18 @@ def cmd_depth(args: argparse.Namespace) -> int:
     results["thesis"] = thesis(results)
     if results["nets"]:
         print("\n".join([*table6_lines(results), "", *thesis_lines(results["thesis"])]))
-        for path in write_depth(results, out):
+        try:
+            written = write_depth(results, out)
+        except ReportError as refusal:
+            if args.report_only:
+                raise
+            # some nets of a study run into its folder: they are finished and in the ledger, the fuller report stays
+            print(
+                f"{refusal}\nthe nets of this run are finished and kept: the same command without its choice of "
+                "nets and with --report-only redraws the whole study"
+            )
+            return 0
+        for path in written:
             print(f"wrote {path}")
     if results["missing"]:
         print(f"not finished: {', '.join(results['missing'])}")
