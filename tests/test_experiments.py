@@ -358,6 +358,19 @@ def test_a_depth_net_another_process_finished_meanwhile_is_not_trained_again(tmp
     assert results["nets"] == {"resnet20-seed0": result} and results["missing"] == []
 
 
+def _finished_net(settings, net: str) -> dict:
+    """A depth-study net finished after 3 epochs (seed 0, an hour of fp32 on Zen 3), as its run stores it."""
+    from resnet_cifar.experiments import depth
+
+    errors = [0.5, 0.3, 0.2]
+    result = {
+        "net": net, "seed": 0, "epochs": 3, "steps_per_epoch": 351, "train_error_per_epoch": errors,
+        "test_error_per_epoch": errors, "test_error": 0.2, "test_error_tta": 0.19, "train_seconds": 3600.0,
+        "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.0}, "precision": "fp32",
+    }  # fmt: skip
+    return {"config": depth._fingerprint(settings, net, 0), "result": result}
+
+
 def test_the_depth_command_records_each_finished_net_once_and_reports_from_the_ledger_alone(tmp_path):
     """A net finished in a run folder goes to the ledger (once); a clone that has only the ledger redraws the report."""
     from commands import run_cli
@@ -367,13 +380,7 @@ def test_the_depth_command_records_each_finished_net_once_and_reports_from_the_l
 
     flags = ["--residual-depths", "20", "--plain-depths", "20", "--more-seeds", "{}", "--report-only"]
     settings = DepthSettings(residual_depths=(20,), plain_depths=(20,), more_seeds={})
-    errors = [0.5, 0.3, 0.2]
-    result = {
-        "net": "resnet20", "seed": 0, "epochs": 3, "steps_per_epoch": 351, "train_error_per_epoch": errors,
-        "test_error_per_epoch": errors, "test_error": 0.2, "test_error_tta": 0.19, "train_seconds": 3600.0,
-        "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.0}, "precision": "fp32",
-    }  # fmt: skip
-    entry = {"config": depth._fingerprint(settings, "resnet20", 0), "result": result}
+    entry = _finished_net(settings, "resnet20")
     (tmp_path / "here" / "nets").mkdir(parents=True)
     (tmp_path / "here" / "nets" / "resnet20-seed0.json").write_text(json.dumps(entry))
     ledger = tmp_path / "ledger.jsonl"
@@ -394,21 +401,13 @@ def test_some_nets_of_a_study_run_into_its_folder_keep_the_fuller_report_and_exi
     """Training a few nets of the study into the folder of the whole one: the nets are kept and the command succeeds,
     while the report holding more nets is left as it was; asked only for a report of fewer nets, it is refused."""
     from commands import run_cli
-    from resnet_cifar.experiments import depth
     from resnet_cifar.experiments.settings import DepthSettings
     from resnet_cifar.ledger import read_ledger
 
     settings = DepthSettings(residual_depths=(20,), plain_depths=(20,), more_seeds={})
-    errors = [0.5, 0.3, 0.2]
     (tmp_path / "nets").mkdir()
     for net in ("resnet20", "plain20"):
-        result = {
-            "net": net, "seed": 0, "epochs": 3, "steps_per_epoch": 351, "train_error_per_epoch": errors,
-            "test_error_per_epoch": errors, "test_error": 0.2, "test_error_tta": 0.19, "train_seconds": 3600.0,
-            "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.0}, "precision": "fp32",
-        }  # fmt: skip
-        entry = {"config": depth._fingerprint(settings, net, 0), "result": result}
-        (tmp_path / "nets" / f"{net}-seed0.json").write_text(json.dumps(entry))
+        (tmp_path / "nets" / f"{net}-seed0.json").write_text(json.dumps(_finished_net(settings, net)))
     fuller = json.dumps({"nets": {"resnet20-seed0": {}, "resnet32-seed0": {}, "plain20-seed0": {}}})
     (tmp_path / "depth.json").write_text(fuller)
     ledger = tmp_path / "ledger.jsonl"
