@@ -273,7 +273,7 @@ def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
     assert rows[1]["test_error_std"] is None and rows[1]["chenyaofo"] is None and rows[1]["He et al. 2015"] == 6.43
 
 
-def test_a_whole_study_is_recorded_where_a_ledger_is_and_never_when_quick(tmp_path, capsys):
+def test_a_whole_study_is_recorded_once_where_a_ledger_is_and_never_when_quick(tmp_path, capsys):
     import argparse
 
     from resnet_cifar.cli.experiment import record
@@ -292,6 +292,15 @@ def test_a_whole_study_is_recorded_where_a_ledger_is_and_never_when_quick(tmp_pa
         seeds=[0],
     )
     assert len(read_ledger(ledger)) == 1 and "not recorded: no results ledger" in capsys.readouterr().out
+    table = {"table6": [{"net": "resnet20", "seeds": (0, 1), "test_error": 9.19}], "thesis": {20: 9.19}}
+    record(args, table, precision="bf16", seeds=[0, 1])
+    record(args, table, precision="bf16", seeds=[0, 1])  # the same report redrawn (--report-only): no second record
+    assert "already recorded: experiment degradation" in capsys.readouterr().out
+    changed = {**table, "thesis": {20: 9.2}}
+    record(args, changed, precision="bf16", seeds=[0, 1])
+    assert [entry["numbers"] for entry in read_ledger(ledger)][1:] == [
+        json.loads(json.dumps(numbers)) for numbers in (table, changed)
+    ]
 
 
 def test_the_thesis_is_a_verdict_measured_on_the_finished_nets():

@@ -64,18 +64,24 @@ def record(
     args: argparse.Namespace, numbers: dict, *, precision: str, seeds: list[int], benchmark: str | None = None
 ) -> None:
     """Append the published numbers of a whole study (not a --quick one) to the results ledger, unless --no-record
-    (`benchmark`: the record's name when it is not `experiment NAME`, e.g. one net of the depth study)."""
+    or the ledger holds them already (`benchmark`: the record's name when it is not `experiment NAME`, e.g. one net
+    of the depth study)."""
     if args.quick or args.no_record:
         return
     if not args.ledger.parent.is_dir():  # an installed package, not a clone: there is no ledger to add to
         print(f"not recorded: no results ledger at {args.ledger} (--ledger FILE names one)")
         return
+    import json
+
     from resnet_cifar import ledger
 
-    ledger.append(
-        ledger.record(benchmark or f"experiment {args.experiment}", numbers, precision=precision, seeds=seeds),
-        args.ledger,
-    )
+    name = benchmark or f"experiment {args.experiment}"
+    as_stored = json.loads(json.dumps(numbers))  # the numbers as the ledger would hold them (lists, string keys)
+    if any(entry["benchmark"] == name and entry["numbers"] == as_stored for entry in ledger.read_ledger(args.ledger)):
+        # a report redrawn from what is recorded (--report-only, or a rerun that trained nothing) adds no record
+        print(f"already recorded: {name} with these very numbers is in {args.ledger}")
+        return
+    ledger.append(ledger.record(name, numbers, precision=precision, seeds=seeds), args.ledger)
     print(f"recorded{f' {benchmark}' if benchmark else ''} in {args.ledger}")
 
 
