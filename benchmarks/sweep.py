@@ -17,8 +17,11 @@ the chosen config on the test set over several seeds.
     python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
 
 `--processes N` trains each candidate as N torchrun processes (DDP; on a CPU each gets its share of the threads).
-A sweep whose candidates all finished appends its table to the results ledger (`--no-record` for a trial); running
-a finished sweep again trains nothing and records it.
+Each candidate that finishes is recorded in the results ledger at once (`--no-record` for a trial), with the
+configuration it trained with; a candidate the ledger holds with this very configuration is not trained again, so a
+sweep spread over several machines (or continued in a fresh clone) keeps every candidate that finished anywhere.
+When all candidates have finished, the ranked table is appended to the ledger too (once: a rerun that trained
+nothing adds nothing).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -83,16 +87,61 @@ def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1)
     }
 
 
+KEEP = ("name", "val_acc", "tta_val_acc", "best_val_acc", "epochs", "train_s")  # a candidate's published numbers
+CANDIDATE_RECORD = "sweep candidate"  # the ledger's record of one finished candidate
+RUNTIME_FIELDS = {"output_dir", "data_dir", "download", "progress", "threads", "device"}  # where and how fast only
+
+
+def recipe_of(config: Path, extra: list[str]) -> dict:
+    """What a candidate's numbers depend on: its configuration as `resnet-cifar train --config CONFIG EXTRA` resolves
+    it, less where and how fast it runs."""
+    from resnet_cifar.cli import build_parser
+    from resnet_cifar.cli.train import flag_overrides
+    from resnet_cifar.train.config import load_config
+
+    args = build_parser().parse_args(["train", "--config", str(config), *extra])
+    resolved = json.loads(json.dumps(load_config(config, flag_overrides(args)).to_dict()))
+    return {key: value for key, value in resolved.items() if key not in RUNTIME_FIELDS}
+
+
+def precision_of(row: dict) -> str:
+    return "bf16" if row["config"].get("bf16") is True else "fp32"
+
+
+def record_candidate(grid_path: Path, row: dict, recipe: dict, path: Path, lock: threading.Lock) -> None:
+    """One finished candidate in the ledger, the moment it finishes: a lost machine loses no finished candidate."""
+    numbers = {"grid": grid_path.as_posix(), "candidate": {key: row[key] for key in KEEP}, "recipe": recipe}
+    precision, seeds = precision_of(row), [recipe["seed"]]
+    entry = ledger.record(CANDIDATE_RECORD, numbers, precision=precision, seeds=seeds, config=grid_path)
+    with lock:  # the ledger's file lock guards processes; this guards the threads of one sweep
+        ledger.append(entry, path)
+
+
+def recorded_candidates(grid_path: Path, entries: list[dict]) -> dict[str, list[dict]]:
+    """The candidates of this grid the ledger holds, by name, newest first: each a result row with its recipe."""
+    found: dict[str, list[dict]] = {}
+    for entry in reversed(entries):
+        numbers = entry["numbers"]
+        if entry["benchmark"] == CANDIDATE_RECORD and numbers["grid"] == grid_path.as_posix():
+            config = {"bf16": entry["precision"] == "bf16", "seed": numbers["recipe"].get("seed", 0)}
+            row = {**numbers["candidate"], "wall_s": 0.0, "config": config, "recipe": numbers["recipe"]}
+            found.setdefault(row["name"], []).append(row)
+    return found
+
+
 def record_sweep(grid_path: Path, done: list[dict], path: Path) -> None:
-    """The ranked candidates (validation only) as a ledger record; the precision and seeds each ran with."""
-    keep = ("name", "val_acc", "tta_val_acc", "best_val_acc", "epochs", "train_s")
-    configs = [row["config"] for row in done]
-    precision = ",".join(sorted({"bf16" if config.get("bf16") is True else "fp32" for config in configs}))
+    """The ranked candidates (validation only) as a ledger record; the precision and seeds each ran with. A sweep the
+    ledger holds with these very numbers is not recorded again."""
+    numbers = {"grid": grid_path.as_posix(), "candidates": [{key: row[key] for key in KEEP} for row in done]}
+    as_stored = json.loads(json.dumps(numbers))
+    if any(entry["benchmark"] == "sweep" and entry["numbers"] == as_stored for entry in ledger.read_ledger(path)):
+        print(f"already recorded: this sweep with these very numbers is in {path}")
+        return
     entry = ledger.record(
         "sweep",
-        {"grid": grid_path.as_posix(), "candidates": [{key: row[key] for key in keep} for row in done]},
-        precision=precision,
-        seeds=sorted({config.get("seed", 0) for config in configs}),
+        numbers,
+        precision=",".join(sorted({precision_of(row) for row in done})),
+        seeds=sorted({row["config"].get("seed", 0) for row in done}),
         config=grid_path,
     )
     ledger.append(entry, path)
@@ -118,10 +167,28 @@ def main() -> None:
     configs = [
         write_candidate(grid_path, grid["base"], name, opts, out / "configs") for name, opts in candidates.items()
     ]
+    recipes = {config.stem: recipe_of(config, args.extra) for config in configs}
+    recorded = {} if args.no_record else recorded_candidates(grid_path, ledger.read_ledger(args.ledger))
+    finished = {
+        name: next((row for row in rows if row["recipe"] == recipes[name]), None) for name, rows in recorded.items()
+    }
+    todo = [config for config in configs if finished.get(config.stem) is None]
+    lock = threading.Lock()
+
+    def train(config: Path) -> dict:
+        row = run_candidate(config, out, args.extra, args.processes)
+        if "error" not in row and not args.no_record:
+            record_candidate(grid_path, row, recipes[config.stem], args.ledger, lock)
+        return row
+
     print(f"machine: {machine_description()}")
-    print(f"grid {grid_path}: {len(configs)} candidates, {args.parallel} at once, extra flags {args.extra}", flush=True)
+    print(f"grid {grid_path}: {len(configs)} candidates, {args.parallel} at once, extra flags {args.extra}")
+    if len(todo) < len(configs):
+        print(f"finished already (the ledger holds them): {', '.join(sorted(set(recipes) - {c.stem for c in todo}))}")
+    sys.stdout.flush()
     with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        rows = list(pool.map(lambda config: run_candidate(config, out, args.extra, args.processes), configs))
+        trained = {row["name"]: row for row in pool.map(train, todo)}
+    rows = [trained.get(config.stem) or finished[config.stem] for config in configs]
     failed = [row for row in rows if "error" in row]
     done = sorted((row for row in rows if "error" not in row), key=lambda row: -row["val_acc"])
     print(

@@ -1,6 +1,7 @@
 """The results ledger: records carry what a reader needs to rerun them, and every published table is its rendering."""
 
 import json
+import sys
 from pathlib import Path
 
 from repo_scripts import load_script
@@ -95,6 +96,44 @@ def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch)
     assert "wall_s" not in entry["numbers"]["candidates"][0]  # a rerun of a finished sweep trains nothing
     table = render_tables.sweep_table(read_ledger(ledger), grid.as_posix())
     assert table[2].startswith("| modern | 91.36% | 92.36% | 40 | 2.5 |") and "paper-regularisation" in table[3]
+
+
+def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only_once(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import sweep
+
+    grid, ledger = tmp_path / "grid.yaml", tmp_path / "ledger.jsonl"
+    base = (ROOT / "configs" / "paper-resnets.yaml").as_posix()
+    grid.write_text(f"base: {base}\ncandidates:\n  modern: {{}}\n  no-smoothing: {{label_smoothing: 0.0}}\n")
+    trained, lost = [], {"no-smoothing"}  # the machine is lost while no-smoothing trains
+
+    def fake_run(config, out, extra, processes):
+        trained.append(config.stem)
+        if config.stem in lost:
+            return {"name": config.stem, "error": ["Interrupted"], "wall_s": 1.0}
+        acc = {"modern": 0.91, "no-smoothing": 0.905}[config.stem]
+        return {"name": config.stem, "val_acc": acc, "tta_val_acc": acc + 0.01, "best_val_acc": acc, "epochs": 40,
+                "train_s": 3600.0, "wall_s": 3600.0, "config": {"bf16": True, "seed": 0}}  # fmt: skip
+
+    monkeypatch.setattr(sweep, "run_candidate", fake_run)
+
+    def sweep_once(*extra):
+        argv = ["sweep.py", str(grid), "--output-dir", str(tmp_path / "out"), "--ledger", str(ledger), "--", *extra]
+        monkeypatch.setattr(sys, "argv", argv)
+        trained.clear()
+        sweep.main()
+        return list(trained), [entry["benchmark"] for entry in read_ledger(ledger)]
+
+    assert sweep_once("--threads", "1") == (["modern", "no-smoothing"], ["sweep candidate"])
+    lost.clear()  # a fresh clone on another machine: the finished candidate comes from the ledger
+    assert sweep_once("--threads", "2") == (["no-smoothing"], ["sweep candidate", "sweep candidate", "sweep"])
+    (table,) = [entry for entry in read_ledger(ledger) if entry["benchmark"] == "sweep"]
+    assert [row["name"] for row in table["numbers"]["candidates"]] == ["modern", "no-smoothing"]
+    assert table["precision"] == "bf16" and table["seeds"] == [0]
+    assert sweep_once() == ([], ["sweep candidate", "sweep candidate", "sweep"])  # finished: nothing new
+    assert sweep_once("--label-smoothing", "0.05")[0] == ["modern", "no-smoothing"]  # another recipe: trained anew
+    grid.write_text(grid.read_text().replace("label_smoothing: 0.0", "label_smoothing: 0.2"))
+    assert sweep_once()[0] == ["no-smoothing"]  # a candidate whose options changed is trained again
 
 
 def test_table6_is_rendered_from_the_depth_study_record(tmp_path):

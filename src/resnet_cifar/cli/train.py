@@ -26,7 +26,8 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=name, default=None, metavar="V", help=help_text)
 
 
-def _overrides(args: argparse.Namespace) -> dict:
+def flag_overrides(args: argparse.Namespace) -> dict:
+    """The configuration fields the command line sets (flags given), parsed like YAML."""
     from resnet_cifar.train.config import FIELDS, parse_cli_value
 
     overrides = {}
@@ -63,7 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from resnet_cifar.train.runner import print_final_line, resume_config, run_training
 
     _stop_with_parent()
-    overrides = _overrides(args)
+    overrides = flag_overrides(args)
     if args.resume and args.config:
         raise ConfigError(
             "--resume continues a run with its own configuration (RUN/config.yaml); drop --config "
