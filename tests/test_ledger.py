@@ -125,11 +125,21 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
         return list(trained), [entry["benchmark"] for entry in read_ledger(ledger)]
 
     assert sweep_once("--threads", "1") == (["modern", "no-smoothing"], ["sweep candidate"])
+    grid_name = grid.as_posix()  # as the sweep was given it
+    under_way = render_tables.sweep_table(read_ledger(ledger), grid_name)
+    assert under_way[2].startswith("| modern | 91.00% | 92.00% | 40 | 1.0 |") and len(under_way) == 7
+    assert under_way[4] == "1 of 2 candidates finished so far; the rest are still to run."
+    (first,) = read_ledger(ledger)
+    first["machine"] |= {"cpu": "AMD EPYC (family 25 model 1)", "isa": "AVX2"}  # it finished on another machine
+    ledger.write_text(json.dumps(first) + "\n")
     lost.clear()  # a fresh clone on another machine: the finished candidate comes from the ledger
     assert sweep_once("--threads", "2") == (["no-smoothing"], ["sweep candidate", "sweep candidate", "sweep"])
     (table,) = [entry for entry in read_ledger(ledger) if entry["benchmark"] == "sweep"]
     assert [row["name"] for row in table["numbers"]["candidates"]] == ["modern", "no-smoothing"]
     assert table["precision"] == "bf16" and table["seeds"] == [0]
+    rendered = render_tables.sweep_table(read_ledger(ledger), grid_name)  # each candidate where it ran
+    assert rendered[0].endswith("| machine, precision, date |") and "AMD EPYC (family 25 model 1), AVX2" in rendered[2]
+    assert "AMD EPYC" not in rendered[3] and rendered[-1].startswith("seed 0, ")
     assert sweep_once() == ([], ["sweep candidate", "sweep candidate", "sweep"])  # finished: nothing new
     assert sweep_once("--label-smoothing", "0.05")[0] == ["modern", "no-smoothing"]  # another recipe: trained anew
     grid.write_text(grid.read_text().replace("label_smoothing: 0.0", "label_smoothing: 0.2"))

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from resnet_cifar.ledger import LEDGER, read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,23 +184,54 @@ def measured_lines(config: Path, records: list[dict]) -> str:
     return "".join(lines)
 
 
+def sweep_candidates(records: list[dict], grid: str) -> dict[str, dict]:
+    """The newest record of each finished candidate of `grid` (benchmarks/sweep.py records each as it finishes)."""
+    found = (entry for entry in records if entry["benchmark"] == "sweep candidate")
+    return {entry["numbers"]["candidate"]["name"]: entry for entry in found if entry["numbers"]["grid"] == grid}
+
+
+def candidate_record(candidates: dict[str, dict], row: dict) -> dict | None:
+    found = candidates.get(row["name"])
+    return found if found is not None and found["numbers"]["candidate"] == row else None
+
+
 def sweep_table(records: list[dict], grid: str) -> list[str]:
-    """The newest sweep of `grid`: its candidates ranked by validation accuracy, with where and how it ran."""
-    entries = [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
-    if not entries:
+    """The newest sweep of `grid`: its candidates ranked by validation accuracy, with where and how each ran; while
+    the sweep is under way, the candidates finished so far."""
+    sweeps = [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
+    candidates = sweep_candidates(records, grid)
+    if sweeps:
+        entry, note = sweeps[-1], None
+        rows = entry["numbers"]["candidates"]
+        # each candidate where its own record says it ran (a sweep continued on another machine), else where the
+        # sweep ran (a sweep recorded before candidates had records of their own)
+        ran = {row["name"]: candidate_record(candidates, row) or entry for row in rows}
+    elif candidates:
+        entry = list(candidates.values())[-1]
+        rows = sorted((found["numbers"]["candidate"] for found in candidates.values()), key=lambda row: -row["val_acc"])
+        ran = {row["name"]: candidates[row["name"]] for row in rows}
+        total = len(yaml.safe_load((ROOT / grid).read_text())["candidates"])
+        note = f"{len(rows)} of {total} candidates finished so far; the rest are still to run."
+    else:
         return [f"(no sweep of {grid} in the ledger)"]
-    entry = entries[-1]
+    where = {name: f"{machine(found)}, {found['precision']}, {found['date']}" for name, found in ran.items()}
+    one_machine = len({machine(found) + found["precision"] for found in ran.values()}) == 1
+    column = "" if one_machine else " machine, precision, date |"
     lines = [
-        "| candidate | validation accuracy | with flip TTA | epochs | training hours per candidate |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        f"| candidate | validation accuracy | with flip TTA | epochs | training hours per candidate |{column}",
+        f"| --- | ---: | ---: | ---: | ---: |{' --- |' if column else ''}",
     ]
-    for row in entry["numbers"]["candidates"]:
+    for row in rows:
         lines.append(
             f"| {row['name']} | {row['val_acc'] * 100:.2f}% | {row['tta_val_acc'] * 100:.2f}% | {row['epochs']} | "
-            f"{row['train_s'] / 3600:.1f} |"
+            f"{row['train_s'] / 3600:.1f} |" + ("" if one_machine else f" {where[row['name']]} |")
         )
     lines.append("")
-    lines.append(f"{machine(entry)}, {entry['precision']}, {seed_label(entry)}, {entry['date']}: `{entry['command']}`")
+    if note:
+        lines += [note, ""]
+    first = next(iter(ran.values()))
+    place = f"{machine(first)}, {first['precision']}, " if one_machine else ""
+    lines.append(f"{place}{seed_label(entry)}, {entry['date']}: `{entry['command']}`")
     return lines
 
 
@@ -572,6 +605,7 @@ TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
     "degradation": degradation,
     "data-efficiency": data_efficiency,
     "paper-resnets-round1": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round1.yaml"),
+    "paper-resnets-round2": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round2.yaml"),
     "serve-load": serve_load,
     "two-commands": two_commands,
     "headline": headline,
