@@ -133,8 +133,7 @@ def record_sweep(grid_path: Path, done: list[dict], path: Path) -> None:
     """The ranked candidates (validation only) as a ledger record; the precision and seeds each ran with. A sweep the
     ledger holds with these very numbers is not recorded again."""
     numbers = {"grid": grid_path.as_posix(), "candidates": [{key: row[key] for key in KEEP} for row in done]}
-    as_stored = json.loads(json.dumps(numbers))
-    if any(entry["benchmark"] == "sweep" and entry["numbers"] == as_stored for entry in ledger.read_ledger(path)):
+    if ledger.holds("sweep", numbers, path):
         print(f"already recorded: this sweep with these very numbers is in {path}")
         return
     entry = ledger.record(

@@ -102,6 +102,13 @@ def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def holds(benchmark: str, numbers: dict[str, Any], path: Path = LEDGER) -> bool:
+    """Whether the ledger has a record of `benchmark` with these very numbers (as JSON stores them: lists, string
+    keys): a report redrawn from what is recorded, or a rerun that trained nothing, adds no record."""
+    as_stored = json.loads(json.dumps(numbers))
+    return any(entry["benchmark"] == benchmark and entry["numbers"] == as_stored for entry in read_ledger(path))
+
+
 @contextlib.contextmanager
 def _only_writer(path: Path):
     """Held while the ledger is read and rewritten: two processes that append at once (two workers of one study)

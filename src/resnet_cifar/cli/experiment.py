@@ -71,14 +71,10 @@ def record(
     if not args.ledger.parent.is_dir():  # an installed package, not a clone: there is no ledger to add to
         print(f"not recorded: no results ledger at {args.ledger} (--ledger FILE names one)")
         return
-    import json
-
     from resnet_cifar import ledger
 
     name = benchmark or f"experiment {args.experiment}"
-    as_stored = json.loads(json.dumps(numbers))  # the numbers as the ledger would hold them (lists, string keys)
-    if any(entry["benchmark"] == name and entry["numbers"] == as_stored for entry in ledger.read_ledger(args.ledger)):
-        # a report redrawn from what is recorded (--report-only, or a rerun that trained nothing) adds no record
+    if ledger.holds(name, numbers, args.ledger):
         print(f"already recorded: {name} with these very numbers is in {args.ledger}")
         return
     ledger.append(ledger.record(name, numbers, precision=precision, seeds=seeds), args.ledger)
