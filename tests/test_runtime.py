@@ -137,6 +137,20 @@ def test_the_eta_leaves_out_the_first_step_which_pays_one_off_costs(capsys):
     assert capsys.readouterr().out.strip().endswith("ETA 7s for training")  # 697 steps of 0.01 s, not of 1 s
 
 
+def test_the_eta_follows_the_last_ten_minutes_not_a_slow_stretch_long_past(capsys):
+    """A first epoch slowed by another process once made a 2-hour run's ETA say 3h19m when 1.8 h were left."""
+    now = [0.0]
+    progress = RunProgress("lines", total_steps=3000, epochs=3, clock=lambda: now[0])
+    progress.start_epoch(1, 1000)
+    for step in range(1, 1101):
+        now[0] += 20.0 if step <= 100 else 1.0  # 100 steps at 20 s, then the machine is free again: 1 s per step
+        progress.update(step, lambda: (1.0, 0.5, 128.0))
+    shown = capsys.readouterr().out.strip().splitlines()
+    assert len(shown) > 20  # a line at least every 30 s throughout
+    # 1,900 steps to go at 1 s each; the whole run's mean (2.7 s per step) would say 1h26m
+    assert progress.line(1100, (1.0, 0.5, 128.0), now[0]).endswith("ETA 31m40s for training")
+
+
 def test_the_probe_takes_the_best_call_after_a_warm_up_or_a_slow_first_call_alone():
     def timings(*seconds):
         calls = iter(seconds)

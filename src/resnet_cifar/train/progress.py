@@ -1,6 +1,7 @@
 """Progress output that reads well in a terminal (a tqdm bar per epoch) and in a file or CI log (plain lines: one
-after the first few steps, then at least every 30 s with step/total, images/s and the run's ETA, and one summary line
-per epoch). The choice uses `isatty()` only; nothing probes the terminal (no `stty`, no size queries).
+after the first few steps, then at least every 30 s with step/total, images/s and the ETA at the last ten minutes'
+speed, and one summary line per epoch). The choice uses `isatty()` only; nothing probes the terminal (no `stty`, no
+size queries).
 
 Statistics come from a callable that reads the loop's device counters (a host sync on a GPU), so they are read only
 when something is shown: at most every `REFRESH_S` for the bar, every `EVERY_S` for lines.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 
 from tqdm import tqdm
@@ -51,6 +53,8 @@ class RunProgress:
     REFRESH_S = 0.5  # the bar's statistics are read at most this often
     EVERY_S = 30.0  # off-terminal: a line at least this often
     FIRST_AFTER_STEPS = 3  # off-terminal: the first line, so a slow machine shows its speed early
+    ETA_WINDOW_S = 600.0  # the ETA follows the speed of about the last ten minutes, so a slow stretch long past (a
+    # first epoch slowed by another process) does not inflate it for the rest of a run of hours
 
     def __init__(self, mode: str, total_steps: int, epochs: int, clock: Callable[[], float] = time.monotonic):
         self.mode = resolve_mode(mode)
@@ -62,6 +66,7 @@ class RunProgress:
         self.steps_here = 0  # steps done by this process (a resumed run's earlier steps are not timed)
         self.last_shown = self.started
         self.first_step_done = self.started  # the first step pays one-off costs (kernel selection): not in the ETA
+        self.marks: deque[tuple[float, int]] = deque()  # (time, steps_here) from the first step and each line shown
 
     def start_epoch(self, epoch: int, steps: int, initial: int = 0) -> None:
         """`epoch` counts from 1; `initial` steps of it are already done (a resumed run)."""
@@ -84,6 +89,7 @@ class RunProgress:
         now = self.clock()
         if self.steps_here == 1:
             self.first_step_done = now
+            self.marks.append((now, 1))
         if self.bar is not None:
             if now - self.last_shown >= self.REFRESH_S:
                 self.last_shown = now
@@ -95,14 +101,22 @@ class RunProgress:
         elif self.mode == "lines" and self._line_due(now):
             self.last_shown = now
             print(self.line(step, stats(), now), flush=True)
+            self._mark(now)
+
+    def _mark(self, now: float) -> None:
+        """Keep the marks of the ETA's window and the newest one before it (its starting point)."""
+        self.marks.append((now, self.steps_here))
+        while len(self.marks) > 2 and now - self.marks[1][0] >= self.ETA_WINDOW_S:
+            self.marks.popleft()
 
     def _line_due(self, now: float) -> bool:
         return self.steps_here == self.FIRST_AFTER_STEPS or now - self.last_shown >= self.EVERY_S
 
     def line(self, step: int, stats: tuple[float, float, float], now: float) -> str:
         loss, accuracy, images_per_s = stats
-        if self.steps_here > 1:
-            seconds_per_step = (now - self.first_step_done) / (self.steps_here - 1)
+        since, steps_then = self.marks[0] if self.marks else (self.first_step_done, 1)
+        if self.steps_here > steps_then:
+            seconds_per_step = (now - since) / (self.steps_here - steps_then)
         else:
             seconds_per_step = now - self.started
         eta = format_duration((self.total_steps - step) * seconds_per_step)
