@@ -146,6 +146,27 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
     assert sweep_once()[0] == ["no-smoothing"]  # a candidate whose options changed is trained again
 
 
+def test_a_seeds_round_joins_its_candidates_to_the_round_they_repeat():
+    def candidate(grid, name, seed, acc):
+        row = {"name": name, "val_acc": acc, "tta_val_acc": acc + 0.01}
+        machine = {"cpu": "AMD EPYC (family 26 model 2)", "isa": "AVX512_BF16", "cores": 2}
+        return {"benchmark": "sweep candidate", "seeds": [seed], "precision": "bf16", "command": f"python sweep {grid}",
+                "machine": machine, "numbers": {"grid": grid, "candidate": row}}  # fmt: skip
+
+    records = [
+        candidate("r2.yaml", "modern", 0, 0.91),
+        candidate("r2.yaml", "no-nesterov", 0, 0.912),
+        candidate("other.yaml", "modern", 0, 0.5),  # another grid's candidate of the same name: not joined
+        candidate("r2-seeds.yaml", "modern-seed1", 1, 0.916),
+        candidate("r2-seeds.yaml", "modern-seed2", 2, 0.916),
+    ]
+    table = render_tables.seed_spread(records, ["r2.yaml", "r2-seeds.yaml"])
+    assert table[2] == "| modern | 0, 1, 2 | 91.40 ± 0.35% | 92.40 ± 0.35% |"  # best mean first
+    assert table[3] == "| no-nesterov | 0 | 91.20% | 92.20% |"
+    assert len(table) == 6 and "`python sweep r2.yaml`; `python sweep r2-seeds.yaml`" in table[5]
+    assert render_tables.seed_spread([], ["r2.yaml"]) == ["(no candidate of r2.yaml in the ledger)"]
+
+
 def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
     from resnet_cifar.experiments.depth import run_name, study_runs, table6
     from resnet_cifar.experiments.settings import DepthSettings

@@ -235,6 +235,36 @@ def sweep_table(records: list[dict], grid: str) -> list[str]:
     return lines
 
 
+def seed_spread(records: list[dict], grids: list[str]) -> list[str]:
+    """The candidates of `grids` over seeds: `NAME` and `NAME-seedK` (a seeds round repeating a candidate of another
+    round with seed K) are one candidate; mean ± std of its validation accuracies, best first."""
+    runs: dict[str, list[dict]] = {}
+    for grid in grids:
+        for name, entry in sweep_candidates(records, grid).items():
+            runs.setdefault(re.sub(r"-seed\d+$", "", name), []).append(entry)
+    if not runs:
+        return [f"(no candidate of {', '.join(grids)} in the ledger)"]
+
+    def accuracies(entries: list[dict], key: str) -> list[float]:
+        return [entry["numbers"]["candidate"][key] for entry in entries]
+
+    ranked = sorted(runs.items(), key=lambda item: -statistics.mean(accuracies(item[1], "val_acc")))
+    lines = [
+        "| candidate | seeds | validation accuracy | with flip TTA |",
+        "| --- | --- | ---: | ---: |",
+    ]
+    for name, entries in ranked:
+        seeds = ", ".join(str(seed) for seed in sorted(seed for entry in entries for seed in entry["seeds"]))
+        lines.append(
+            f"| {name} | {seeds} | {mean_std(accuracies(entries, 'val_acc'), 100, 2, '%')} | "
+            f"{mean_std(accuracies(entries, 'tta_val_acc'), 100, 2, '%')} |"
+        )
+    entries = [entry for found in runs.values() for entry in found]
+    places = dict.fromkeys(f"{machine(entry)}, {entry['precision']}" for entry in entries)  # in the grids' order
+    commands = dict.fromkeys(entry["command"] for entry in entries)
+    return [*lines, "", f"{'; '.join(places)}: " + "; ".join(f"`{command}`" for command in commands)]
+
+
 def depth_of(net: str) -> int:
     return int("".join(ch for ch in net.split("-")[0] if ch.isdigit()))
 
@@ -606,6 +636,9 @@ TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
     "data-efficiency": data_efficiency,
     "paper-resnets-round1": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round1.yaml"),
     "paper-resnets-round2": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round2.yaml"),
+    "paper-resnets-round2-seeds": lambda records: seed_spread(
+        records, ["benchmarks/grids/paper-resnets-round2.yaml", "benchmarks/grids/paper-resnets-round2-seeds.yaml"]
+    ),
     "serve-load": serve_load,
     "two-commands": two_commands,
     "headline": headline,
