@@ -168,8 +168,10 @@ def main() -> None:
     ]
     recipes = {config.stem: recipe_of(config, args.extra) for config in configs}
     recorded = {} if args.no_record else recorded_candidates(grid_path, ledger.read_ledger(args.ledger))
-    finished = {
-        name: next((row for row in rows if row["recipe"] == recipes[name]), None) for name, rows in recorded.items()
+    finished = {  # the ledger may hold candidates that this run leaves out (--only) or that left the grid
+        name: next((row for row in rows if row["recipe"] == recipes[name]), None)
+        for name, rows in recorded.items()
+        if name in recipes
     }
     todo = [config for config in configs if finished.get(config.stem) is None]
     lock = threading.Lock()

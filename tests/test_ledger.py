@@ -117,8 +117,9 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
 
     monkeypatch.setattr(sweep, "run_candidate", fake_run)
 
-    def sweep_once(*extra):
+    def sweep_once(*extra, only=()):
         argv = ["sweep.py", str(grid), "--output-dir", str(tmp_path / "out"), "--ledger", str(ledger), "--", *extra]
+        argv[2:2] = ["--only", *only] if only else []
         monkeypatch.setattr(sys, "argv", argv)
         trained.clear()
         sweep.main()
@@ -139,11 +140,14 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
     assert table["precision"] == "bf16" and table["seeds"] == [0]
     rendered = render_tables.sweep_table(read_ledger(ledger), grid_name)  # each candidate where it ran
     assert rendered[0].endswith("| machine, precision, date |") and "AMD EPYC (family 25 model 1), AVX2" in rendered[2]
-    assert "AMD EPYC" not in rendered[3] and rendered[-1].startswith("seed 0, ")
+    assert "family 25 model 1" not in rendered[3] and rendered[-1].startswith("seed 0, ")  # the other: here
     assert sweep_once() == ([], ["sweep candidate", "sweep candidate", "sweep"])  # finished: nothing new
     assert sweep_once("--label-smoothing", "0.05")[0] == ["modern", "no-smoothing"]  # another recipe: trained anew
     grid.write_text(grid.read_text().replace("label_smoothing: 0.0", "label_smoothing: 0.2"))
     assert sweep_once()[0] == ["no-smoothing"]  # a candidate whose options changed is trained again
+    assert sweep_once(only=["no-smoothing"])[0] == []  # the ledger's other candidates are no concern of --only
+    grid.write_text(grid.read_text().replace("  modern: {}\n", ""))
+    assert sweep_once()[0] == []  # nor is a candidate that has left the grid
 
 
 def test_a_seeds_round_joins_its_candidates_to_the_round_they_repeat():
