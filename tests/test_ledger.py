@@ -162,12 +162,17 @@ def test_a_seeds_round_joins_its_candidates_to_the_round_they_repeat():
         candidate("r2.yaml", "no-nesterov", 0, 0.912),
         candidate("other.yaml", "modern", 0, 0.5),  # another grid's candidate of the same name: not joined
         candidate("r2-seeds.yaml", "modern-seed1", 1, 0.916),
-        candidate("r2-seeds.yaml", "modern-seed2", 2, 0.916),
+        candidate("r2-seeds.yaml", "modern-seed2", 2, 0.916) | {"command": "python sweep r2-seeds.yaml --only x"},
     ]
     table = render_tables.seed_spread(records, ["r2.yaml", "r2-seeds.yaml"])
     assert table[2] == "| modern | 0, 1, 2 | 91.40 ± 0.35% | 92.40 ± 0.35% |"  # best mean first
     assert table[3] == "| no-nesterov | 0 | 91.20% | 92.20% |"
-    assert len(table) == 6 and "`python sweep r2.yaml`; `python sweep r2-seeds.yaml`" in table[5]
+    assert len(table) == 6 and table[5].endswith(
+        ": `python sweep r2.yaml`; `python sweep r2-seeds.yaml`; `python sweep r2-seeds.yaml --only x`"
+    )
+    whole = {"benchmark": "sweep", "command": "python sweep r2-seeds.yaml", "numbers": {"grid": "r2-seeds.yaml"}}
+    table = render_tables.seed_spread([*records, whole], ["r2.yaml", "r2-seeds.yaml"])
+    assert table[5].endswith(": `python sweep r2.yaml`; `python sweep r2-seeds.yaml`")  # the whole sweep's command
     assert render_tables.seed_spread([], ["r2.yaml"]) == ["(no candidate of r2.yaml in the ledger)"]
 
 

@@ -235,6 +235,14 @@ def sweep_table(records: list[dict], grid: str) -> list[str]:
     return lines
 
 
+def grid_commands(records: list[dict], grid: str) -> list[str]:
+    """The command of the newest whole sweep of `grid`, else those its finished candidates ran with."""
+    sweeps = [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
+    if sweeps:
+        return [sweeps[-1]["command"]]
+    return list(dict.fromkeys(entry["command"] for entry in sweep_candidates(records, grid).values()))
+
+
 def seed_spread(records: list[dict], grids: list[str]) -> list[str]:
     """The candidates of `grids` over seeds: `NAME` and `NAME-seedK` (a seeds round repeating a candidate of another
     round with seed K) are one candidate; mean ± std of its validation accuracies, best first."""
@@ -261,7 +269,7 @@ def seed_spread(records: list[dict], grids: list[str]) -> list[str]:
         )
     entries = [entry for found in runs.values() for entry in found]
     places = dict.fromkeys(f"{machine(entry)}, {entry['precision']}" for entry in entries)  # in the grids' order
-    commands = dict.fromkeys(entry["command"] for entry in entries)
+    commands = dict.fromkeys(command for grid in grids for command in grid_commands(records, grid))
     return [*lines, "", f"{'; '.join(places)}: " + "; ".join(f"`{command}`" for command in commands)]
 
 
