@@ -184,6 +184,11 @@ def measured_lines(config: Path, records: list[dict]) -> str:
     return "".join(lines)
 
 
+def grid_sweeps(records: list[dict], grid: str) -> list[dict]:
+    """The ledger's whole (ranked) sweeps of `grid`, oldest first."""
+    return [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
+
+
 def sweep_candidates(records: list[dict], grid: str) -> dict[str, dict]:
     """The newest record of each finished candidate of `grid` (benchmarks/sweep.py records each as it finishes)."""
     found = (entry for entry in records if entry["benchmark"] == "sweep candidate")
@@ -198,7 +203,7 @@ def candidate_record(candidates: dict[str, dict], row: dict) -> dict | None:
 def sweep_table(records: list[dict], grid: str) -> list[str]:
     """The newest sweep of `grid`: its candidates ranked by validation accuracy, with where and how each ran; while
     the sweep is under way, the candidates finished so far."""
-    sweeps = [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
+    sweeps = grid_sweeps(records, grid)
     candidates = sweep_candidates(records, grid)
     if sweeps:
         entry, note = sweeps[-1], None
@@ -237,7 +242,7 @@ def sweep_table(records: list[dict], grid: str) -> list[str]:
 
 def grid_commands(records: list[dict], grid: str) -> list[str]:
     """The command of the newest whole sweep of `grid`, else those its finished candidates ran with."""
-    sweeps = [entry for entry in records if entry["benchmark"] == "sweep" and entry["numbers"]["grid"] == grid]
+    sweeps = grid_sweeps(records, grid)
     if sweeps:
         return [sweeps[-1]["command"]]
     return list(dict.fromkeys(entry["command"] for entry in sweep_candidates(records, grid).values()))
