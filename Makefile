@@ -12,11 +12,12 @@ endif
 
 .PHONY: train test lint models clean-venv
 
-$(BIN)/.installed: pyproject.toml constraints.txt
+$(BIN)/.installed: pyproject.toml lab/pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -c constraints.txt torch==2.13.0
 	$(BIN)/pip install -q -c constraints.txt -e '.[dev,export,serve]'
+	$(BIN)/pip install -q -e lab  # the repository's ledger, renderers and studies: never part of the package
 	touch $@
 
 # `make train RESUME=outputs/default` continues an interrupted run exactly where it stopped.
@@ -30,15 +31,15 @@ RUNTIME_TESTS := tests/test_runtime.py tests/test_machine_kinds.py tests/test_in
 HAS_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes)
 
 test: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff check src lab tests benchmarks tools
 	$(BIN)/python -m pytest -q
 ifeq ($(HAS_AVX512),yes)
 	$(AVX2_KERNELS) $(BIN)/python -m pytest -q -p no:cacheprovider $(RUNTIME_TESTS)
 endif
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check src tests benchmarks tools
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src lab tests benchmarks tools
+	$(BIN)/ruff format --check src lab tests benchmarks
 
 models: $(BIN)/.installed
 	$(BIN)/resnet-cifar models

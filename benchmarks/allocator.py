@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path
 
 from ddp_scaling import training_rate
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab.scripts import run_main
 
 TCMALLOC = (
     "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4",  # Debian/Ubuntu: libtcmalloc-minimal4
@@ -86,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

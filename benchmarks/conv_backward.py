@@ -27,12 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.models import create_model
-from resnet_cifar.models.small_map_conv import dense_conv3x3
-from resnet_cifar.models.tap_conv import tap_weight_grad
 from resnet_cifar.runtime import choose_runtime, machine_description
 from resnet_cifar.train.config import load_config
+from resnet_cifar_lab.conv_kernels import with_kernels
+from resnet_cifar_lab.scripts import run_main
+from resnet_cifar_lab.small_map_conv import dense_conv3x3
+from resnet_cifar_lab.tap_conv import tap_weight_grad
 from step_speed import freeze_whitening, training_step  # the sibling benchmark's synthetic step
 
 
@@ -87,7 +88,7 @@ def layer_jobs(conv: nn.Conv2d, shape: torch.Size, dtype: torch.dtype, fmt: torc
 
 
 def dense_layer_step(x: torch.Tensor, weight: torch.Tensor, grad_out: torch.Tensor) -> Callable[[], object]:
-    """The layer's forward pass and both its gradients as dense matrix products (models/small_map_conv.py)."""
+    """The layer's forward pass and both its gradients as dense matrix products (resnet_cifar_lab.small_map_conv)."""
     x, weight = x.detach().requires_grad_(), weight.detach().requires_grad_()
 
     def step():
@@ -146,7 +147,10 @@ def whole_step_rates(config, runtime, fmt, batch: int, size: int, variants: dict
     torch.manual_seed(0)
     x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
     y = torch.randint(0, 10, (batch,))
-    models = {name: create_model(config.model, **{**config.model_options, **opts}) for name, opts in variants.items()}
+    models = {
+        name: with_kernels(create_model(config.model, **config.model_options), **opts)
+        for name, opts in variants.items()
+    }
     first = next(iter(models.values()))
     for model in models.values():
         freeze_whitening(model)
@@ -182,4 +186,4 @@ def totals_line(totals: dict[str, float]) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_reporting_errors(main))
+    raise SystemExit(run_main(main))

@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab.scripts import run_main
 
 
 def train(folder: Path, name: str, processes: int, threads: int, args: argparse.Namespace, sync_bn: bool = False):
@@ -106,4 +106,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.inference.export import Deployable, export_model
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.runtime import cpu_has_native_bf16, machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 
 def throughput(run: Callable[[np.ndarray], object], batch: np.ndarray, seconds: float) -> float:
@@ -109,7 +109,7 @@ def main() -> None:
         f"bf16_vs_fp32={bf16 / fp32:.2f} onnxruntime_vs_fp32={ort / fp32:.2f} "
         f"best_images_per_s={max(fp32, ort, 0 if math.isnan(bf16) else bf16):.0f}"
     )
-    if not args.no_record:
+    if args.record:
         numbers = {
             "weights": loaded.path.name,
             "threads": threads,
@@ -122,4 +122,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -17,13 +17,13 @@ import re
 import tempfile
 from pathlib import Path
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.runner import evaluate_source
-from resnet_cifar.experiments.depth import ANCHORS
 from resnet_cifar.inference.importer import import_checkpoint
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.depth_study import ANCHORS
+from resnet_cifar_lab.scripts import run_main
 
 # Test error in percent: akamaster's README table, and He et al. 2015 Table 6 (ResNet-1202 beside the depth study's).
 PUBLISHED = {**ANCHORS["akamaster"], 1202: 6.18}
@@ -78,7 +78,7 @@ def main() -> int:
                 f"{_percent(PAPER.get(depth))} |",
                 flush=True,
             )
-    if not args.no_record:
+    if args.record:
         numbers = {"test_error_percent": measured, "published": "akamaster/pytorch_resnet_cifar10 pretrained_models"}
         ledger.append(ledger.record("published_weights", numbers, precision="fp32"), args.ledger)
         print(f"recorded in {args.ledger}")
@@ -86,4 +86,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_reporting_errors(main))
+    raise SystemExit(run_main(main))

@@ -2,7 +2,7 @@
 
 Wall-clock time is measured around the whole process (start-up, data loading, training, test evaluation, pictures),
 which is what a user waits for. The last line is machine-readable, and the result is appended to the results ledger
-(docs/results/ledger.jsonl; `--no-record` for a trial), from which the docs' tables are rendered.
+(docs/results/ledger.jsonl) with `--record`, from which the docs' tables are rendered.
 
     python benchmarks/repeat_runs.py --config configs/default.yaml --seeds 0 1 2
 
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 
 def train_command(processes: int, *args: str) -> list[str]:
@@ -115,7 +115,7 @@ def main() -> None:
         f"test_acc_mean={acc_mean:.4f} test_acc_std={acc_std:.4f} test_acc_min={min(r['test_acc'] for r in rows):.4f} "
         f"wall_s_mean={wall_mean:.1f} seeds={len(rows)}"
     )
-    if not args.no_record:
+    if args.record:
         numbers = {key: [row[key] for row in rows] for key in ("test_acc", "wall_s", "train_s")}
         numbers["parallel"], numbers["processes"] = args.parallel, args.processes
         precision = "/".join(sorted({row["precision"] for row in rows}))
@@ -126,4 +126,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 SETTINGS = {"batching off": ["--max-batch", "1"], "batching on": []}
 BOUNDARY = "loadtestboundary"
@@ -196,7 +196,7 @@ def main() -> None:
     print(f"throughput ratio, batching on / off: {ratio:.2f}x")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_description(), "rounds": rounds, "summary": summary}))
-    if not args.no_record:
+    if args.record:
         precision = rounds["batching on"][0]["precision"]
         seeds = list(range(args.clients))  # the clients' images
         ledger.append(ledger.record("serve_load", summary, precision=precision, seeds=seeds), args.ledger)
@@ -204,4 +204,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))
+    sys.exit(run_main(main))

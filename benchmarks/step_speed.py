@@ -17,10 +17,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import choose_runtime, machine_description
 from resnet_cifar.train.config import load_config
+from resnet_cifar_lab.scripts import run_main
 
 
 def freeze_whitening(model: nn.Module) -> None:
@@ -96,4 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_reporting_errors(main))
+    raise SystemExit(run_main(main))

@@ -17,7 +17,7 @@ the chosen config on the test set over several seeds.
     python benchmarks/sweep.py benchmarks/grids/subset5k.yaml --parallel 4 -- --device cuda --bf16 false
 
 `--processes N` trains each candidate as N torchrun processes (DDP; on a CPU each gets its share of the threads).
-Each candidate that finishes is recorded in the results ledger at once (`--no-record` for a trial), with the
+With `--record`, each candidate that finishes is recorded in the results ledger at once, with the
 configuration it trained with; a candidate the ledger holds with this very configuration is not trained again, so a
 sweep spread over several machines (or continued in a fresh clone) keeps every candidate that finished anywhere.
 When all candidates have finished, the ranked table is appended to the ledger too (once: a rerun that trained
@@ -39,10 +39,11 @@ from pathlib import Path
 import yaml
 
 from repeat_runs import train_command
-from resnet_cifar import ledger, run_folder
-from resnet_cifar.cli import run_reporting_errors
+from resnet_cifar import run_folder
 from resnet_cifar.run_folder import read_metrics
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 
 def write_candidate(grid_path: Path, base: str, name: str, overrides: dict, out: Path) -> Path:
@@ -167,7 +168,7 @@ def main() -> None:
         write_candidate(grid_path, grid["base"], name, opts, out / "configs") for name, opts in candidates.items()
     ]
     recipes = {config.stem: recipe_of(config, args.extra) for config in configs}
-    recorded = {} if args.no_record else recorded_candidates(grid_path, ledger.read_ledger(args.ledger))
+    recorded = recorded_candidates(grid_path, ledger.read_ledger(args.ledger))
     finished = {  # the ledger may hold candidates that this run leaves out (--only) or that left the grid
         name: next((row for row in rows if row["recipe"] == recipes[name]), None)
         for name, rows in recorded.items()
@@ -178,7 +179,7 @@ def main() -> None:
 
     def train(config: Path) -> dict:
         row = run_candidate(config, out, args.extra, args.processes)
-        if "error" not in row and not args.no_record:
+        if "error" not in row and args.record:
             record_candidate(grid_path, row, recipes[config.stem], args.ledger, lock)
         return row
 
@@ -205,9 +206,9 @@ def main() -> None:
         print(f"{row['name']:<24} FAILED: {row['error'][-1]}")
     if done:
         print(f"best={done[0]['name']} val_acc={done[0]['val_acc']:.4f}")
-    if done and not failed and not args.no_record and args.only is None:
+    if done and not failed and args.record and args.only is None:
         record_sweep(grid_path, done, args.ledger)
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -23,14 +23,14 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.models import count_macs, create_model
 from resnet_cifar.models.summary import VARIANTS
 from resnet_cifar.runtime import choose_runtime, cpu_has_native_bf16, machine_description
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 
 def matmul_peak(dtype: torch.dtype, size: int = 4096, repeats: int = 5) -> float:
@@ -221,7 +221,7 @@ def main() -> None:
         f"(medians of {args.rounds})"
     )
     print(f"loop_vs_bare={ratio:.3f}")
-    if not args.no_record:
+    if args.record:
         numbers = {"model": args.model, "model_options": options, "batch_size": args.batch_size, "images_per_s": rates,
                    "loop_vs_bare": round(ratio, 3)}  # fmt: skip
         ledger.append(ledger.record("throughput", numbers, precision=chosen.precision), args.ledger)
@@ -229,4 +229,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -51,12 +51,12 @@ from pathlib import Path
 
 import torch
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.runtime import choose_runtime, cpu_isa, machine_description
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 IMPORT_SECONDS = time.perf_counter() - IMPORT_STARTED
 
@@ -266,7 +266,7 @@ def main() -> None:
         + (each + " " if each else "")
         + f"whole_command_s={whole:.1f} precision={chosen.precision} isa={cpu_isa()} device={chosen.device}"
     )
-    if not args.no_record:
+    if args.record:
         numbers = {"target": first, "config": args.config, "seconds": seconds_to(runs, first), "final": finals(runs)}
         if args.baseline:
             numbers.update(baseline=args.baseline, baseline_seconds=seconds_to(base_runs, first))
@@ -287,4 +287,4 @@ def finals(runs: list[dict]) -> list[float]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

@@ -18,13 +18,13 @@ import time
 
 import torch
 
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import least_confident, predict_logits, view_count
 from resnet_cifar.runtime import machine_description
 from resnet_cifar.train.config import TrainConfig
 from resnet_cifar.train.data import prepare_data
+from resnet_cifar_lab.scripts import run_main
 
 
 def validation_split(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,4 +90,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_reporting_errors(main))
+    raise SystemExit(run_main(main))

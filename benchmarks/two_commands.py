@@ -19,9 +19,9 @@ from pathlib import Path
 
 import yaml
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTEST_SUMMARY = re.compile(r"(\d+) passed.*? in ([\d.]+)s")
@@ -77,10 +77,10 @@ def main() -> None:
     if args.only in (None, "test"):
         numbers.update(make_test())
         print(f"make test: {numbers['make_test_s']:.1f} s, {numbers['tests_passed']} passed", flush=True)
-    if not args.no_record:
+    if args.record:
         precision = "bf16" if numbers.get("bf16") else "fp32" if "bf16" in numbers else "-"
         ledger.append(ledger.record("two_commands", numbers, precision=precision, seeds=[0]), args.ledger)
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))
+    sys.exit(run_main(main))

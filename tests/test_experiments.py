@@ -144,14 +144,13 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     )  # fmt: skip
     whole_test_set = TrainingData.load_test  # each run's final test on 500 images: the code is the same, 20x quicker
     monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:500] for t in whole_test_set(data))))
-    kept = []
-    results = depth.run_depth(settings, tmp_path / "study", log=lambda _: None, keep=lambda *net: kept.append(net))
+    results = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
     assert list(results["nets"]) == ["resnet20-seed0"] and results["missing"] == []
-    assert [name for name, _ in kept] == ["resnet20-seed0"]  # handed to the ledger the moment it finished
     net = results["nets"]["resnet20-seed0"]
     assert (tmp_path / "study" / "runs" / "resnet20-seed0" / "results.json").is_file()  # a whole run
     assert len(net["test_error_per_epoch"]) == len(net["train_error_per_epoch"]) == net["epochs"] == 1
     assert net["steps_per_epoch"] == 300 // 128 and 0 <= net["test_error"] <= 1 and net["temperature"] > 0
+    assert net["machine"] and net["precision"] in ("bf16", "fp32")
     depth.write_depth(results, tmp_path / "study")
     assert (tmp_path / "study" / "figure6.png").stat().st_size > 10_000
 
@@ -161,18 +160,8 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     monkeypatch.setattr(depth, "train_net", must_not_train)
     again = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
     assert again["nets"] == json.loads(json.dumps(results["nets"]))
-    ledger = [{"benchmark": depth.NET_RECORD, "numbers": entry} for _, entry in kept]
-    ledger.insert(0, {"benchmark": "two_commands", "numbers": {}})
-    recorded = depth.recorded_nets(ledger)
-    already = depth.run_depth(settings, tmp_path / "study", log=lambda _: None, recorded=recorded, keep=must_not_train)
-    assert already["nets"] == again["nets"]  # the ledger holds it: not handed over a second time
-    # A clone on another machine has no run folder, only the ledger: the net counts as finished there too.
-    fresh = depth.run_depth(
-        settings, tmp_path / "elsewhere", log=lambda _: None, recorded=recorded, keep=must_not_train
-    )
-    assert fresh["nets"] == again["nets"] and fresh["missing"] == []
-    other_recipe = dataclasses.replace(settings, epochs=2)  # ... but only for the very configuration it ran
-    assert depth.run_depth(other_recipe, tmp_path / "elsewhere", train=False, recorded=recorded)["nets"] == {}
+    other_recipe = dataclasses.replace(settings, epochs=2)  # a finished net counts only for the very configuration
+    assert depth.run_depth(other_recipe, tmp_path / "study", train=False)["nets"] == {}
 
 
 def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_path, monkeypatch, machine):
@@ -216,46 +205,11 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a if k.startswith("model."))
     for key in ("test_error_per_epoch", "train_error_per_epoch", "test_error_tta"):
         assert resumed["nets"]["resnet20-seed0"][key] == straight["nets"]["resnet20-seed0"][key]
-    net = resumed["nets"]["resnet20-seed0"]
-    precision = "bf16" if began_in_bf16 else "fp32"
-    assert net["precision"] == precision and len(net["hours_by_machine"]) == 2  # epoch 1 here, epoch 2 "there"
-    assert all(where.endswith(f", {precision}, 2 threads") for where in net["hours_by_machine"])
-    assert sum(net["hours_by_machine"].values()) == pytest.approx(net["train_seconds"] / 3600)
-
-
-def test_a_net_continued_on_another_machine_counts_each_machines_hours(tmp_path, monkeypatch):
-    """Epochs 1-2 trained before machines were recorded, epoch 3 on a Zen 3, then cut off; epoch 4 on a Zen 4 in
-    bf16 (the run's precision is its own; the machine is what changed). Unrecorded epochs count for the finisher."""
-    from types import SimpleNamespace
-
-    from resnet_cifar import run_folder
-    from resnet_cifar.experiments import depth
-
-    path = tmp_path / "machine_per_epoch.json"
-    runtime = SimpleNamespace(device=torch.device("cpu"), precision="fp32", threads=2)
-    monkeypatch.setattr(depth, "cpu_name", lambda: "AMD EPYC (family 25 model 1)")
-    monkeypatch.setattr(depth, "cpu_isa", lambda: "AVX2")
-    depth.MachineEachEpoch(path).on_epoch_end(SimpleNamespace(runtime=runtime), {"epoch": 3, "seconds": 360.0})
-    monkeypatch.setattr(depth, "cpu_name", lambda: "AMD EPYC (family 25 model 17)")
-    monkeypatch.setattr(depth, "cpu_isa", lambda: "AVX512_BF16")
-    resumed = depth.MachineEachEpoch(path)
-    resumed.keep_first(3)
-    resumed.on_epoch_end(SimpleNamespace(runtime=runtime), {"epoch": 4, "seconds": 180.0})
-    assert json.loads(path.read_text())[:2] == [None, None]
-    history = [{"seconds": 720.0}, {"seconds": 720.0}, {"seconds": 360.0}, {"seconds": 180.0}]
-    epochs = resumed.complete(history, depth.where_it_runs(runtime))
-    assert json.loads(path.read_text()) == epochs and len(epochs) == 4
-    hours = run_folder.hours_by_machine(epochs)
-    assert hours == {
-        "AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": pytest.approx(0.1),
-        "AMD EPYC (family 25 model 17), AVX512_BF16, fp32, 2 threads": pytest.approx(0.45),
-    }
-    one_thread = SimpleNamespace(device=torch.device("cpu"), precision="bf16", threads=1)
-    assert depth.where_it_runs(one_thread) == "AMD EPYC (family 25 model 17), AVX512_BF16, bf16, 1 thread"
+    assert resumed["nets"]["resnet20-seed0"]["precision"] == ("bf16" if began_in_bf16 else "fp32")
 
 
 def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
-    from resnet_cifar.experiments.depth import table6
+    from resnet_cifar_lab.depth_study import table6
 
     def net(name, seed, error):
         return {"net": name, "seed": seed, "test_error": error, "test_error_tta": error - 0.01, "epochs": 40,
@@ -273,39 +227,9 @@ def test_table6_averages_the_seeds_of_each_depth_beside_the_published_errors():
     assert rows[1]["test_error_std"] is None and rows[1]["chenyaofo"] is None and rows[1]["He et al. 2015"] == 6.43
 
 
-def test_a_whole_study_is_recorded_once_where_a_ledger_is_and_never_when_quick(tmp_path, capsys):
-    import argparse
-
-    from resnet_cifar.cli.experiment import record
-    from resnet_cifar.ledger import read_ledger
-
-    ledger = tmp_path / "ledger.jsonl"
-    args = argparse.Namespace(quick=False, no_record=False, ledger=ledger, experiment="degradation")
-    record(args, {"nets": {}}, precision="fp32", seeds=[0])
-    (entry,) = read_ledger(ledger)
-    assert entry["benchmark"] == "experiment degradation" and entry["seeds"] == [0]
-    record(argparse.Namespace(**{**vars(args), "quick": True}), {}, precision="fp32", seeds=[0])
-    record(
-        argparse.Namespace(**{**vars(args), "ledger": tmp_path / "none" / "ledger.jsonl"}),
-        {},
-        precision="fp32",
-        seeds=[0],
-    )
-    assert len(read_ledger(ledger)) == 1 and "not recorded: no results ledger" in capsys.readouterr().out
-    table = {"table6": [{"net": "resnet20", "seeds": (0, 1), "test_error": 9.19}], "thesis": {20: 9.19}}
-    record(args, table, precision="bf16", seeds=[0, 1])
-    record(args, table, precision="bf16", seeds=[0, 1])  # the same report redrawn (--report-only): no second record
-    assert "already recorded: experiment degradation" in capsys.readouterr().out
-    changed = {**table, "thesis": {20: 9.2}}
-    record(args, changed, precision="bf16", seeds=[0, 1])
-    assert [entry["numbers"] for entry in read_ledger(ledger)][1:] == [
-        json.loads(json.dumps(numbers)) for numbers in (table, changed)
-    ]
-
-
 def test_the_thesis_is_a_verdict_measured_on_the_finished_nets():
     """ResNets' test error must fall at every step of depth, plain nets' final training error rise at every step."""
-    from resnet_cifar.experiments.depth import thesis, thesis_lines
+    from resnet_cifar_lab.depth_study import thesis
 
     def net(name, seed, test, train):
         return {"net": name, "seed": seed, "test_error": test, "train_error_per_epoch": [0.5, train]}
@@ -320,9 +244,6 @@ def test_the_thesis_is_a_verdict_measured_on_the_finished_nets():
     measured = thesis({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets[-1:] + nets[:3]}})
     assert measured["resnet_test_error_falls_with_depth"] is False
     assert measured["plain_train_error_rises_with_depth"] is None  # no plain net finished
-    words = thesis_lines(measured)
-    assert words[0] == "ResNets' test error falls with depth (20/56/110): 9.10 → 7.00 → 7.50%: no"
-    assert words[1] == "plain nets' training error rises with depth: not yet measured (no net finished)"
 
 
 def test_a_second_depth_study_on_one_folder_leaves_the_net_the_first_is_training_to_it(cifar_dir, tmp_path):
@@ -351,7 +272,7 @@ def test_a_depth_net_another_process_finished_meanwhile_is_not_trained_again(tmp
     settings = DepthSettings(plain_depths=(), residual_depths=(20,), more_seeds={})
     monkeypatch.setattr("resnet_cifar.data.locate.load_test_sample", lambda *args: (None, None))
     result = {"net": "resnet20", "seed": 0, "test_error": 0.1}
-    entry = {"config": depth._fingerprint(settings, "resnet20", 0), "result": result}
+    entry = {"config": depth.net_fingerprint(settings, "resnet20", 0), "result": result}
 
     def finished_while_this_one_began(run_dir):  # the other process's last epoch ends just before the lock is taken
         (tmp_path / "nets").mkdir()
@@ -375,35 +296,39 @@ def _finished_net(settings, net: str) -> dict:
     result = {
         "net": net, "seed": 0, "epochs": 3, "steps_per_epoch": 351, "train_error_per_epoch": errors,
         "test_error_per_epoch": errors, "test_error": 0.2, "test_error_tta": 0.19, "train_seconds": 3600.0,
-        "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.0}, "precision": "fp32",
+        "machine": "AMD EPYC Zen 3 (family 25 model 1), AVX2", "precision": "fp32",
     }  # fmt: skip
-    return {"config": depth._fingerprint(settings, net, 0), "result": result}
+    return {"config": depth.net_fingerprint(settings, net, 0), "result": result}
 
 
-def test_the_depth_command_records_each_finished_net_once_and_reports_from_the_ledger_alone(tmp_path):
-    """A net finished in a run folder goes to the ledger (once); a clone that has only the ledger redraws the report."""
+def test_recording_a_depth_study_adds_each_finished_net_once_and_the_ledger_alone_redraws_it(tmp_path):
+    """The experiment writes into --out only; `benchmarks/experiment.py --record` adds each finished net to the ledger
+    once, and a clone that has only the ledger has the nets of the study's very configuration."""
     from commands import run_cli
-    from resnet_cifar.experiments import depth
+    from repo_scripts import run_script
     from resnet_cifar.experiments.settings import DepthSettings
-    from resnet_cifar.ledger import read_ledger
+    from resnet_cifar_lab.depth_study import NET_RECORD, from_ledger
+    from resnet_cifar_lab.ledger import read_ledger
 
     flags = ["--residual-depths", "20", "--plain-depths", "20", "--more-seeds", "{}", "--report-only"]
     settings = DepthSettings(residual_depths=(20,), plain_depths=(20,), more_seeds={})
     entry = _finished_net(settings, "resnet20")
     (tmp_path / "here" / "nets").mkdir(parents=True)
     (tmp_path / "here" / "nets" / "resnet20-seed0.json").write_text(json.dumps(entry))
+    done = run_cli("experiment", "depth", "--out", tmp_path / "here", *flags)
+    assert done.returncode == 0, done.stderr
+    assert "resnet20-seed0: test error 20.00% single view" in done.stdout
+    assert "not finished: plain20-seed0" in done.stdout and (tmp_path / "here" / "figure6.png").is_file()
     ledger = tmp_path / "ledger.jsonl"
-    ledger.write_text("")
     for _ in range(2):
-        done = run_cli("experiment", "depth", "--out", tmp_path / "here", "--ledger", ledger, *flags)
-        assert done.returncode == 0, done.stderr
-    (recorded,) = read_ledger(ledger)  # once, though the command ran twice; the study is unfinished: no table yet
-    assert recorded["benchmark"] == depth.NET_RECORD and recorded["numbers"] == entry
+        run_script("benchmarks/experiment.py", "depth", "--report-only", "--record", "--ledger", ledger, "--",
+                   "--out", tmp_path / "here", *flags)  # fmt: skip
+    (recorded,) = read_ledger(ledger)  # once, though recorded twice; the study is unfinished: no study record yet
+    assert recorded["benchmark"] == NET_RECORD and recorded["numbers"] == entry
     assert recorded["precision"] == "fp32" and recorded["seeds"] == [0]
-    elsewhere = run_cli("experiment", "depth", "--out", tmp_path / "elsewhere", "--ledger", ledger, *flags)
-    assert "| resnet20 | 0 | 20.00 | 19.00 | 3 | 1.00 |" in elsewhere.stdout
-    assert "not finished: plain20-seed0" in elsewhere.stdout
-    assert (tmp_path / "elsewhere" / "figure6.png").is_file() and len(read_ledger(ledger)) == 1
+    assert recorded["command"].startswith("resnet-cifar experiment depth --out ")
+    study = from_ledger(settings, read_ledger(ledger))
+    assert list(study["nets"]) == ["resnet20-seed0"] and study["missing"] == ["plain20-seed0"]
 
 
 def test_some_nets_of_a_study_run_into_its_folder_keep_the_fuller_report_and_exit_0(tmp_path):
@@ -411,7 +336,6 @@ def test_some_nets_of_a_study_run_into_its_folder_keep_the_fuller_report_and_exi
     while the report holding more nets is left as it was; asked only for a report of fewer nets, it is refused."""
     from commands import run_cli
     from resnet_cifar.experiments.settings import DepthSettings
-    from resnet_cifar.ledger import read_ledger
 
     settings = DepthSettings(residual_depths=(20,), plain_depths=(20,), more_seeds={})
     (tmp_path / "nets").mkdir()
@@ -419,14 +343,11 @@ def test_some_nets_of_a_study_run_into_its_folder_keep_the_fuller_report_and_exi
         (tmp_path / "nets" / f"{net}-seed0.json").write_text(json.dumps(_finished_net(settings, net)))
     fuller = json.dumps({"nets": {"resnet20-seed0": {}, "resnet32-seed0": {}, "plain20-seed0": {}}})
     (tmp_path / "depth.json").write_text(fuller)
-    ledger = tmp_path / "ledger.jsonl"
-    ledger.write_text("")
-    flags = ["--out", tmp_path, "--ledger", ledger, "--residual-depths", "20", "--plain-depths", "20"]
+    flags = ["--out", tmp_path, "--residual-depths", "20", "--plain-depths", "20"]
     trained = run_cli("experiment", "depth", *flags, "--more-seeds", "{}")
     assert trained.returncode == 0, trained.stderr
     assert "holds 3 nets and this report 2: the fuller report is kept" in trained.stdout
     assert "the nets of this run are finished and kept" in trained.stdout
-    assert len(read_ledger(ledger)) == 2  # both nets recorded, no study record for the two
     asked_for_a_report = run_cli("experiment", "depth", *flags, "--more-seeds", "{}", "--report-only")
     assert asked_for_a_report.returncode != 0 and "the fuller report is kept" in asked_for_a_report.stderr
     assert (tmp_path / "depth.json").read_text() == fuller and not (tmp_path / "figure6.png").exists()

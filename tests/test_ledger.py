@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 
 from repo_scripts import load_script
-from resnet_cifar.ledger import PUBLISHED as LEDGER
-from resnet_cifar.ledger import append, read_ledger, record
+from resnet_cifar_lab.ledger import PUBLISHED as LEDGER
+from resnet_cifar_lab.ledger import append, read_ledger, record
 
 ROOT = Path(__file__).resolve().parents[1]
 render_tables = load_script("tools/render_tables.py")
@@ -118,7 +118,8 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
     monkeypatch.setattr(sweep, "run_candidate", fake_run)
 
     def sweep_once(*extra, only=()):
-        argv = ["sweep.py", str(grid), "--output-dir", str(tmp_path / "out"), "--ledger", str(ledger), "--", *extra]
+        argv = ["sweep.py", str(grid), "--output-dir", str(tmp_path / "out"), "--record", "--ledger", str(ledger)]
+        argv += ["--", *extra]
         argv[2:2] = ["--only", *only] if only else []
         monkeypatch.setattr(sys, "argv", argv)
         trained.clear()
@@ -177,8 +178,9 @@ def test_a_seeds_round_joins_its_candidates_to_the_round_they_repeat():
 
 
 def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
-    from resnet_cifar.experiments.depth import run_name, study_runs, table6
+    from resnet_cifar.experiments.depth import run_name, study_runs
     from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar_lab.depth_study import table6
 
     def net(name, seed, error):
         return {"net": name, "seed": seed, "test_error": error, "test_error_tta": error - 0.005, "epochs": 40,
@@ -210,6 +212,7 @@ def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
 def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_path):
     from resnet_cifar.experiments import depth
     from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar_lab.depth_study import NET_RECORD
 
     settings = DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml"))
     ledger = tmp_path / "ledger.jsonl"
@@ -218,10 +221,10 @@ def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_
         result = {"net": net, "seed": 0, "test_error": error, "test_error_tta": error - 0.01, "epochs": 40,
                   "train_seconds": 3600.0, "train_error_per_epoch": [0.5, train_error],
                   "hours_by_machine": {"Xeon, AMX, bf16, 1 threads": 1.0}}  # fmt: skip
-        entry = {"config": depth._fingerprint(settings, net, 0), "result": result}
-        append(record(depth.NET_RECORD, entry, precision="bf16", seeds=[0]), ledger)
+        entry = {"config": depth.net_fingerprint(settings, net, 0), "result": result}
+        append(record(NET_RECORD, entry, precision="bf16", seeds=[0]), ledger)
     stale = {"config": {**entry["config"], "epochs": 30.0}, "result": {**result, "net": "resnet44"}}
-    append(record(depth.NET_RECORD, stale, precision="bf16", seeds=[0]), ledger)  # another recipe: not counted
+    append(record(NET_RECORD, stale, precision="bf16", seeds=[0]), ledger)  # another recipe: not counted
     table = render_tables.table6(read_ledger(ledger))
     assert table[2].startswith("| resnet20 | 0 | 9.00 | 8.00 | 40 | 1.00 | 8.75 |") and table[3].startswith(
         "| resnet32"
@@ -239,8 +242,7 @@ def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_
     assert render_tables.depth_thesis([])[2].endswith("| – | – | not yet (fewer than two depths) |")
 
 
-def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_path):
-    """ship_weights reads the run's per-epoch machines (the depth study writes them); the weights table prints them."""
+def test_a_shipped_run_says_where_and_how_long_it_trained(tmp_path):
     from resnet_cifar import run_folder
 
     ship_weights = load_script("tools/ship_weights.py")
@@ -248,19 +250,10 @@ def test_a_shipped_run_that_moved_between_machines_says_the_hours_on_each(tmp_pa
     run_folder.write_metrics(tmp_path, rows)
     metadata = {"runtime": {"machine": "Zen 4, AVX512_BF16, 2 cores, 2 torch threads, torch 2.13.0+cpu"}}
     alone = ship_weights.training_record(tmp_path, metadata)
-    assert "hours_by_machine" not in alone and render_tables.where_trained({**alone, "precision": "fp32"}) == (
+    assert alone["hours"] == 2.0 and render_tables.where_trained({**alone, "precision": "fp32"}) == (
         "2.0 h, fp32, Zen 4, AVX512_BF16, 2 cores, 2 torch threads"
     )
-    epochs = [
-        {"machine": "Zen 3, AVX2, fp32, 2 threads", "seconds": 5400.0},
-        {"machine": "Zen 4, fp32", "seconds": 1800.0},
-    ]
-    (tmp_path / run_folder.MACHINES).write_text(json.dumps(epochs))
-    moved = ship_weights.training_record(tmp_path, metadata)
-    assert moved["hours"] == 2.0 and moved["hours_by_machine"] == {
-        "Zen 3, AVX2, fp32, 2 threads": 1.5,
-        "Zen 4, fp32": 0.5,
-    }
+    moved = {**alone, "hours_by_machine": {"Zen 3, AVX2, fp32, 2 threads": 1.5, "Zen 4, fp32": 0.5}}
     assert render_tables.where_trained(moved) == "1.5 h on Zen 3, AVX2, fp32, 2 threads; 0.5 h on Zen 4, fp32"
 
 

@@ -360,7 +360,7 @@ def test_report_only_of_a_missing_folder_is_refused_and_creates_nothing(tmp_path
 
 
 def test_a_report_never_replaces_a_fuller_one_and_an_empty_one_is_refused(tmp_path):
-    from resnet_cifar.experiments.report import ReportError, write_report
+    from resnet_cifar.experiments.study_reports import ReportError, write_report
 
     def plot(results, path):
         path.write_bytes(b"picture of %d" % len(results["points"]))
@@ -388,7 +388,7 @@ def test_a_report_never_replaces_a_fuller_one_and_an_empty_one_is_refused(tmp_pa
 def test_every_experiments_report_goes_through_the_same_rule(tmp_path):
     from resnet_cifar.experiments.degradation import write_degradation
     from resnet_cifar.experiments.gradient_flow import write_gradient_flow
-    from resnet_cifar.experiments.report import ReportError
+    from resnet_cifar.experiments.study_reports import ReportError
 
     for write in (write_gradient_flow, write_degradation):
         with pytest.raises(ReportError, match="nothing to report"):
@@ -398,8 +398,8 @@ def test_every_experiments_report_goes_through_the_same_rule(tmp_path):
 
 def test_experiments_say_which_net_of_how_many_and_show_steps_off_a_terminal(cifar_dir, capsys):
     from resnet_cifar.experiments.gradient_flow import run_gradient_flow
-    from resnet_cifar.experiments.report import NetProgress
     from resnet_cifar.experiments.settings import GradientFlowSettings
+    from resnet_cifar.experiments.study_reports import NetProgress
 
     settings = GradientFlowSettings(depths=(20,), norms=("bn",), steps=3, train_pool=100, batch_size=20)
     settings.data_dir = str(cifar_dir)
@@ -534,4 +534,4 @@ def test_benchmarks_take_any_model_and_say_missing_data_in_one_line(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env)
     assert result.returncode == 2, result.stderr
     assert "train      fp32" in result.stdout  # resnet20 was measured (fastnet's options are fastnet's alone)
-    assert "Traceback" not in result.stderr and result.stderr.strip().startswith("resnet-cifar: error: CIFAR-10")
+    assert "Traceback" not in result.stderr and result.stderr.strip().startswith("throughput.py: error: CIFAR-10")

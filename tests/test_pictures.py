@@ -35,7 +35,7 @@ def test_the_inference_picture_shows_what_it_says():
 
 def test_the_data_efficiency_plot_has_a_log_axis_and_both_nets():
     from resnet_cifar.experiments.data_efficiency import summarize
-    from resnet_cifar.viz.experiments import data_efficiency_figure
+    from resnet_cifar.viz.study_plots import data_efficiency_figure
 
     points = [
         {"kind": kind, "train_size": size, "seed": seed, "test_acc": acc, "val_acc": acc, "epochs": 1, "images_seen": 1}

@@ -219,7 +219,7 @@ def trainer_pids(name: str) -> list[int]:
 def test_atomic_writes_get_the_usual_file_permissions(tmp_path):
     import os
 
-    from resnet_cifar.checkpoint import atomic_write_bytes
+    from resnet_cifar.files import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

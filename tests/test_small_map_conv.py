@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from resnet_cifar.models import create_model
-from resnet_cifar.models.small_map_conv import SmallMapConv2d, dense_conv3x3, tap_placement
+from resnet_cifar_lab.conv_kernels import with_kernels
+from resnet_cifar_lab.small_map_conv import SmallMapConv2d, dense_conv3x3, tap_placement
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -68,7 +69,7 @@ def test_dense_conv_under_bf16_autocast_is_as_exact_as_onednn():
 def test_small_map_conv_runs_dense_only_on_small_maps(monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "resnet_cifar.models.small_map_conv.dense_conv3x3",
+        "resnet_cifar_lab.small_map_conv.dense_conv3x3",
         lambda x, w, b: calls.append(x.shape[-2:]) or F.conv2d(x, w, b, padding=1),
     )
     conv = SmallMapConv2d(4, 8, max_side=3, bias=False)
@@ -84,7 +85,7 @@ def test_fastnet_with_dense_small_maps_is_the_same_network():
     options = {"widths": [16, 32, 32], "blocks": [1, 0, 1], "stem_width": 16}
     torch.manual_seed(2)
     plain = create_model("fastnet", **options).double()
-    dense = create_model("fastnet", **options, dense_conv_max_side=3).double()
+    dense = with_kernels(create_model("fastnet", **options), dense_conv_max_side=3).double()
     assert dense.state_dict().keys() == plain.state_dict().keys()
     dense.load_state_dict(plain.state_dict())
     assert sum(isinstance(m, SmallMapConv2d) for m in dense.stages.modules()) == 7
@@ -104,6 +105,6 @@ def test_fastnet_with_dense_small_maps_is_the_same_network():
     ("options", "match"),
     [({"dense_conv_max_side": -1}, "must be >= 0"), ({"dense_conv_max_side": 3, "tap_grad_max_side": 5}, "set one")],
 )
-def test_fastnet_rejects_conflicting_kernel_options(options, match):
+def test_conflicting_kernel_options_are_refused(options, match):
     with pytest.raises(ValueError, match=match):
-        create_model("fastnet", widths=[8, 8, 8], **options)
+        with_kernels(create_model("fastnet", widths=[8, 8, 8]), **options)

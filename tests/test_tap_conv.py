@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from repo_scripts import run_script
 from resnet_cifar.models import create_model
-from resnet_cifar.models.tap_conv import TapGradConv2d, tap_weight_grad
+from resnet_cifar_lab.conv_kernels import with_kernels
+from resnet_cifar_lab.tap_conv import TapGradConv2d, tap_weight_grad
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -59,7 +60,7 @@ def test_tap_conv_matches_conv2d_outputs_and_every_gradient(bf16, bias):
 def test_tap_conv_leaves_large_maps_and_inference_to_conv2d(monkeypatch):
     calls = []
     monkeypatch.setattr(
-        "resnet_cifar.models.tap_conv._TapGradConvFunction.apply",
+        "resnet_cifar_lab.tap_conv._TapGradConvFunction.apply",
         lambda x, w, p: calls.append(x.shape) or F.conv2d(x, w, padding=p),
     )
     _, taps = twin_convs(max_side=4, bias=False)
@@ -80,7 +81,7 @@ def test_fastnet_with_tap_gradients_is_the_same_network():
     options = {"widths": [16, 32, 32], "blocks": [1, 0, 1], "stem_width": 16}
     torch.manual_seed(2)
     plain = create_model("fastnet", **options)
-    taps = create_model("fastnet", **options, tap_grad_max_side=8)
+    taps = with_kernels(create_model("fastnet", **options), tap_grad_max_side=8)
     assert taps.state_dict().keys() == plain.state_dict().keys()
     taps.load_state_dict(plain.state_dict())
     assert sum(isinstance(m, TapGradConv2d) for m in taps.stages.modules()) == 7  # every 3x3 after the stem
@@ -89,8 +90,8 @@ def test_fastnet_with_tap_gradients_is_the_same_network():
         F.cross_entropy(net(x), torch.arange(4)).backward()
     for (name, a), (_, b) in zip(plain.named_parameters(), taps.named_parameters(), strict=True):
         assert relative_error(b.grad, a.grad) < 1e-4, name
-    with pytest.raises(ValueError, match="tap_grad_max_side"):
-        create_model("fastnet", **options, tap_grad_max_side=-1)
+    with pytest.raises(ValueError, match="must be >= 0"):
+        with_kernels(plain, tap_grad_max_side=-1)
 
 
 def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
@@ -98,7 +99,7 @@ def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
     both of its races."""
     config = tmp_path / "tiny.yaml"
     config.write_text(
-        "model: fastnet\nmodel_options: {widths: [8, 16, 16], stem: whiten, stem_width: 12, tap_grad_max_side: 7}\n"
+        "model: fastnet\nmodel_options: {widths: [8, 16, 16], stem: whiten, stem_width: 12}\n"
         "batch_size: 8\nbf16: false\n"
     )
     flags = ["--config", config, "--crop-sizes", "16", "--rounds", "1"]

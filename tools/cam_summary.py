@@ -15,14 +15,15 @@ import argparse
 
 import torch
 
-from resnet_cifar import ledger
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import CLASSES, load_split
 from resnet_cifar.data.locate import find_dataset
-from resnet_cifar.inference.cam import cam_table, explain
+from resnet_cifar.inference.cam import explain
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.runtime import machine_description
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.scripts import run_main
+from resnet_cifar_lab.summaries import cam_table
 
 
 def shares(maps: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -76,7 +77,7 @@ def main() -> int:
         f"{occlusion['hot']:.2f} on average, its coldest cell by {occlusion['cold']:.2f} "
         f"(hotter costs more on {occlusion['hot_costs_more']:.0%} of the images)"
     )
-    if not args.no_record:
+    if args.record:
         numbers = {"weights": loaded.path.name, "images": args.images, "per_class": per_class, "occlusion": occlusion}
         ledger.append(ledger.record("cam_summary", numbers, precision="fp32", seeds=[args.seed]), args.ledger)
         print(f"recorded in {args.ledger}")
@@ -105,4 +106,4 @@ def occlusion_costs(loaded, images: torch.Tensor, explanation) -> tuple[torch.Te
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_reporting_errors(main))
+    raise SystemExit(run_main(main))

@@ -13,8 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
-from resnet_cifar import ledger
-from resnet_cifar.evaluate.robustness import comparison_rows, summary_of
+from resnet_cifar_lab import ledger
+from resnet_cifar_lab.summaries import comparison_rows, summary_of
 
 
 def main() -> int:

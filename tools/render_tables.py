@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from resnet_cifar.ledger import LEDGER, read_ledger
+from resnet_cifar_lab.ledger import LEDGER, read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "configs").glob("*.yaml"))]
@@ -447,7 +447,7 @@ def yardsticks(records: list[dict]) -> list[str]:
 
 @from_newest("robustness_comparison", "robustness comparison")
 def robustness_comparison(entry: dict) -> list[str]:
-    from resnet_cifar.evaluate.robustness import comparison_rows
+    from resnet_cifar_lab.summaries import comparison_rows
 
     reports = {column["name"]: column for column in entry["numbers"]["columns"]}
     images = sorted({summary["images"] for summary in reports.values()})
@@ -457,7 +457,7 @@ def robustness_comparison(entry: dict) -> list[str]:
 
 @from_newest("cam_summary", "class-activation summary")
 def cam_summary(entry: dict) -> list[str]:
-    from resnet_cifar.inference.cam import cam_table
+    from resnet_cifar_lab.summaries import cam_table
 
     numbers = entry["numbers"]
     return [
@@ -470,8 +470,9 @@ def cam_summary(entry: dict) -> list[str]:
 def depth_study(records: list[dict]) -> tuple[dict | None, dict]:
     """The record of the whole depth study (configs/paper-resnets.yaml) where it is finished, else None; and the
     study as the ledger's per-net records hold it (the nets finished so far)."""
-    from resnet_cifar.experiments.depth import from_ledger, run_name, study_runs
+    from resnet_cifar.experiments.depth import run_name, study_runs
     from resnet_cifar.experiments.settings import DepthSettings
+    from resnet_cifar_lab.depth_study import from_ledger
 
     settings = DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml"))
     whole = {run_name(net, seed) for net, seed in study_runs(settings)}
@@ -481,7 +482,7 @@ def depth_study(records: list[dict]) -> tuple[dict | None, dict]:
 
 def depth_thesis(records: list[dict]) -> list[str]:
     """The README's summary of the depth study: the paper's two claims, the errors measured here and the verdicts."""
-    from resnet_cifar.experiments.depth import CLAIMS, thesis
+    from resnet_cifar_lab.depth_study import CLAIMS, thesis
 
     entry, study = depth_study(records)
     measured = entry["numbers"]["thesis"] if entry is not None else thesis(study)
@@ -508,7 +509,8 @@ def depth_thesis(records: list[dict]) -> list[str]:
 def table6(records: list[dict]) -> list[str]:
     """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones,
     from the finished study's record; while the study is under way, from the records of the nets finished so far."""
-    from resnet_cifar.experiments.depth import NET_RECORD, run_name, table6_lines, thesis, thesis_lines
+    from resnet_cifar.experiments.depth import run_name
+    from resnet_cifar_lab.depth_study import NET_RECORD, thesis
 
     entry, study = depth_study(records)
     if entry is not None:
@@ -543,6 +545,49 @@ def table6(records: list[dict]) -> list[str]:
     ]
 
 
+def thesis_lines(measured: dict) -> list[str]:
+    """The verdicts in words, each with the errors it rests on."""
+    from resnet_cifar_lab.depth_study import CLAIMS
+
+    def line(errors: dict, what: str, holds: bool | None) -> str:
+        if not errors:
+            return f"{what}: not yet measured (no net finished)"
+        steps = " → ".join(f"{float(error):.2f}" for error in errors.values())
+        depths = "/".join(str(depth) for depth in errors)
+        answer = {True: "yes", False: "no", None: "not yet measured (fewer than two depths)"}[holds]
+        return f"{what} ({depths}): {steps}%: {answer}"
+
+    return [line(measured[errors], what, measured[holds]) for what, errors, holds in CLAIMS]
+
+
+def _error(mean: float, std: float | None) -> str:
+    return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
+
+
+def table6_lines(results: dict) -> list[str]:
+    """Table 6 as Markdown, from a study's results or from the rows it recorded (`{"table6": rows}`)."""
+    from resnet_cifar_lab.depth_study import ANCHORS
+    from resnet_cifar_lab.depth_study import table6 as table6_rows
+
+    sources = list(ANCHORS)
+    lines = [
+        "| net | seeds | test error % (single view) | flip TTA | epochs | hours each | "
+        + " | ".join(f"{source} %" for source in sources)
+        + " | trained on |",
+        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(sources) + " --- |",
+    ]
+    for row in results.get("table6") or table6_rows(results):
+        anchors = " | ".join("–" if row[s] is None else f"{row[s]:.2f}" for s in sources)
+        lines.append(
+            f"| {row['net']} | {', '.join(map(str, row['seeds']))} "
+            f"| {_error(row['test_error'], row['test_error_std'])} "
+            f"| {_error(row['test_error_tta'], row.get('test_error_tta_std'))} "
+            f"| {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} "
+            f"| {'; '.join(row.get('trained_on', [])) or '–'} |"
+        )
+    return lines
+
+
 RUNTIME_NAMES = {
     "pytorch fp32": "PyTorch fp32",
     "pytorch bf16": "PyTorch bf16 autocast",
@@ -571,7 +616,7 @@ def inference(records: list[dict]) -> list[str]:
 @from_newest("published_weights", "test of published weights")
 def published_weights(entry: dict) -> list[str]:
     """akamaster's published weights imported and tested here, beside its README and the paper (test error, %)."""
-    from resnet_cifar.experiments.depth import ANCHORS
+    from resnet_cifar_lab.depth_study import ANCHORS
 
     lines = [
         "| model | akamaster README error | ours with their weights (zeros split, as imported) | "
@@ -594,7 +639,7 @@ def paper_weights(records: list[dict]) -> list[str]:
         "| storage | epochs | training | trained with |",
         "| --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |",
     ]
-    from resnet_cifar.experiments.depth import ANCHORS
+    from resnet_cifar_lab.depth_study import ANCHORS
 
     for card_path in sorted(CARD.parent.glob("resnet*.json"), key=lambda path: depth_of(path.stem)):
         card = json.loads(card_path.read_text())

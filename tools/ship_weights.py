@@ -37,7 +37,6 @@ import torch
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, recorded_precision, save_checkpoint
-from resnet_cifar.cli import run_reporting_errors
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.corruptions import corrupt
 from resnet_cifar.data.locate import find_dataset
@@ -49,6 +48,7 @@ from resnet_cifar.inference.loading import WEIGHTS_DIR, load_model
 from resnet_cifar.inference.tta import predict_logits, predict_logits_and_single_view
 from resnet_cifar.models import count_parameters
 from resnet_cifar.runtime import choose_runtime, machine_description
+from resnet_cifar_lab.scripts import run_main
 
 
 def calibration_of(loaded, dataset, config: dict, test) -> dict:
@@ -179,7 +179,7 @@ def storage_check(trained: torch.Tensor, stored: torch.Tensor, labels: torch.Ten
 
 def training_record(run: Path, metadata: dict) -> dict:
     """Where and how long the run trained: the machine its checkpoint names, the hours of its training loop (the
-    epochs' seconds in metrics.csv), its precision, and the hours on each machine where the run records them."""
+    epochs' seconds in metrics.csv) and its precision."""
     seconds = run_folder.training_seconds(run_folder.read_metrics(run / "metrics.csv"))
     bf16 = recorded_precision(metadata)
     precision = None if bf16 is None else "bf16" if bf16 else "fp32"
@@ -188,11 +188,6 @@ def training_record(run: Path, metadata: dict) -> dict:
         "precision": precision,
         "hours": round(seconds / 3600, 2),
     }
-    if (run / run_folder.MACHINES).is_file():  # a run that may have moved between machines (the depth study's)
-        epochs = json.loads((run / run_folder.MACHINES).read_text())
-        record["hours_by_machine"] = {
-            machine: round(hours, 2) for machine, hours in run_folder.hours_by_machine(epochs).items()
-        }
     return record
 
 
@@ -268,4 +263,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_reporting_errors(main))  # a missing dataset or a bad flag value: one line, no traceback
+    sys.exit(run_main(main))  # a missing dataset or a bad flag value: one line, no traceback

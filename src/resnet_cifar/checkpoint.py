@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,7 @@ import safetensors.torch
 import torch
 
 from resnet_cifar.errors import CheckpointError
+from resnet_cifar.files import atomic_write_bytes
 
 FORMAT = "resnet-cifar-checkpoint/1"
 METADATA_KEY = "resnet_cifar"
@@ -45,40 +44,6 @@ def metadata_digest(metadata: dict[str, Any]) -> str:
 
 # Keys a checkpoint's writer adds to the metadata it is given (a copy of the metadata to re-save drops them).
 WRITTEN_KEYS = ("format", "tensor_sha256", "metadata_sha256")
-
-
-def fsync_directory(folder: Path) -> None:
-    try:
-        handle = os.open(folder, os.O_RDONLY)
-    except OSError:  # some platforms cannot open folders; the rename is still atomic there
-        return
-    try:
-        os.fsync(handle)
-    finally:
-        os.close(handle)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that readers see the old content or the new, never a mix."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            os.fchmod(out.fileno(), 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions open() would
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    fsync_directory(path.parent)
 
 
 def save_checkpoint(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:

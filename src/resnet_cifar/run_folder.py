@@ -21,8 +21,8 @@ import safetensors
 import safetensors.torch
 import torch
 
-from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.files import atomic_write_bytes
 
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
@@ -31,7 +31,6 @@ RESULTS = "results.json"
 PICTURES = ("inference.png", "curves.png", "confusion_matrix.png")
 CHECKPOINTS = ("last", "best")
 LOCK = ".lock"
-MACHINES = "machine_per_epoch.json"  # where each epoch ran, for runs that may move between machines (depth study)
 
 
 def checkpoint_path(run_dir: Path, which: str = "last") -> Path:
@@ -215,14 +214,6 @@ def metrics_row(**values) -> dict:
 def training_seconds(history: list[dict]) -> float:
     """The training time of a run: its epochs' `seconds` (validation excluded), summed."""
     return sum(row["seconds"] for row in history)
-
-
-def hours_by_machine(epochs: list[dict]) -> dict[str, float]:
-    """Training hours per machine, from a per-epoch record of `{"machine", "seconds"}` (the MACHINES file)."""
-    hours: dict[str, float] = {}
-    for epoch in epochs:
-        hours[epoch["machine"]] = hours.get(epoch["machine"], 0.0) + epoch["seconds"] / 3600
-    return hours
 
 
 def metrics_csv(rows: list[dict]) -> str:

@@ -60,53 +60,19 @@ def settings_from(args: argparse.Namespace, settings_class: type):
     return settings
 
 
-def record(
-    args: argparse.Namespace, numbers: dict, *, precision: str, seeds: list[int], benchmark: str | None = None
-) -> None:
-    """Append the published numbers of a whole study (not a --quick one) to the results ledger, unless --no-record
-    or the ledger holds them already (`benchmark`: the record's name when it is not `experiment NAME`, e.g. one net
-    of the depth study)."""
-    if args.quick or args.no_record:
-        return
-    if not args.ledger.parent.is_dir():  # an installed package, not a clone: there is no ledger to add to
-        print(f"not recorded: no results ledger at {args.ledger} (--ledger FILE names one)")
-        return
-    from resnet_cifar import ledger
-
-    name = benchmark or f"experiment {args.experiment}"
-    if ledger.holds(name, numbers, args.ledger):
-        print(f"already recorded: {name} with these very numbers is in {args.ledger}")
-        return
-    ledger.append(ledger.record(name, numbers, precision=precision, seeds=seeds), args.ledger)
-    print(f"recorded{f' {benchmark}' if benchmark else ''} in {args.ledger}")
-
-
-def auto_precision(device: str = "auto") -> str:
-    """The precision `bf16: auto` resolves to here (the recipes of the training experiments leave it auto)."""
-    from resnet_cifar.runtime import choose_runtime
-
-    return choose_runtime(device, "auto").precision
-
-
 def cmd_gradient_flow(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.gradient_flow import (
-        ledger_numbers,
-        run_gradient_flow,
-        summary_lines,
-        write_gradient_flow,
-    )
+    from resnet_cifar.experiments.gradient_flow import run_gradient_flow, summary_lines, write_gradient_flow
 
     settings = settings_from(args, GradientFlowSettings)
     results = run_gradient_flow(settings)
     print("\n".join(summary_lines(results)))
     for path in write_gradient_flow(results, Path(args.out)):
         print(f"wrote {path}")
-    record(args, ledger_numbers(results), precision="fp32", seeds=[settings.seed])
     return 0
 
 
 def cmd_degradation(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.degradation import ledger_numbers, run_degradation, table_lines, write_degradation
+    from resnet_cifar.experiments.degradation import run_degradation, table_lines, write_degradation
 
     settings = settings_from(args, DegradationSettings)
     if args.schedule == "step":
@@ -116,17 +82,11 @@ def cmd_degradation(args: argparse.Namespace) -> int:
     print(f"total {results['total_seconds'] / 60:.1f} minutes")
     for path in write_degradation(results, Path(args.out)):
         print(f"wrote {path}")
-    record(args, ledger_numbers(results), precision=auto_precision(), seeds=[settings.seed])
     return 0
 
 
 def cmd_data_efficiency(args: argparse.Namespace) -> int:
-    from resnet_cifar.experiments.data_efficiency import (
-        ledger_numbers,
-        run_data_efficiency,
-        table_lines,
-        write_data_efficiency,
-    )
+    from resnet_cifar.experiments.data_efficiency import run_data_efficiency, table_lines, write_data_efficiency
 
     settings = settings_from(args, DataEfficiencySettings)
     if args.model is not None and args.model_options is None:
@@ -137,43 +97,24 @@ def cmd_data_efficiency(args: argparse.Namespace) -> int:
     print(f"{results['seconds'] / 60:.1f} minutes of training and testing in all ({results['budget']})")
     for path in write_data_efficiency(results, out):
         print(f"wrote {path}")
-    if not results["missing"]:
-        record(args, ledger_numbers(results), precision=auto_precision(settings.device), seeds=list(settings.seeds))
     return 0
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
-    from resnet_cifar import ledger
-    from resnet_cifar.experiments.depth import (
-        NET_RECORD,
-        recorded_nets,
-        run_depth,
-        table6,
-        table6_lines,
-        thesis,
-        thesis_lines,
-        write_depth,
-    )
-    from resnet_cifar.experiments.report import ReportError
-
-    def keep(name: str, entry: dict) -> None:
-        """Each finished net goes to the ledger at once: the study outlives the machine that trains any one net."""
-        result = entry["result"]
-        record(args, entry, precision=result["precision"], seeds=[result["seed"]], benchmark=NET_RECORD)
+    from resnet_cifar.experiments.depth import run_depth, summary_lines, write_depth
+    from resnet_cifar.experiments.study_reports import ReportError
 
     settings = settings_from(args, DepthSettings)
     out = Path(args.out)
-    recorded = recorded_nets(ledger.read_ledger(args.ledger))
-    results = run_depth(settings, out, train=not args.report_only, recorded=recorded, keep=keep)
-    results["thesis"] = thesis(results)
+    results = run_depth(settings, out, train=not args.report_only)
     if results["nets"]:
-        print("\n".join([*table6_lines(results), "", *thesis_lines(results["thesis"])]))
+        print("\n".join(summary_lines(results)))
         try:
             written = write_depth(results, out)
         except ReportError as refusal:
             if args.report_only:
                 raise
-            # some nets of a study run into its folder: they are finished and in the ledger, the fuller report stays
+            # some nets of a study run into its folder: they are finished and kept, the fuller report stays
             print(
                 f"{refusal}\nthe nets of this run are finished and kept: the same command without its choice of "
                 "nets and with --report-only redraws the whole study"
@@ -183,17 +124,6 @@ def cmd_depth(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     if results["missing"]:
         print(f"not finished: {', '.join(results['missing'])}")
-        return 0
-    nets = results["nets"].values()
-    numbers = {
-        "table6": table6(results),
-        "thesis": results["thesis"],
-        "nets": {
-            name: {k: v for k, v in net.items() if not k.endswith("per_epoch")} for name, net in results["nets"].items()
-        },
-    }
-    precision = ",".join(sorted({net["precision"] for net in nets}))
-    record(args, numbers, precision=precision, seeds=sorted({net["seed"] for net in nets}))
     return 0
 
 
@@ -246,10 +176,6 @@ def _experiment_parser(sub) -> None:
         commands[name].add_argument(
             "--report-only", action="store_true", help="summarise what is finished in --out (train nothing)"
         )
-    from resnet_cifar import ledger
-
-    for command in commands.values():
-        ledger.add_flags(command)
 
 
 def register(sub) -> None:

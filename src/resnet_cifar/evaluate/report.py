@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.evaluate.metrics import summarize
+from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.runtime import machine_description
 
 

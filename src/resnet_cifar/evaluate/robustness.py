@@ -15,11 +15,11 @@ from pathlib import Path
 
 import torch
 
-from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.corruptions import CORRUPTIONS, FAMILIES, LEFT_OUT, SEVERITIES, corrupt
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.calibration import expected_calibration_error
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.runtime import machine_description
 
 
@@ -128,37 +128,3 @@ def format_report(report: dict) -> str:
         f"{calibration['corrupted_ece_before']:.3f} -> {calibration['corrupted_ece_after']:.3f}",
     ]
     return "\n".join(lines)
-
-
-def comparison_rows(reports: dict[str, dict]) -> list[str]:
-    """Corruption-benchmark reports (or their `summary_of`) side by side as one Markdown table, a column each."""
-    names = list(reports)
-    lines = [f"| | {' | '.join(names)} |", "| --- |" + " ---: |" * len(names)]
-
-    def line(label: str, values: list[str]) -> None:
-        lines.append(f"| {label} | {' | '.join(values)} |")
-
-    line("clean accuracy", [f"{100 * r['clean_accuracy']:.2f}%" for r in reports.values()])
-    line("mean corruption accuracy", [f"{100 * r['mean_corruption_accuracy']:.2f}%" for r in reports.values()])
-    line("**relative drop**", [f"**{100 * r['relative_drop']:.1f}%**" for r in reports.values()])
-    for family in FAMILIES:
-        line(f"{family} (mean)", [f"{100 * r['per_family'][family]:.1f}%" for r in reports.values()])
-    measured = next(iter(reports.values()))["per_corruption"]
-    for corruption in [name for name in CORRUPTIONS if name in measured]:
-        line(f"&nbsp;&nbsp;{corruption}", [f"{100 * r['per_corruption'][corruption]:.1f}%" for r in reports.values()])
-    line("ECE clean, after temperature", [f"{r['calibration']['clean_ece_after']:.3f}" for r in reports.values()])
-    line("ECE corrupted (mean), before → after", [
-        f"{r['calibration']['corrupted_ece_before']:.3f} → {r['calibration']['corrupted_ece_after']:.3f}"
-        for r in reports.values()
-    ])  # fmt: skip
-    line("temperature", [f"{r['calibration']['temperature']:.3f}" for r in reports.values()])
-    return lines
-
-
-def summary_of(report: dict) -> dict:
-    """What `comparison_rows` shows of a report: accuracies clean, per family and per corruption, and calibration."""
-    keep = ("clean_accuracy", "mean_corruption_accuracy", "relative_drop", "per_family", "per_corruption", "images")
-    calibration = ("clean_ece_after", "corrupted_ece_before", "corrupted_ece_after", "temperature")
-    summary = {key: report[key] for key in keep}
-    summary["calibration"] = {key: report["calibration"][key] for key in calibration}
-    return summary

@@ -21,11 +21,11 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.evaluate.metrics import accuracy
-from resnet_cifar.experiments.report import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
+from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
+from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 
@@ -245,15 +245,8 @@ def _mean_std(row: dict) -> str:
 
 
 def write_data_efficiency(results: dict, out: Path) -> list[Path]:
-    from resnet_cifar.viz.experiments import plot_data_efficiency
+    from resnet_cifar.viz.study_plots import plot_data_efficiency
 
     return write_report(
         out, "data_efficiency.json", results, "points", pictures={"data_efficiency.png": plot_data_efficiency}
     )
-
-
-def ledger_numbers(results: dict) -> dict:
-    """Test accuracy per training-set size, mean ± std over seeds, residual and plain twin, with the budget."""
-    keep = ("train_size", "epochs", "mean", "std", "n")
-    summary = {kind: [{key: row[key] for key in keep} for row in rows] for kind, rows in results["summary"].items()}
-    return {"budget": results["budget"], "summary": summary, "seconds": results.get("seconds")}

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import torch
 
-from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
-from resnet_cifar.experiments.report import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.settings import DegradationSettings
+from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
+from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
@@ -129,12 +129,6 @@ def table(results: dict) -> dict:
     }
 
 
-def ledger_numbers(results: dict) -> dict:
-    """The published table (final training and test error per net) with the budget and the time it took."""
-    settings = results["settings"]
-    return {"epochs": settings["epochs"], "nets": table(results), "total_seconds": results.get("total_seconds")}
-
-
 def table_lines(results: dict) -> list[str]:
     lines = ["| net | final training error | final test error |", "| --- | ---: | ---: |"]
     for net, row in table(results).items():
@@ -143,7 +137,7 @@ def table_lines(results: dict) -> list[str]:
 
 
 def write_degradation(results: dict, out: Path) -> list[Path]:
-    from resnet_cifar.viz.experiments import plot_degradation
+    from resnet_cifar.viz.study_plots import plot_degradation
 
     return write_report(
         out,

@@ -20,8 +20,8 @@ from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import balanced_subset
-from resnet_cifar.experiments.report import NetProgress, write_report
 from resnet_cifar.experiments.settings import GradientFlowSettings
+from resnet_cifar.experiments.study_reports import NetProgress, write_report
 from resnet_cifar.models import create_model
 from resnet_cifar.seeding import GRADIENT_FLOW_STEPS, derive_seed
 from resnet_cifar.train.progress import RunProgress
@@ -179,24 +179,7 @@ def summary_lines(results: dict) -> list[str]:
     return lines
 
 
-def ledger_numbers(results: dict) -> dict:
-    """What the published table shows, per net: the first/last conv gradient ratio and the loss, init and trained."""
-    return {
-        "steps": results["settings"]["steps"],
-        "nets": {
-            label: {
-                "norm": net["norm"],
-                "first_to_last_init": net["init"]["first_to_last"],
-                "first_to_last_trained": net["trained"]["first_to_last"],
-                "loss_init": net["init"]["loss"],
-                "loss_trained": net["trained"]["loss"],
-            }
-            for label, net in results["nets"].items()
-        },
-    }
-
-
 def write_gradient_flow(results: dict, out: Path) -> list[Path]:
-    from resnet_cifar.viz.experiments import plot_gradient_flow
+    from resnet_cifar.viz.study_plots import plot_gradient_flow
 
     return write_report(out, "gradient_flow.json", results, "nets", pictures={"gradient_flow.png": plot_gradient_flow})

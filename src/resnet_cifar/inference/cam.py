@@ -14,7 +14,6 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10, Normalization, normalize
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.inference.tta import model_device, predict_logits
@@ -106,18 +105,3 @@ def _unit_scale(maps: torch.Tensor) -> torch.Tensor:
     """Each N x H x W map divided by its maximum (all-zero maps stay zero): comparable colours across images."""
     peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12).view(-1, 1, 1)
     return (maps.clamp_min(0) / peak).clamp(0, 1)
-
-
-def cam_table(per_class: dict[str, dict]) -> list[str]:
-    """Per class (and "all"): correctly classified images and where their maps put the evidence."""
-    lines = [
-        "| class | right | mass in the centre 16×16 | top half | bottom half | image covered |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for name in sorted(per_class, key=lambda name: CLASSES.index(name) if name in CLASSES else len(CLASSES)):
-        row = per_class[name]
-        lines.append(
-            f"| {name} | {row['right']} | {row['centre']:.0%} | {row['top']:.0%} | {row['bottom']:.0%} | "
-            f"{row['covered']:.0%} |"
-        )
-    return lines

@@ -9,15 +9,12 @@ make the deeper variants train in a few epochs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from resnet_cifar.models.layers import GlobalMaxPool, conv3x3, norm_layer
 from resnet_cifar.models.registry import register_model
-from resnet_cifar.models.small_map_conv import SmallMapConv2d
-from resnet_cifar.models.tap_conv import TapGradConv2d
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -26,28 +23,6 @@ def _activation(name: str) -> nn.Module:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]()
-
-
-@dataclass(frozen=True)
-class ConvKernels:
-    """Which implementation runs each 3x3 convolution, chosen by the side of its input: the same function and
-    parameters either way, up to float rounding. 0 turns an option off (oneDNN's kernel, nn.Conv2d)."""
-
-    tap_grad_max_side: int = 0  # filter gradient tap by tap (models/tap_conv.py)
-    dense_conv_max_side: int = 0  # the whole convolution as one matrix product (models/small_map_conv.py)
-
-    def __post_init__(self):
-        if self.tap_grad_max_side < 0 or self.dense_conv_max_side < 0:
-            raise ValueError(f"tap_grad_max_side and dense_conv_max_side must be >= 0, got {self}")
-        if self.tap_grad_max_side and self.dense_conv_max_side:
-            raise ValueError("tap_grad_max_side and dense_conv_max_side are two kernels for one layer: set one")
-
-    def conv3x3(self, in_channels: int, out_channels: int, *, bias: bool) -> nn.Conv2d:
-        if self.dense_conv_max_side:
-            return SmallMapConv2d(in_channels, out_channels, bias=bias, max_side=self.dense_conv_max_side)
-        if self.tap_grad_max_side:
-            return TapGradConv2d(in_channels, out_channels, 3, padding=1, bias=bias, max_side=self.tap_grad_max_side)
-        return conv3x3(in_channels, out_channels, bias=bias)
 
 
 class ConvBN(nn.Sequential):
@@ -61,9 +36,8 @@ class ConvBN(nn.Sequential):
         pool: bool,
         norm: str,
         act: str,
-        kernels: ConvKernels = ConvKernels(),
     ):
-        layers: list[nn.Module] = [kernels.conv3x3(in_channels, out_channels, bias=norm == "none")]
+        layers: list[nn.Module] = [conv3x3(in_channels, out_channels, bias=norm == "none")]
         if pool:
             layers.append(nn.MaxPool2d(2))
         layers += [norm_layer(norm, out_channels), _activation(act)]
@@ -90,10 +64,9 @@ class ResidualBlock(nn.Module):
         shortcut: bool = True,
         gate: bool = False,
         post_act: bool = False,
-        kernels: ConvKernels = ConvKernels(),
     ):
         super().__init__()
-        layers = [ConvBN(channels, channels, pool=False, norm=norm, act=act, kernels=kernels) for _ in range(convs)]
+        layers = [ConvBN(channels, channels, pool=False, norm=norm, act=act) for _ in range(convs)]
         self.post_act = layers[-1][-1] if post_act else None
         if post_act:
             layers[-1][-1] = nn.Identity()
@@ -168,13 +141,6 @@ class FastResNet(nn.Module):
         residual_gate, post_act: see ResidualBlock.
         dirac_init: start each 3x3 convolution with its first in_channels filters as identities (the rest random),
             so every layer begins by passing its input through (airbench).
-        tap_grad_max_side: a 3x3 convolution whose input is at most this many pixels a side computes its filter
-            gradient tap by tap (models/tap_conv.py: faster there on some CPUs, measure with
-            benchmarks/conv_backward.py); 0 (the default): oneDNN's kernel everywhere. The same function and
-            parameters either way, up to float rounding.
-        dense_conv_max_side: a 3x3 convolution whose input is at most this many pixels a side runs as one dense
-            matrix product (models/small_map_conv.py: 3 covers fastnet's last layer at 24 and 32 pixels); 0 (the
-            default): oneDNN's kernel. Not together with tap_grad_max_side.
     """
 
     def __init__(
@@ -197,64 +163,41 @@ class FastResNet(nn.Module):
         dirac_init: bool = False,
         residual_gate: bool = False,
         post_act: bool = False,
-        tap_grad_max_side: int = 0,
-        dense_conv_max_side: int = 0,
     ):
         super().__init__()
-        kernels = ConvKernels(tap_grad_max_side, dense_conv_max_side)
-        if len(widths) != len(blocks):
-            raise ValueError("widths and blocks must have the same length")
-        if stem not in ("conv", "whiten"):
-            raise ValueError(f"stem must be 'conv' or 'whiten', got {stem!r}")
-        if zero_init_residual and not residual:
-            raise ValueError("zero_init_residual would zero the plain twin's blocks: it needs residual=True")
-        if (residual_gate or post_act) and not residual:
-            raise ValueError("residual_gate and post_act change the residual sum: they need residual=True")
-        if zero_init_residual and not bn_scale:
-            raise ValueError("zero_init_residual zeroes a batch-norm scale, which bn_scale=False fixes at 1")
-        if not train_stem_bias and stem != "whiten":
-            raise ValueError("train_stem_bias=False is an option of the whitening stem (stem='whiten')")
+        _check_options(
+            len(widths) == len(blocks),
+            stem,
+            zero_init_residual,
+            residual,
+            residual_gate or post_act,
+            bn_scale,
+            train_stem_bias,
+        )
         if stem == "whiten":
             self.stem = WhiteningStem(stem_width, act, train_bias=train_stem_bias)
         else:
             self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
+        block = {
+            "norm": norm,
+            "act": act,
+            "convs": residual_convs,
+            "shortcut": residual,
+            "gate": residual_gate,
+            "post_act": post_act,
+        }
         stages, channels = [], stem_width
         for width, count in zip(widths, blocks, strict=True):
-            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act, kernels=kernels)]
-            layers += [
-                ResidualBlock(
-                    width,
-                    norm=norm,
-                    act=act,
-                    convs=residual_convs,
-                    shortcut=residual,
-                    gate=residual_gate,
-                    post_act=post_act,
-                    kernels=kernels,
-                )
-                for _ in range(count)
-            ]
-            stages.append(nn.Sequential(*layers))
+            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
+            stages.append(nn.Sequential(*layers, *(ResidualBlock(width, **block) for _ in range(count))))
             channels = width
         self.stages = nn.Sequential(*stages)
         self.pool = GlobalMaxPool()
         self.num_features = channels
         self.head_scale = head_scale
         self.fc = nn.Linear(channels, num_classes, bias=False)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-        if dirac_init:
-            for module in self.stages.modules():
-                if isinstance(module, nn.Conv2d):
-                    _dirac_(module.weight)
+        _init_weights(self, dirac=dirac_init, zero_last=zero_init_residual)
         _configure_batch_norms(self, scale=bn_scale, momentum=bn_momentum)
-        if zero_init_residual:
-            for module in self.modules():
-                if isinstance(module, ResidualBlock):
-                    module.zero_init_last()
 
     def blocks(self) -> list[nn.Module]:
         return [layer for stage in self.stages for layer in stage]
@@ -271,6 +214,36 @@ class FastResNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes, bias=False)
+
+
+def _check_options(same_length, stem, zero_init_residual, residual, changes_sum, bn_scale, train_stem_bias) -> None:
+    if not same_length:
+        raise ValueError("widths and blocks must have the same length")
+    if stem not in ("conv", "whiten"):
+        raise ValueError(f"stem must be 'conv' or 'whiten', got {stem!r}")
+    if zero_init_residual and not residual:
+        raise ValueError("zero_init_residual would zero the plain twin's blocks: it needs residual=True")
+    if changes_sum and not residual:
+        raise ValueError("residual_gate and post_act change the residual sum: they need residual=True")
+    if zero_init_residual and not bn_scale:
+        raise ValueError("zero_init_residual zeroes a batch-norm scale, which bn_scale=False fixes at 1")
+    if not train_stem_bias and stem != "whiten":
+        raise ValueError("train_stem_bias=False is an option of the whitening stem (stem='whiten')")
+
+
+def _init_weights(model: FastResNet, *, dirac: bool, zero_last: bool) -> None:
+    """Kaiming (fan-out) filters, zero biases; identity filters in the stages (`dirac`); each residual branch's last
+    batch-norm scale zeroed (`zero_last`)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+    for module in model.stages.modules():
+        if dirac and isinstance(module, nn.Conv2d):
+            _dirac_(module.weight)
+        if zero_last and isinstance(module, ResidualBlock):
+            module.zero_init_last()
 
 
 @torch.no_grad()

@@ -1,7 +1,7 @@
 """A convolution whose filter gradient, on small maps, is one matrix product per filter tap.
 
-A finished study, kept as an option that every config leaves off (`tap_grad_max_side: 0`); docs/speed.md has what it
-measured and benchmarks/conv_backward.py measures it again.
+A finished study of the repository (not part of the package): docs/speed.md has what it measured, and
+benchmarks/conv_backward.py measures it again (`conv_kernels.with_kernels` puts it into a built model).
 
 On a 2-core Intel Xeon with AMX in bf16, oneDNN's filter-gradient kernel takes over half of a fastnet step's
 convolution time and runs 2-6x slower than the forward pass on the same layer where the maps are small and wide

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from resnet_cifar.checkpoint import atomic_write_bytes
 from resnet_cifar.errors import ResnetCifarError
+from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.train.progress import format_duration
 
 AGAIN = "the same experiment command again (finished nets are kept, this one continues from its checkpoint)"

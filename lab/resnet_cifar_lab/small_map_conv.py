@@ -1,7 +1,7 @@
 """A 3x3 convolution that, on maps of a few pixels a side, runs as one dense matrix product.
 
-A finished study, kept as an option that every config leaves off (`dense_conv_max_side: 0`); docs/speed.md has what it
-measured and benchmarks/conv_backward.py measures it again.
+A finished study of the repository (not part of the package): docs/speed.md has what it measured, and
+benchmarks/conv_backward.py measures it again (`conv_kernels.with_kernels` puts it into a built model).
 
 On a map of h x w pixels a padded 3x3 convolution is a linear map from the h*w*C input values to the h*w*O output
 values, whose matrix holds each filter tap in the (output pixel, input pixel) blocks that tap connects and zeros

@@ -91,9 +91,10 @@ def record(
 
 
 def add_flags(parser) -> None:
-    """`--ledger FILE` and `--no-record`, the flags of every benchmark that appends to the ledger."""
-    parser.add_argument("--ledger", type=Path, default=LEDGER, help="the results ledger the summary goes to")
-    parser.add_argument("--no-record", action="store_true", help="a trial: add nothing to the ledger")
+    """`--record` and `--ledger FILE`, the flags of every benchmark that can append to the ledger: reproducing a
+    number never changes the repository unless recording is asked for."""
+    parser.add_argument("--record", action="store_true", help="append the result to the results ledger")
+    parser.add_argument("--ledger", type=Path, default=LEDGER, help="the results ledger --record appends to")
 
 
 def read_ledger(path: Path = LEDGER) -> list[dict[str, Any]]:
@@ -127,7 +128,7 @@ def _only_writer(path: Path):
 
 def append(entry: dict[str, Any], path: Path = LEDGER) -> None:
     """Add `entry` at the end of the ledger (the whole file is written anew and renamed: never half a line)."""
-    from resnet_cifar.checkpoint import atomic_write_bytes  # here: the command-line parser imports this module
+    from resnet_cifar.files import atomic_write_bytes
 
     with _only_writer(path):
         text = path.read_text() if path.is_file() else ""
