@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_cifar.config import load_config
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import choose_runtime, machine_description
-from resnet_cifar.train.config import load_config
 from resnet_cifar_lab.conv_kernels import with_kernels
 from resnet_cifar_lab.scripts import run_main
 from resnet_cifar_lab.small_map_conv import dense_conv3x3

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.evaluate.runner import evaluate_source
+from resnet_cifar.evaluate.evaluation import evaluate_source
 from resnet_cifar.inference.importer import import_checkpoint
 from resnet_cifar.runtime import machine_description
 from resnet_cifar_lab import ledger

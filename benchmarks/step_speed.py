@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_cifar.config import load_config
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import choose_runtime, machine_description
-from resnet_cifar.train.config import load_config
 from resnet_cifar_lab.scripts import run_main
 
 

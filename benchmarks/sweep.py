@@ -97,8 +97,8 @@ def recipe_of(config: Path, extra: list[str]) -> dict:
     """What a candidate's numbers depend on: its configuration as `resnet-cifar train --config CONFIG EXTRA` resolves
     it, less where and how fast it runs."""
     from resnet_cifar.cli import build_parser
-    from resnet_cifar.cli.train import flag_overrides
-    from resnet_cifar.train.config import load_config
+    from resnet_cifar.cli.train_commands import flag_overrides
+    from resnet_cifar.config import load_config
 
     args = build_parser().parse_args(["train", "--config", str(config), *extra])
     resolved = json.loads(json.dumps(load_config(config, flag_overrides(args)).to_dict()))

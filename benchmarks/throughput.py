@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from resnet_cifar.config import load_config
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.models import count_macs, create_model
 from resnet_cifar.models.summary import VARIANTS
 from resnet_cifar.runtime import choose_runtime, cpu_has_native_bf16, machine_description
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 from resnet_cifar_lab import ledger
 from resnet_cifar_lab.scripts import run_main

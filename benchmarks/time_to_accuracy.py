@@ -51,9 +51,9 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.config import load_config
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.runtime import choose_runtime, cpu_isa, machine_description
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 from resnet_cifar_lab import ledger
 from resnet_cifar_lab.scripts import run_main

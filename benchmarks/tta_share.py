@@ -18,12 +18,12 @@ import time
 
 import torch
 
+from resnet_cifar.config import TrainConfig
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import least_confident, predict_logits, view_count
 from resnet_cifar.runtime import machine_description
-from resnet_cifar.train.config import TrainConfig
-from resnet_cifar.train.data import prepare_data
+from resnet_cifar.train.batches import prepare_data
 from resnet_cifar_lab.scripts import run_main
 
 

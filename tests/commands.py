@@ -17,7 +17,7 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 
     out, err = io.StringIO(), io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        patch.setattr(command.train, "_stop_with_parent", lambda: None)  # not for the test process
+        patch.setattr(command.train_commands, "_stop_with_parent", lambda: None)  # not for the test process
         for name, value in (env or {}).items():
             patch.setenv(name, value)
         if cwd is not None:

@@ -30,7 +30,7 @@ def main() -> None:
         original(path, data)
 
     checkpoint.atomic_write_bytes = crashing_write
-    import resnet_cifar.evaluate.report as report
+    import resnet_cifar.evaluate.results as report
     import resnet_cifar.run_folder as run_folder
 
     run_folder.atomic_write_bytes = crashing_write  # modules that imported the name directly

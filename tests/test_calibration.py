@@ -7,14 +7,14 @@ import math
 import pytest
 import torch
 
-from resnet_cifar.evaluate.calibration import (
+from resnet_cifar.inference.calibration import (
     calibration_report,
     expected_calibration_error,
     fit_temperature,
     negative_log_likelihood,
 )
+from resnet_cifar.inference.classify import classify
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
-from resnet_cifar.inference.predict import classify
 
 
 def test_ece_by_hand():

@@ -10,7 +10,7 @@ from torch import nn
 from resnet_cifar.cli import main
 from resnet_cifar.data.normalization import normalize
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.inference.cam import default_layer, explain, find_layer
+from resnet_cifar.inference.explain import default_layer, explain, find_layer
 from resnet_cifar.models import create_model, list_models, model_spec
 
 # a small model of every family and block kind (the maps only need the `stages` every registered model has)

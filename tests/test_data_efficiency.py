@@ -7,10 +7,10 @@ import torch
 
 from commands import run_cli
 from resnet_cifar.cli import main
+from resnet_cifar.config import load_config
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.experiments import data_efficiency as de
 from resnet_cifar.models import create_model
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 
 TINY_NET = {"widths": [8, 16, 32], "blocks": [1, 1, 1], "stem_width": 8}

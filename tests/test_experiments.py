@@ -133,7 +133,7 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     from resnet_cifar.data.cifar10 import Split
     from resnet_cifar.experiments import depth
     from resnet_cifar.experiments.settings import DepthSettings
-    from resnet_cifar.train.data import TrainingData
+    from resnet_cifar.train.batches import TrainingData
 
     repo = Path(__file__).resolve().parents[1]
     recipe = tmp_path / "tiny.yaml"  # the study's recipe on a small validation split, single-view test: quick
@@ -173,7 +173,7 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
     from resnet_cifar.errors import Interrupted
     from resnet_cifar.experiments import depth
     from resnet_cifar.experiments.settings import DepthSettings
-    from resnet_cifar.train.data import TrainingData
+    from resnet_cifar.train.batches import TrainingData
     from tiny import StopAt
 
     repo = Path(__file__).resolve().parents[1]

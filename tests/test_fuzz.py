@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 
 from fakes import fake_batch, python_bytes
 from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
+from resnet_cifar.config import load_config
 from resnet_cifar.data.checksums import BINARY_RECORD_BYTES, FileCheck
 from resnet_cifar.data.cifar10 import load_split, parse_binary, parse_python
 from resnet_cifar.data.locate import safe_extract
 from resnet_cifar.errors import CheckpointError, ConfigError, DataError
-from resnet_cifar.train.config import load_config
 
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -21,10 +21,10 @@ import yaml
 from commands import run_cli
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, save_checkpoint
+from resnet_cifar.config import load_config, parse_cli_value
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
 from resnet_cifar.models import create_model
-from resnet_cifar.train.config import load_config, parse_cli_value
 
 CLI = [sys.executable, "-m", "resnet_cifar"]
 

@@ -15,9 +15,9 @@ import torch
 
 from resnet_cifar.cli import main
 from resnet_cifar.data.normalization import CIFAR10, IMAGENET, Normalization, normalize, recorded_normalization
+from resnet_cifar.inference.classify import classify
 from resnet_cifar.inference.importer import import_checkpoint, our_key
 from resnet_cifar.inference.loading import load_model
-from resnet_cifar.inference.predict import classify
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.models import count_parameters, create_model
 from resnet_cifar.models.layers import ZeroPadShortcut
@@ -142,8 +142,8 @@ def test_export_embeds_the_weights_normalization(akamaster_file, tmp_path):
 
 
 def test_trained_checkpoints_record_cifar10_statistics():
+    from resnet_cifar.config import TrainConfig
     from resnet_cifar.runtime import choose_runtime
-    from resnet_cifar.train.config import TrainConfig
     from resnet_cifar.train.state import Position, checkpoint_metadata
 
     metadata = checkpoint_metadata(

@@ -13,9 +13,9 @@ from PIL import Image
 
 from commands import run_cli
 from resnet_cifar.errors import ImageError
+from resnet_cifar.inference.classify import expand_inputs, predict_files
 from resnet_cifar.inference.export import export_model
 from resnet_cifar.inference.images import MAX_PIXELS, load_image, to_cifar_tensor
-from resnet_cifar.inference.predict import expand_inputs, predict_files
 from resnet_cifar.models import create_model
 
 
@@ -169,7 +169,7 @@ def test_python_api_round_trip(tmp_path, cifar_test):
     from resnet_cifar.checkpoint import save_checkpoint
     from resnet_cifar.evaluate import accuracy, predict_logits
     from resnet_cifar.inference import load_model
-    from resnet_cifar.inference.predict import classify
+    from resnet_cifar.inference.classify import classify
 
     model = create_model("resnet20")
     save_checkpoint(

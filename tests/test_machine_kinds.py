@@ -166,8 +166,8 @@ def test_every_entry_point_runs_under_each_cpu_kind(machine, name, small_data, t
         assert len(top) == 3 and top[0]["probability"] >= top[1]["probability"]
 
     from resnet_cifar.inference import load_model
+    from resnet_cifar.inference.classify import classify
     from resnet_cifar.inference.images import load_image
-    from resnet_cifar.inference.predict import classify
     from resnet_cifar.inference.tta import predict_logits
 
     runtime.clear_caches()  # the API from a fresh start: the probe may run inside no_grad / inference_mode

@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from resnet_cifar import cli, run_folder
+from resnet_cifar.config import load_config
 from resnet_cifar.errors import ConfigError, Interrupted
+from resnet_cifar.inference.classify import expand_inputs
 from resnet_cifar.inference.images import load_image
-from resnet_cifar.inference.predict import expand_inputs
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.signals import StopSignal
 from tiny import tiny_config, tiny_flags
 
@@ -42,7 +42,7 @@ def run_cli(*args: str) -> int:
 @pytest.fixture(autouse=True)
 def _no_parent_death_signal(monkeypatch):
     """`train` asks Linux for SIGTERM when its parent dies; not for the test process."""
-    monkeypatch.setattr(cli.train, "_stop_with_parent", lambda: None)
+    monkeypatch.setattr(cli.train_commands, "_stop_with_parent", lambda: None)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def finished_run(cifar_dir, tmp_path_factory):
     """A tiny run trained to the end, tested, with its pictures."""
     out = tmp_path_factory.mktemp("misuse")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(cli.train, "_stop_with_parent", lambda: None)
+        patch.setattr(cli.train_commands, "_stop_with_parent", lambda: None)
         assert run_cli("train", *TINY, "--data-dir", cifar_dir, "--output-dir", out, "--name", "done") == 0
     return out / "done"
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from resnet_cifar.checkpoint import load_checkpoint
+from resnet_cifar.config import load_config
 from resnet_cifar.errors import TrainingError
 from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 from tiny import tiny_flags
 

@@ -11,7 +11,7 @@ import torch
 from resnet_cifar import runtime
 from resnet_cifar.data.augment import Augmentation, normalize
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.train.data import BatchStream
+from resnet_cifar.train.batches import BatchStream
 from resnet_cifar.train.progress import RunProgress, format_duration
 
 CPU = torch.device("cpu")
@@ -166,7 +166,7 @@ def test_durations_read_naturally():
 
 
 def test_a_config_naming_the_retired_fp32_recipe_is_refused(tmp_path):
-    from resnet_cifar.train.config import load_config
+    from resnet_cifar.config import load_config
 
     (tmp_path / "main.yaml").write_text("model: fastnet\nin_fp32: fp32.yaml\n")
     with pytest.raises(ConfigError, match="in_fp32 .* was retired"):
@@ -174,7 +174,7 @@ def test_a_config_naming_the_retired_fp32_recipe_is_refused(tmp_path):
 
 
 def test_the_config_accepts_exactly_the_precisions_the_runtime_knows():
-    from resnet_cifar.train.config import load_config
+    from resnet_cifar.config import load_config
 
     for value in runtime.BF16_CHOICES:
         assert load_config(None, {"bf16": value, "device": "cpu"}).bf16 == value

@@ -22,8 +22,8 @@ import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from resnet_cifar.inference.classify import format_json, predict_files
 from resnet_cifar.inference.loading import load_model
-from resnet_cifar.inference.predict import format_json, predict_files
 from resnet_cifar.serve.app import Batching, Classifier, Limits, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -8,8 +8,8 @@ import torch
 
 from repo_scripts import load_script
 from resnet_cifar.data.splits import balanced_subset
-from resnet_cifar.evaluate.calibration import calibration_report
 from resnet_cifar.evaluate.metrics import accuracy
+from resnet_cifar.inference.calibration import calibration_report
 from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, WEIGHTS_DIR, load_model, load_pretrained, shipped_weights
 from resnet_cifar.inference.tta import predict_logits, predict_logits_and_single_view
 from resnet_cifar.models import count_parameters, create_model

@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from resnet_cifar.checkpoint import load_checkpoint, recorded_precision, save_checkpoint
+from resnet_cifar.config import load_config
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy, summarize
 from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Interrupted, Trainer
 from resnet_cifar.train.muon import orthogonalize
 from resnet_cifar.train.schedule import Schedule, build_schedule
@@ -261,7 +261,7 @@ def test_resume_with_bf16_auto_keeps_the_recorded_precision(cifar_dir, tmp_path,
     """`bf16: auto` is decided once, when the run starts, and recorded; a resume on a machine whose facts would now
     decide the other way (faked here) keeps the recorded precision and ends bit-identical to the straight run."""
     from resnet_cifar import cli, runtime
-    from resnet_cifar.train.runner import resume_config, run_training
+    from resnet_cifar.train.session import resume_config, run_training
 
     config = tiny_config(data_dir=str(cifar_dir), bf16="auto", epochs=2)
     bf16_here = runtime.choose_runtime("cpu", "auto").bf16

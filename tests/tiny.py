@@ -6,7 +6,7 @@ import signal
 
 import yaml
 
-from resnet_cifar.train.config import TrainConfig, load_config
+from resnet_cifar.config import TrainConfig, load_config
 from resnet_cifar.train.loop import Callback
 
 TINY_NET = {"widths": [16, 32, 64], "blocks": [1, 0, 1], "stem_width": 16}

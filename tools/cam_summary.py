@@ -17,7 +17,7 @@ import torch
 
 from resnet_cifar.data.cifar10 import CLASSES, load_split
 from resnet_cifar.data.locate import find_dataset
-from resnet_cifar.inference.cam import explain
+from resnet_cifar.inference.explain import explain
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import predict_logits
 from resnet_cifar.runtime import machine_description

@@ -40,10 +40,10 @@ from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint, recorded_prec
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.corruptions import corrupt
 from resnet_cifar.data.locate import find_dataset
-from resnet_cifar.evaluate.calibration import calibration_report, fit_temperature
+from resnet_cifar.evaluate.evaluation import validation_split
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.evaluate.robustness import sample
-from resnet_cifar.evaluate.runner import validation_split
+from resnet_cifar.inference.calibration import calibration_report, fit_temperature
 from resnet_cifar.inference.loading import WEIGHTS_DIR, load_model
 from resnet_cifar.inference.tta import predict_logits, predict_logits_and_single_view
 from resnet_cifar.models import count_parameters

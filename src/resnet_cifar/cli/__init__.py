@@ -13,7 +13,14 @@ from collections.abc import Callable, Sequence
 
 from resnet_cifar import __version__
 from resnet_cifar.allocator import keep_freed_memory
-from resnet_cifar.cli import evaluate, experiment, info, predict, serve, train
+from resnet_cifar.cli import (
+    evaluate_commands,
+    experiment_commands,
+    info_commands,
+    serve_command,
+    train_commands,
+    use_commands,
+)
 from resnet_cifar.errors import Interrupted, ResnetCifarError
 
 EXIT_USAGE = 2
@@ -34,7 +41,7 @@ class Parser(argparse.ArgumentParser):
             return None
         import difflib
 
-        from resnet_cifar.train.config import ALIASES
+        from resnet_cifar.config import ALIASES
 
         flag = word.split("=", 1)[0]
         alias = ALIASES.get(flag[2:].replace("-", "_"))
@@ -56,7 +63,14 @@ class Parser(argparse.ArgumentParser):
 
 # --- entry point -------------------------------------------------------------------------------------------------
 
-SUBCOMMANDS = (train, evaluate, predict, serve, experiment, info)  # each module's register() adds its subcommands
+SUBCOMMANDS = (
+    train_commands,
+    evaluate_commands,
+    use_commands,
+    serve_command,
+    experiment_commands,
+    info_commands,
+)  # each module's register() adds its subcommands
 
 
 def build_parser() -> argparse.ArgumentParser:

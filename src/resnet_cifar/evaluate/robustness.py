@@ -17,9 +17,9 @@ import torch
 
 from resnet_cifar.data.corruptions import CORRUPTIONS, FAMILIES, LEFT_OUT, SEVERITIES, corrupt
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.evaluate.calibration import expected_calibration_error
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.files import atomic_write_bytes
+from resnet_cifar.inference.calibration import expected_calibration_error
 from resnet_cifar.runtime import machine_description
 
 

@@ -21,12 +21,12 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from resnet_cifar.config import load_config
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twin
 from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.files import atomic_write_bytes
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.config import load_config
 from resnet_cifar.data.splits import balanced_subset
 from resnet_cifar.evaluate.metrics import accuracy
 from resnet_cifar.experiments.settings import DegradationSettings
 from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.files import atomic_write_bytes
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Callback, Trainer
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
+from resnet_cifar.config import load_config
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.experiments.degradation import TestErrorEachEpoch
 from resnet_cifar.experiments.settings import DepthSettings
@@ -23,9 +24,8 @@ from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, write_rep
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.run_folder import training_seconds
-from resnet_cifar.train.config import load_config
 from resnet_cifar.train.loop import Trainer
-from resnet_cifar.train.runner import RUNTIME_KEYS
+from resnet_cifar.train.session import RUNTIME_KEYS
 
 
 def study_runs(settings: DepthSettings) -> list[tuple[str, int]]:

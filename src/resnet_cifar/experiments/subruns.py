@@ -9,9 +9,9 @@ from pathlib import Path
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
-from resnet_cifar.train.config import TrainConfig
+from resnet_cifar.config import TrainConfig
 from resnet_cifar.train.loop import Trainer
-from resnet_cifar.train.runner import RUNTIME_KEYS
+from resnet_cifar.train.session import RUNTIME_KEYS
 
 
 def _what_it_computes(config: dict) -> dict:

@@ -13,7 +13,7 @@ from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, recorded_precision, split_prefix
 from resnet_cifar.data.normalization import Normalization, recorded_normalization
 from resnet_cifar.errors import CheckpointError, ConfigError
-from resnet_cifar.evaluate.calibration import NO_TEMPERATURE, temperature_of
+from resnet_cifar.inference.calibration import NO_TEMPERATURE, temperature_of
 from resnet_cifar.models import create_model
 from resnet_cifar.runtime import Runtime, choose_runtime
 

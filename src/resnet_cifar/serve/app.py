@@ -31,7 +31,7 @@ from starlette.requests import ClientDisconnect
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
-from resnet_cifar.inference.cam import explain_loaded
+from resnet_cifar.inference.explain import explain_loaded
 from resnet_cifar.inference.images import decode_image
 from resnet_cifar.inference.loading import LoadedModel
 from resnet_cifar.inference.tta import predict_logits
@@ -141,7 +141,7 @@ class Classifier:
 
     @staticmethod
     def _pictures(image: torch.Tensor, cam: torch.Tensor) -> dict:
-        from resnet_cifar.viz.cam import overlay, png_bytes
+        from resnet_cifar.viz.cam_pictures import overlay, png_bytes
         from resnet_cifar.viz.pictures import upsample
 
         def url(pixels) -> str:

@@ -9,9 +9,9 @@ import threading
 import torch
 from torch import nn
 
+from resnet_cifar.config import TrainConfig
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.models import create_model
-from resnet_cifar.train.config import TrainConfig
 from resnet_cifar.train.muon import MuonWithSGD
 
 

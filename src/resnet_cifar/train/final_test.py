@@ -9,11 +9,11 @@ from pathlib import Path
 import torch
 
 from resnet_cifar import run_folder
-from resnet_cifar.evaluate.calibration import calibration_report, temperature_of
-from resnet_cifar.evaluate.report import write_results
+from resnet_cifar.config import TrainConfig
+from resnet_cifar.evaluate.results import write_results
+from resnet_cifar.inference.calibration import calibration_report, temperature_of
 from resnet_cifar.runtime import Runtime
-from resnet_cifar.train.config import TrainConfig
-from resnet_cifar.train.data import TrainingData
+from resnet_cifar.train.batches import TrainingData
 
 
 def final_test(
@@ -41,7 +41,7 @@ def final_test(
     timings["test_s"] = time.perf_counter() - started
     run_folder.save_logits(run_dir, logits, config.tta, "last")
     if config.plots:
-        from resnet_cifar.viz.report import describe_predictions, write_run_pictures
+        from resnet_cifar.viz.run_pictures import describe_predictions, write_run_pictures
 
         started = time.perf_counter()
         write_run_pictures(

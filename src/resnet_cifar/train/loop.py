@@ -22,16 +22,16 @@ from resnet_cifar.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from resnet_cifar.config import TrainConfig, save_config
 from resnet_cifar.data.augment import normalize
 from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted, TrainingError
-from resnet_cifar.evaluate.calibration import temperature_calibration, temperature_of
+from resnet_cifar.inference.calibration import temperature_calibration, temperature_of
 from resnet_cifar.inference.tta import predict_logits, predict_logits_and_single_view
 from resnet_cifar.runtime import Runtime, choose_runtime, enable_determinism, let_cudnn_choose_kernels
 from resnet_cifar.seeding import BATCH_STREAM, WHITENING_SAMPLE, derive_seed
 from resnet_cifar.train import distributed
+from resnet_cifar.train.batches import BatchStream, TrainingData, augmentation_of, prepare_data
 from resnet_cifar.train.build import build_model, build_optimizer, start_importing_optimizer_machinery
-from resnet_cifar.train.config import TrainConfig, save_config
-from resnet_cifar.train.data import BatchStream, TrainingData, augmentation_of, prepare_data
 from resnet_cifar.train.ema import EMA
 from resnet_cifar.train.final_test import final_test
 from resnet_cifar.train.losses import training_loss

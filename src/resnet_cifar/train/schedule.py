@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from resnet_cifar.train.config import TrainConfig
+from resnet_cifar.config import TrainConfig
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,10 @@ from torch import nn
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, split_prefix
+from resnet_cifar.config import TrainConfig
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10
 from resnet_cifar.runtime import Runtime
-from resnet_cifar.train.config import TrainConfig
 
 
 @dataclass

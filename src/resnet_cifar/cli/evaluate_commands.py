@@ -10,8 +10,8 @@ from resnet_cifar.cli.options import add_data_dir, add_explain, add_runtime, add
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from resnet_cifar.errors import ConfigError
-    from resnet_cifar.evaluate.report import format_results
-    from resnet_cifar.evaluate.runner import evaluate_source
+    from resnet_cifar.evaluate.evaluation import evaluate_source
+    from resnet_cifar.evaluate.results import format_results
 
     if args.source and args.weights:
         raise ConfigError("give the run folder or weights file once: as the argument or as --weights, not both")
@@ -49,8 +49,8 @@ def _test_options(args: argparse.Namespace) -> dict:
 
 
 def _corruption_benchmark(args: argparse.Namespace, source: str) -> int:
+    from resnet_cifar.evaluate.evaluation import evaluate_corruptions
     from resnet_cifar.evaluate.robustness import format_report, parse_corruptions
-    from resnet_cifar.evaluate.runner import evaluate_corruptions
 
     report, path, picture = evaluate_corruptions(
         source,
@@ -109,7 +109,7 @@ def _evaluate_parser(sub) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from resnet_cifar.evaluate.runner import plot_run
+    from resnet_cifar.evaluate.evaluation import plot_run
 
     for path in plot_run(
         args.run,

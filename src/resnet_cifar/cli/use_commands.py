@@ -9,7 +9,7 @@ from resnet_cifar.cli.options import add_explain, add_runtime, add_weights, load
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from resnet_cifar.inference.predict import format_json, format_table, predict_files
+    from resnet_cifar.inference.classify import format_json, format_table, predict_files
 
     loaded = load_weights(args, bf16=args.bf16)
     predictions = predict_files(
@@ -38,9 +38,9 @@ def explain_files(loaded, paths: list[str], output: str, tta: int, layer: str | 
 
     import torch
 
-    from resnet_cifar.inference.cam import explain_loaded
+    from resnet_cifar.inference.explain import explain_loaded
     from resnet_cifar.inference.images import load_image
-    from resnet_cifar.viz.cam import write_explanations
+    from resnet_cifar.viz.cam_pictures import write_explanations
 
     images = torch.stack([load_image(path) for path in paths])
     return write_explanations(images, explain_loaded(loaded, images, tta=tta, layer=layer), paths, Path(output))

@@ -12,7 +12,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from resnet_cifar.entry import interrupted
-    from resnet_cifar.inference.cam import default_layer, find_layer
+    from resnet_cifar.inference.explain import default_layer, find_layer
     from resnet_cifar.serve.app import MB, Batching, Classifier, Limits, create_app
 
     listening = bind_socket(args.host, args.port)  # a port in use or not allowed fails now, in one line

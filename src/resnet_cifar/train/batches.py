@@ -13,13 +13,13 @@ from pathlib import Path
 
 import torch
 
+from resnet_cifar.config import TrainConfig
 from resnet_cifar.data.augment import Augmentation, AugmentParams
 from resnet_cifar.data.cifar10 import load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.data.splits import balanced_subset, train_val_split
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.seeding import derive_seed
-from resnet_cifar.train.config import TrainConfig
 
 FIRST_FLIPS_STREAM = 2**31  # derive_seed(seed, epoch) is an epoch's order: a stream number no epoch reaches
 

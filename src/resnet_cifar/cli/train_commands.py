@@ -10,7 +10,7 @@ from resnet_cifar.cli.options import add_switch_or_auto
 
 def _config_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (`--batch-size 256`, `--bf16/--no-bf16`); values parse like YAML."""
-    from resnet_cifar.train.config import FIELDS
+    from resnet_cifar.config import FIELDS
 
     group = parser.add_argument_group("configuration (override the YAML file)")
     for name, spec in FIELDS.items():
@@ -28,7 +28,7 @@ def _config_flags(parser: argparse.ArgumentParser) -> None:
 
 def flag_overrides(args: argparse.Namespace) -> dict:
     """The configuration fields the command line sets (flags given), parsed like YAML."""
-    from resnet_cifar.train.config import FIELDS, parse_cli_value
+    from resnet_cifar.config import FIELDS, parse_cli_value
 
     overrides = {}
     for name in FIELDS:
@@ -59,9 +59,9 @@ def _stop_with_parent() -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from resnet_cifar.config import load_config
     from resnet_cifar.errors import ConfigError
-    from resnet_cifar.train.config import load_config
-    from resnet_cifar.train.runner import print_final_line, resume_config, run_training
+    from resnet_cifar.train.session import print_final_line, resume_config, run_training
 
     _stop_with_parent()
     overrides = flag_overrides(args)

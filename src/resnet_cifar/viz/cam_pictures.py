@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from resnet_cifar.data.cifar10 import CLASSES
-from resnet_cifar.inference.cam import Explanation
+from resnet_cifar.inference.explain import Explanation
 from resnet_cifar.viz.pictures import RIGHT, WRONG, choose_examples, upsample
 
 ALPHA = 0.5  # how much of the map covers the image

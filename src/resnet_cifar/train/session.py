@@ -9,10 +9,10 @@ from pathlib import Path
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
+from resnet_cifar.config import TrainConfig, apply_overrides, read_yaml, validate
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.runtime import choose_runtime, resolve_device
 from resnet_cifar.train import distributed
-from resnet_cifar.train.config import TrainConfig, apply_overrides, read_yaml, validate
 from resnet_cifar.train.loop import Trainer
 
 # Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding

@@ -9,8 +9,8 @@ from resnet_cifar import run_folder
 from resnet_cifar.data.cifar10 import Split, load_split
 from resnet_cifar.data.locate import find_dataset
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.evaluate.calibration import calibration_report
-from resnet_cifar.evaluate.report import write_results
+from resnet_cifar.evaluate.results import write_results
+from resnet_cifar.inference.calibration import calibration_report
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.inference.tta import predict_logits
 
@@ -113,7 +113,7 @@ def plot_run(
     """Write the run's pictures from its saved test logits (or by evaluating its final weights). A weights file
     outside a run (shipped, imported) gets its inference grid and confusion matrix in `output_dir/<stem>-pictures/`.
     `explain`: also inference_cam.png, the grid's images with their class-activation maps (at `cam_layer`)."""
-    from resnet_cifar.viz.report import describe_predictions, write_run_pictures
+    from resnet_cifar.viz.run_pictures import describe_predictions, write_run_pictures
 
     run = Path(run)
     if run.is_file() and (run.parent / run_folder.CONFIG).is_file():
@@ -149,8 +149,8 @@ def plot_run(
 
 
 def _cam_grid(loaded, test, path: Path, tta: int, layer: str | None, seed: int) -> Path:
-    from resnet_cifar.inference.cam import explain_loaded
-    from resnet_cifar.viz.cam import inference_cam_grid
+    from resnet_cifar.inference.explain import explain_loaded
+    from resnet_cifar.viz.cam_pictures import inference_cam_grid
 
     def explain_batch(images):
         return explain_loaded(loaded, images, tta=tta, layer=layer)
@@ -182,7 +182,7 @@ def evaluate_corruptions(
     `split="val"` runs it on the weights' own validation split instead (`corruptions-val.*`): what robust recipes
     are tuned on, so that the corrupted test set is only ever measured."""
     from resnet_cifar.evaluate.robustness import run_benchmark, sample, write_report
-    from resnet_cifar.viz.corruptions import write_corruption_examples
+    from resnet_cifar.viz.corruption_pictures import write_corruption_examples
 
     loaded, dataset, tta = _weights_and_data(
         source, which, tta, data_dir, download, model_name, model_options, device, bf16
