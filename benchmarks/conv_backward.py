@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--dense-sides", type=int, nargs="*", default=[], help="dense_conv_max_side values to race")
     args = parser.parse_args()
     config = load_config(args.config)
-    runtime = choose_runtime("cpu", config.bf16, config.threads)
+    runtime = choose_runtime("cpu", config.precision, config.threads)
     dtype = torch.bfloat16 if runtime.bf16 else torch.float32
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     batch = args.batch_size or config.batch_size

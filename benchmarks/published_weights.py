@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.evaluate.evaluation import evaluate_source
+from resnet_cifar.evaluate.evaluation import evaluate_weights, weights_and_data
 from resnet_cifar.inference.importer import import_checkpoint
 from resnet_cifar.runtime import machine_description
 from resnet_cifar_lab import ledger
@@ -41,7 +41,9 @@ def measure(path: Path, scratch: Path, data_dir: str | None) -> dict:
     for padding in ("split", "after"):
         weights = scratch / f"{path.stem}-{padding}.safetensors"
         imported = import_checkpoint(path, weights, shortcut_padding=padding, overwrite=True)
-        results = evaluate_source(weights, tta=0, data_dir=data_dir, device="cpu", bf16=False, output_dir=scratch)
+        loaded, dataset = weights_and_data(weights, "last", data_dir=data_dir, download=True, device="cpu",
+                                           precision="fp32")  # fmt: skip
+        results = evaluate_weights(loaded, dataset, tta=0, output_dir=scratch)
         errors[padding] = 100 * (1 - results["top1"])
     return {"model": imported.model, "reported": imported.reported, **errors}
 

@@ -25,8 +25,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import yaml
-
 from resnet_cifar.runtime import machine_description
 from resnet_cifar_lab import ledger
 from resnet_cifar_lab.scripts import run_main
@@ -71,7 +69,7 @@ def run_seed(config: str, seed: int, output_dir: Path, extra: list[str], process
         "wall_s": wall,
         "train_s": results["train_seconds"],
         "train_images": results["train_images"],
-        "precision": "bf16" if yaml.safe_load((output_dir / name / "config.yaml").read_text()).get("bf16") else "fp32",
+        "precision": results["runtime"]["precision"],
     }
 
 

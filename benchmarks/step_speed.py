@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also time the training step under torch.compile")
     args = parser.parse_args()
     config = load_config(args.config)
-    runtime = choose_runtime("cpu", config.bf16, config.threads)
+    runtime = choose_runtime("cpu", config.precision, config.threads)
     fmt = torch.channels_last if config.channels_last else torch.contiguous_format
     model = create_model(config.model, **config.model_options)
     freeze_whitening(model)

@@ -75,7 +75,8 @@ def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1)
         return {"name": name, "error": result.stderr.strip().splitlines()[-1:] or ["failed"], "wall_s": wall}
     rows = [row for row in read_metrics(out / name) if row["val_acc"] is not None]
     last = rows[-1]
-    calibration = json.loads((out / name / "last.json").read_text()).get("calibration") or {}
+    metadata = json.loads((out / name / "last.json").read_text())
+    calibration = metadata.get("calibration") or {}
     return {
         "name": name,
         "val_acc": last["val_acc"],
@@ -85,6 +86,7 @@ def run_candidate(config: Path, out: Path, extra: list[str], processes: int = 1)
         "train_s": sum(row["seconds"] for row in read_metrics(out / name)),
         "wall_s": wall,
         "config": yaml.safe_load((out / name / "config.yaml").read_text()),
+        "precision": metadata["runtime"]["precision"],
     }
 
 
@@ -96,17 +98,17 @@ RUNTIME_FIELDS = {"output_dir", "data_dir", "download", "progress", "threads", "
 def recipe_of(config: Path, extra: list[str]) -> dict:
     """What a candidate's numbers depend on: its configuration as `resnet-cifar train --config CONFIG EXTRA` resolves
     it, less where and how fast it runs."""
-    from resnet_cifar.cli import build_parser
-    from resnet_cifar.cli.train_commands import flag_overrides
-    from resnet_cifar.config import load_config
+    from resnet_cifar.config import add_config_flags, flag_overrides, load_config
 
-    args = build_parser().parse_args(["train", "--config", str(config), *extra])
+    parser = argparse.ArgumentParser()
+    add_config_flags(parser)
+    args = parser.parse_args(extra)
     resolved = json.loads(json.dumps(load_config(config, flag_overrides(args)).to_dict()))
     return {key: value for key, value in resolved.items() if key not in RUNTIME_FIELDS}
 
 
 def precision_of(row: dict) -> str:
-    return "bf16" if row["config"].get("bf16") is True else "fp32"
+    return row["precision"]
 
 
 def record_candidate(grid_path: Path, row: dict, recipe: dict, path: Path, lock: threading.Lock) -> None:
@@ -124,8 +126,9 @@ def recorded_candidates(grid_path: Path, entries: list[dict]) -> dict[str, list[
     for entry in reversed(entries):
         numbers = entry["numbers"]
         if entry["benchmark"] == CANDIDATE_RECORD and numbers["grid"] == grid_path.as_posix():
-            config = {"bf16": entry["precision"] == "bf16", "seed": numbers["recipe"].get("seed", 0)}
+            config = {"seed": numbers["recipe"].get("seed", 0)}
             row = {**numbers["candidate"], "wall_s": 0.0, "config": config, "recipe": numbers["recipe"]}
+            row["precision"] = entry["precision"]
             found.setdefault(row["name"], []).append(row)
     return found
 

@@ -137,7 +137,7 @@ def our_loop(
                 "data_dir": data_dir,
             },
         )
-        trainer = Trainer(config, Path(folder) / "run")
+        trainer = Trainer(config, Path(folder) / "run", choose_runtime(config.device, config.precision, config.threads))
         trainer.fit()
         rows = trainer.history[1:] or trainer.history  # the first epoch pays one-off set-up costs
         images = sum(len(trainer.data.train_labels) // batch * batch for _ in rows)

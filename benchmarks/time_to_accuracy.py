@@ -87,6 +87,11 @@ class TestAtFixedPoints(Callback):
             trainer.epochs = epoch  # ends the loop after this epoch; the rest of the schedule is not needed
 
 
+def runtime_of(config):
+    """The run's runtime, as `resnet-cifar train` decides it."""
+    return choose_runtime(config.device, config.precision, config.threads)
+
+
 def run_once(config_path: str, seed: int, every: float, overrides: dict, stop_at: float | None = None) -> dict:
     started = time.perf_counter()
     config = load_config(
@@ -95,7 +100,7 @@ def run_once(config_path: str, seed: int, every: float, overrides: dict, stop_at
     with tempfile.TemporaryDirectory() as folder:
         config = dataclasses.replace(config, output_dir=folder)
         load_started = time.perf_counter()
-        trainer = Trainer(config, Path(folder) / "run")
+        trainer = Trainer(config, Path(folder) / "run", runtime_of(config))
         test = trainer.data.load_test()
         data_seconds = time.perf_counter() - load_started  # includes building the model
         tracker = TestAtFixedPoints(test.images, test.labels, every, started, stop_at)
@@ -209,16 +214,17 @@ def profile_steps(config_path: str, overrides: dict, steps: int = 5, rows: int =
 
     config = load_config(config_path, {"progress": "none", "plots": False, "test_at_end": False, **overrides})
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(dataclasses.replace(config, output_dir=folder), Path(folder) / "run")
+        config = dataclasses.replace(config, output_dir=folder)
+        trainer = Trainer(config, Path(folder) / "run", runtime_of(config))
         plan = trainer.stream.plan(0, 0, trainer.crop_size(0))
         batches = [trainer.stream.batch(plan, index) for index in range(steps + 2)]
         for images, labels in batches[:2]:
             trainer._step(images, labels)
-        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.device.type == "cuda" else [])
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if trainer.runtime.device.type == "cuda" else [])
         with profile(activities=activities, record_shapes=True) as profiler:
             for images, labels in batches[2:]:
                 trainer._step(images, labels)
-    sort = "self_cuda_time_total" if trainer.device.type == "cuda" else "self_cpu_time_total"
+    sort = "self_cuda_time_total" if trainer.runtime.device.type == "cuda" else "self_cpu_time_total"
     print(f"top operators over {steps} training steps of batch {config.batch_size} ({sort}):")
     table = profiler.key_averages(group_by_input_shape=True).table(
         sort_by=sort, row_limit=rows, max_name_column_width=36
@@ -240,7 +246,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = {"threads": args.threads} if args.threads else {}
     config = load_config(args.config, overrides)
-    chosen = choose_runtime(config.device, config.bf16, config.threads)
+    chosen = runtime_of(config)
     print(f"machine: {machine_description(chosen.device)}; {config.model} runs on {chosen.describe()}", flush=True)
     if args.profile:
         profile_steps(args.config, overrides)

@@ -27,12 +27,10 @@ from resnet_cifar.train.batches import prepare_data
 from resnet_cifar_lab.scripts import run_main
 
 
-def validation_split(config: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    known = {key: value for key, value in config.items() if key in TrainConfig.__dataclass_fields__}
-    train_config = dataclasses.replace(TrainConfig(), **{**known, "download": False})
-    if train_config.val_size == 0:
+def validation_split(config: TrainConfig | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if config is None or config.val_size == 0:
         raise ConfigError("the run was trained without a validation split (val_size 0): nothing to measure on")
-    data = prepare_data(train_config)
+    data = prepare_data(dataclasses.replace(config, download=False))
     return data.val_images, data.val_labels
 
 
@@ -59,7 +57,7 @@ def main() -> None:
         loaded = load_model(run, "last")
         images, labels = validation_split(loaded.config)
         options = dict(
-            batch_size=loaded.config.get("eval_batch_size", 500),
+            batch_size=loaded.config.eval_batch_size,
             runtime=loaded.runtime,
             channels_last=loaded.channels_last,
             normalization=loaded.normalization,

@@ -11,13 +11,12 @@ many tests passed in how long. The README's table of the two commands is rendere
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
-
-import yaml
 
 from resnet_cifar.runtime import machine_description
 from resnet_cifar_lab import ledger
@@ -50,8 +49,9 @@ def make_train() -> dict:
     fresh = not (ROOT / ".venv" / "bin" / ".installed").exists()
     seconds, output = timed(["make", "train"])
     accuracy = float(re.findall(r"test_accuracy=([\d.]+)", output)[-1])
-    config = yaml.safe_load((ROOT / trained_folder(output) / "config.yaml").read_text())
-    return {"make_train_s": seconds, "test_accuracy": accuracy, "bf16": bool(config.get("bf16")), "venv_made": fresh}
+    results = json.loads((ROOT / trained_folder(output) / "results.json").read_text())
+    precision = results["runtime"]["precision"]
+    return {"make_train_s": seconds, "test_accuracy": accuracy, "precision": precision, "venv_made": fresh}
 
 
 def make_test() -> dict:
@@ -78,7 +78,7 @@ def main() -> None:
         numbers.update(make_test())
         print(f"make test: {numbers['make_test_s']:.1f} s, {numbers['tests_passed']} passed", flush=True)
     if args.record:
-        precision = "bf16" if numbers.get("bf16") else "fp32" if "bf16" in numbers else "-"
+        precision = numbers.get("precision", "-")
         ledger.append(ledger.record("two_commands", numbers, precision=precision, seeds=[0]), args.ledger)
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from resnet_cifar import runtime
+from resnet_cifar import machine, runtime
 
 
 @dataclass(frozen=True)
@@ -21,8 +21,7 @@ class CpuKind:
     flags: tuple[str, ...]  # /proc/cpuinfo flags
     mkldnn_bf16: bool  # torch.ops.mkldnn._is_mkldnn_bf16_supported()
     env: dict[str, str] = field(default_factory=dict)
-    # (fp32, bf16) seconds the probe's clock reads; each over the probe's 0.5 s budget, so its real work runs once per
-    # precision (bf16 is emulated, ~0.3 s a call, on a CPU without it)
+    # (fp32, bf16) seconds the probe's clock reads for each warmed-up call (its convolutions still run)
     probe_seconds: tuple[float, float] = (1.0, 0.6)
     bf16: bool = False  # the precision `auto` must choose on it
 
@@ -81,7 +80,7 @@ def fake_cpu(monkeypatch, kind: CpuKind) -> None:
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: kind.capability)
     info = {"model name": "Fake CPU", "cpu family": "25", "model": "0", "flags": " ".join(kind.flags)}
-    monkeypatch.setattr(runtime, "_cpuinfo", lambda: dict(info))
+    monkeypatch.setattr(machine, "_cpuinfo", lambda: dict(info))
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: kind.mkldnn_bf16)
     fp32_seconds, bf16_seconds = kind.probe_seconds
 

@@ -13,9 +13,8 @@ from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.data.augment import Augmentation
 from resnet_cifar.data.augmix import OPS, apply_operations, augmix, sample_augmix
 from resnet_cifar.errors import Interrupted
-from resnet_cifar.train.loop import Trainer
 from resnet_cifar.train.losses import jensen_shannon, training_loss
-from tiny import StopAt, tiny_config
+from tiny import StopAt, make_trainer, tiny_config
 
 
 def random_images(n: int = 6, seed: int = 0) -> torch.Tensor:
@@ -115,12 +114,12 @@ def test_jensen_shannon_and_the_training_loss():
 
 def test_augmix_jsd_trains_and_resumes_exactly(cifar_dir, tmp_path):
     config = tiny_config(data_dir=str(cifar_dir), augmix="jsd", epochs=2, train_size=300, val_size=100, accumulate=2)
-    straight = Trainer(config, tmp_path / "straight")
+    straight = make_trainer(config, tmp_path / "straight")
     straight.fit()
     assert all(math.isfinite(row["train_loss"]) for row in straight.history)
     with pytest.raises(Interrupted):
-        Trainer(config, tmp_path / "resumed", callbacks=[StopAt(4)]).fit()  # mid-epoch 2 of 3 steps each
-    resumed = Trainer(config, tmp_path / "resumed")
+        make_trainer(config, tmp_path / "resumed", callbacks=[StopAt(4)]).fit()  # mid-epoch 2 of 3 steps each
+    resumed = make_trainer(config, tmp_path / "resumed")
     resumed.load(tmp_path / "resumed" / "last.safetensors")
     resumed.fit()
     a, _ = load_checkpoint(tmp_path / "straight" / "last.safetensors")

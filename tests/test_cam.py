@@ -81,7 +81,7 @@ def test_masking_the_hottest_region_costs_more_than_the_coldest(cifar_test):
     predicted class's score far more than covering its coldest one."""
     from resnet_cifar.inference.loading import load_model
 
-    loaded = load_model(None, device="cpu", bf16=False)
+    loaded = load_model(None, device="cpu", precision="fp32")
     images = cifar_test.images[:48]
     explanation = explain(loaded.model, images, top=1)
     cells = nn.functional.avg_pool2d(explanation.maps[:, :1], 8).flatten(1)  # 4 x 4 cells of 8 x 8 pixels

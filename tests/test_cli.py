@@ -81,16 +81,18 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
     assert json.loads((run / "results.json").read_text())["runtime"]["precision"] == chosen.precision
     allocator = json.loads((run / "results.json").read_text())["runtime"]["allocator"]  # set by the entry point
     assert allocator != "not set" and (platform.libc_ver()[0] != "glibc" or allocator.startswith("glibc")), allocator
-    assert yaml.safe_load((run / "config.yaml").read_text())["bf16"] is chosen.bf16
+    assert yaml.safe_load((run / "config.yaml").read_text())["precision"] == "auto"  # the request; the answer above
     calibration = json.loads((run / "results.json").read_text())["calibration"]  # fitted on validation, kept
     assert calibration["fitted_on"] == "validation" and calibration["temperature"] > 0
     assert json.loads((run / "last.json").read_text())["calibration"]["temperature"] == calibration["temperature"]
     assert {"ece_before", "ece_after", "nll_before", "nll_after"} <= set(calibration["test"])
 
 
-def test_bf16_flag_takes_auto_true_false_and_nothing_else(tmp_path):
-    bad = cli("train", "--bf16", "maybe", cwd=tmp_path, check=False)
-    assert bad.returncode == 2 and "expected auto, true or false" in bad.stderr
+def test_precision_flag_takes_auto_bf16_fp32_and_nothing_else(tmp_path):
+    bad = cli("train", "--precision", "maybe", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "precision: must be one of auto, bf16, fp32" in bad.stderr
+    old = cli("evaluate", "x", "--bf16", cwd=tmp_path, check=False)
+    assert old.returncode == 2 and "did you mean --precision" in old.stderr
 
 
 def test_the_two_commands_benchmark_reads_the_folder_the_training_wrote(trained_run):

@@ -130,9 +130,9 @@ def test_corruption_benchmark_on_the_validation_split(fake_cifar, tmp_path, caps
 
 
 def _shipped_accuracy(images, labels) -> float:
-    from resnet_cifar.evaluate.evaluation import test_logits
+    from resnet_cifar.evaluate.evaluation import TestSetting
     from resnet_cifar.evaluate.metrics import accuracy
     from resnet_cifar.inference.loading import load_model
 
-    loaded = load_model(None, device="auto", bf16="auto")
-    return accuracy(test_logits(loaded, images, loaded.config.get("tta", 1)), labels)
+    loaded = load_model(None, device="auto", precision="auto")
+    return accuracy(TestSetting.of_weights(loaded).logits(loaded.model, images, loaded.runtime), labels)

@@ -11,9 +11,13 @@ from resnet_cifar.config import load_config
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.experiments import data_efficiency as de
 from resnet_cifar.models import create_model
-from resnet_cifar.train.loop import Trainer
+from resnet_cifar.runtime import choose_runtime
+from tiny import make_trainer
 
 TINY_NET = {"widths": [8, 16, 32], "blocks": [1, 1, 1], "stem_width": 8}
+
+
+FP32 = choose_runtime("cpu", "fp32")
 
 
 def test_twenty_images_train_end_to_end_with_a_balanced_subset_and_pictures(cifar_dir, tmp_path):
@@ -29,13 +33,13 @@ def test_twenty_images_train_end_to_end_with_a_balanced_subset_and_pictures(cifa
             "data_dir": str(cifar_dir),
             "output_dir": str(tmp_path),
             "progress": "none",
-            "bf16": False,
+            "precision": "fp32",
             "device": "cpu",
             "eval_batch_size": 2000,
             "tta": 0,
         },
     )
-    trainer = Trainer(config, tmp_path / "n20")
+    trainer = make_trainer(config, tmp_path / "n20")
     results = trainer.fit()
     data = trainer.data
     assert torch.bincount(data.train_labels, minlength=10).tolist() == [2] * 10
@@ -85,7 +89,7 @@ def tiny_settings(cifar_dir, **changes) -> de.DataEfficiencySettings:
         threads=2,
         data_dir=str(cifar_dir),
     )
-    settings.recipe.update(batch_size=10, bf16=False, tta=0)
+    settings.recipe.update(batch_size=10, precision="fp32", tta=0)
     for key, value in changes.items():
         setattr(settings, key, value)
     return settings
@@ -95,7 +99,7 @@ def test_points_are_written_as_they_finish_and_reused_only_for_the_same_settings
     settings = tiny_settings(cifar_dir)
     trained: list[str] = []
     log: list[str] = []
-    results = de.run_data_efficiency(settings, tmp_path, log=log.append)
+    results = de.run_data_efficiency(settings, tmp_path, FP32, log=log.append)
     trained += [line for line in log if not line.startswith("net ")]
     assert next(line for line in log if line.startswith("net ")) == "net 1/4 residual-20-s0: 3 steps on 20 images"
     assert len(trained) == 4 and results["missing"] == []
@@ -110,9 +114,9 @@ def test_points_are_written_as_they_finish_and_reused_only_for_the_same_settings
     assert [row["train_size"] for row in summary] == [20, 40] and summary[0]["n"] == 1 and summary[0]["std"] == 0.0
 
     trained.clear()
-    again = de.run_data_efficiency(settings, tmp_path, log=trained.append)
+    again = de.run_data_efficiency(settings, tmp_path, FP32, log=trained.append)
     assert trained == [] and again["summary"] == results["summary"]  # nothing retrained: an interrupted run resumes
-    de.run_data_efficiency(tiny_settings(cifar_dir, steps=4), tmp_path, log=trained.append)
+    de.run_data_efficiency(tiny_settings(cifar_dir, steps=4), tmp_path, FP32, log=trained.append)
     assert len([line for line in trained if not line.startswith("net ")]) == 4  # another budget: another experiment
 
     paths = de.write_data_efficiency(again, tmp_path)
@@ -121,8 +125,9 @@ def test_points_are_written_as_they_finish_and_reused_only_for_the_same_settings
 
 
 def test_report_only_summarises_what_is_there_and_names_what_is_missing(cifar_dir, tmp_path):
-    de.run_data_efficiency(tiny_settings(cifar_dir, sizes=(20,)), tmp_path, log=lambda _: None)
-    report = de.run_data_efficiency(tiny_settings(cifar_dir, sizes=(20,), seeds=(0, 1)), tmp_path, train=False)
+    de.run_data_efficiency(tiny_settings(cifar_dir, sizes=(20,)), tmp_path, FP32, log=lambda _: None)
+    settings = tiny_settings(cifar_dir, sizes=(20,), seeds=(0, 1))
+    report = de.run_data_efficiency(settings, tmp_path, FP32, train=False)
     assert report["missing"] == ["residual-20-s1", "plain-20-s1"]
     assert [row["n"] for row in report["summary"]["residual"]] == [1]
     # the CLI's settings differ from the tiny ones (net, batch): the folder's own points are reported, named as such

@@ -17,6 +17,13 @@ from resnet_cifar.experiments.gradient_flow import (
 )
 
 
+def auto():
+    """The runtime an experiment's entry point decides (`precision: auto`) on this machine."""
+    from resnet_cifar.runtime import choose_runtime
+
+    return choose_runtime("cpu", "auto")
+
+
 class ToyChain(nn.Module):
     """L one-channel 1x1 convolutions, all with weight c: a_k = c^(k+1) x. With loss = sum(output) and x = 1,
     dL/da_k = c^(L-1-k) everywhere and dL/dW_k = c^(L-1) * (number of elements), for every layer k."""
@@ -86,7 +93,7 @@ def tiny_degradation(cifar_dir, epochs: int, test_images: int) -> DegradationSet
 
 def test_degradation_tiny_settings_write_the_documented_json(cifar_dir, tmp_path):
     settings = tiny_degradation(cifar_dir, epochs=1, test_images=200)
-    results = run_degradation(settings, tmp_path, log=lambda _: None)
+    results = run_degradation(settings, tmp_path, auto(), log=lambda _: None)
     write_degradation(results, tmp_path)
     table = json.loads((tmp_path / "degradation.json").read_text())
     assert set(table) == {"plain20", "resnet20"}
@@ -144,7 +151,7 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     )  # fmt: skip
     whole_test_set = TrainingData.load_test  # each run's final test on 500 images: the code is the same, 20x quicker
     monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:500] for t in whole_test_set(data))))
-    results = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    results = depth.run_depth(settings, tmp_path / "study", auto(), log=lambda _: None)
     assert list(results["nets"]) == ["resnet20-seed0"] and results["missing"] == []
     net = results["nets"]["resnet20-seed0"]
     assert (tmp_path / "study" / "runs" / "resnet20-seed0" / "results.json").is_file()  # a whole run
@@ -158,10 +165,10 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
         raise AssertionError("a finished net was trained again")
 
     monkeypatch.setattr(depth, "train_net", must_not_train)
-    again = depth.run_depth(settings, tmp_path / "study", log=lambda _: None)
+    again = depth.run_depth(settings, tmp_path / "study", auto(), log=lambda _: None)
     assert again["nets"] == json.loads(json.dumps(results["nets"]))
     other_recipe = dataclasses.replace(settings, epochs=2)  # a finished net counts only for the very configuration
-    assert depth.run_depth(other_recipe, tmp_path / "study", train=False)["nets"] == {}
+    assert depth.run_depth(other_recipe, tmp_path / "study", auto(), train=False)["nets"] == {}
 
 
 def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_path, monkeypatch, machine):
@@ -185,7 +192,7 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
         config=str(recipe), plain_depths=(), residual_depths=(20,), more_seeds={}, epochs=2,
         train_size=300, test_images=100, data_dir=str(cifar_dir),
     )  # fmt: skip
-    straight = depth.run_depth(settings, tmp_path / "straight", log=lambda _: None)
+    straight = depth.run_depth(settings, tmp_path / "straight", auto(), log=lambda _: None)
 
     class StoppedOnce(depth.Trainer):
         def __init__(self, *args, callbacks=(), **kwargs):
@@ -193,13 +200,13 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
 
     monkeypatch.setattr(depth, "Trainer", StoppedOnce)
     with pytest.raises(Interrupted):
-        depth.run_depth(settings, tmp_path / "cut", log=lambda _: None)
+        depth.run_depth(settings, tmp_path / "cut", auto(), log=lambda _: None)
     monkeypatch.undo()
     monkeypatch.setattr(TrainingData, "load_test", lambda data: Split(*(t[:200] for t in whole_test_set(data))))
     began_in_bf16 = runtime.choose_runtime("cpu", "auto").bf16
     machine("avx2" if began_in_bf16 else "avx512_bf16")
     assert runtime.choose_runtime("cpu", "auto").bf16 is not began_in_bf16
-    resumed = depth.run_depth(settings, tmp_path / "cut", log=lambda _: None)
+    resumed = depth.run_depth(settings, tmp_path / "cut", auto(), log=lambda _: None)
     a, b = (run / "runs" / "resnet20-seed0" / "last.safetensors" for run in (tmp_path / "straight", tmp_path / "cut"))
     weights_a, weights_b = load_checkpoint(a)[0], load_checkpoint(b)[0]
     assert all(torch.equal(weights_a[k], weights_b[k]) for k in weights_a if k.startswith("model."))
@@ -258,7 +265,7 @@ def test_a_second_depth_study_on_one_folder_leaves_the_net_the_first_is_training
     training = tmp_path / "study" / "runs" / "resnet20-seed0"
     lines = []
     with run_folder.RunLock(training):
-        results = depth.run_depth(settings, tmp_path / "study", log=lines.append)
+        results = depth.run_depth(settings, tmp_path / "study", auto(), log=lines.append)
     assert results["nets"] == {} and results["missing"] == ["resnet20-seed0"]
     assert lines == ["resnet20-seed0: another process is training it; on to the next net"]
     assert sorted(path.name for path in training.iterdir()) == [".lock"]  # nothing of the net written by the second
@@ -284,7 +291,7 @@ def test_a_depth_net_another_process_finished_meanwhile_is_not_trained_again(tmp
 
     monkeypatch.setattr(depth, "held", finished_while_this_one_began)
     monkeypatch.setattr(depth, "train_net", must_not_train)
-    results = depth.run_depth(settings, tmp_path, log=lambda _: None)
+    results = depth.run_depth(settings, tmp_path, auto(), log=lambda _: None)
     assert results["nets"] == {"resnet20-seed0": result} and results["missing"] == []
 
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -113,7 +114,7 @@ def test_akamaster_import_computes_what_the_weights_were_trained_to(akamaster_fi
     assert done.reported == {"best_prec1": 91.5}
     loaded = load_model(done.path, device="cpu")
     assert loaded.runtime.bf16 is False  # tested as published: fp32
-    assert loaded.normalization == IMAGENET and loaded.config["tta"] == 0
+    assert loaded.normalization == IMAGENET and loaded.metadata["test_setting"]["tta"] == 0
     batch = images()
     with torch.no_grad():
         expected = original(normalize(batch, normalization=IMAGENET))
@@ -144,20 +145,12 @@ def test_export_embeds_the_weights_normalization(akamaster_file, tmp_path):
 def test_trained_checkpoints_record_cifar10_statistics():
     from resnet_cifar.config import TrainConfig
     from resnet_cifar.runtime import choose_runtime
+    from resnet_cifar.train.schedule import Schedule
     from resnet_cifar.train.state import Position, checkpoint_metadata
 
-    metadata = checkpoint_metadata(
-        TrainConfig(),
-        Position(),
-        total_steps=1,
-        steps_per_epoch=1,
-        world_size=1,
-        lr=0.1,
-        schedule_kind="onecycle",
-        ema_weights=False,
-        data_folder=Path("."),
-        runtime=choose_runtime("cpu", bf16=False),
-    )
+    parts = SimpleNamespace(schedule=Schedule("onecycle", 0.1, 1), total_steps=1, steps_per_epoch=1, ema=None,
+                            data=SimpleNamespace(folder=Path(".")))  # fmt: skip
+    metadata = checkpoint_metadata(TrainConfig(), Position(), parts, choose_runtime("cpu", "fp32"), world_size=1)
     assert metadata["normalization"] == CIFAR10.as_dict()
 
 

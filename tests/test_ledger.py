@@ -87,7 +87,7 @@ def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch)
     grid = Path("benchmarks/grids/paper-resnets-round1.yaml")
     rows = [
         {"name": name, "val_acc": acc, "tta_val_acc": acc + 0.01, "best_val_acc": acc, "epochs": 40,
-         "train_s": 9000.0, "wall_s": 1.0, "config": {"bf16": False, "seed": 0}}
+         "train_s": 9000.0, "wall_s": 1.0, "config": {"seed": 0}, "precision": "fp32"}
         for name, acc in (("modern", 0.9136), ("paper-regularisation", 0.8994))
     ]  # fmt: skip
     sweep.record_sweep(grid, rows, ledger)
@@ -113,7 +113,7 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
             return {"name": config.stem, "error": ["Interrupted"], "wall_s": 1.0}
         acc = {"modern": 0.91, "no-smoothing": 0.905}[config.stem]
         return {"name": config.stem, "val_acc": acc, "tta_val_acc": acc + 0.01, "best_val_acc": acc, "epochs": 40,
-                "train_s": 3600.0, "wall_s": 3600.0, "config": {"bf16": True, "seed": 0}}  # fmt: skip
+                "train_s": 3600.0, "wall_s": 3600.0, "config": {"seed": 0}, "precision": "bf16"}  # fmt: skip
 
     monkeypatch.setattr(sweep, "run_candidate", fake_run)
 

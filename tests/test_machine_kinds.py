@@ -1,5 +1,5 @@
 """Every machine kind's path, on every machine: the precision decision from faked facts (tests/machines.py), and the
-entry points run for real under each CPU kind with the users' default `bf16: auto`.
+entry points run for real under each CPU kind with the users' default `precision: auto`.
 
 Under a kind whose decision is bf16, bf16 autocast really runs: natively on a Zen 4, emulated on an AVX2 CPU (so
 the data here is small: a fabricated dataset of 300 training and 60 test images)."""
@@ -60,9 +60,9 @@ def test_the_probe_runs_from_any_grad_mode_and_moves_no_seeded_stream(machine):
 
 def test_explicit_bf16_on_an_emulating_cpu_says_so_once_and_goes_on(machine, capsys):
     machine("avx2")
-    use, reason = runtime.choose_precision(CPU, True)
-    assert use is True and "emulated" in reason
-    runtime.choose_precision(CPU, True)
+    use, reason = runtime.choose_precision(CPU, "bf16")
+    assert use == "bf16" and "emulated" in reason
+    runtime.choose_precision(CPU, "bf16")
     warning = capsys.readouterr().err.strip().splitlines()
     assert len(warning) == 1 and "emulated" in warning[0]
 
@@ -74,22 +74,22 @@ def test_auto_chooses_from_the_gpus_facts(machine, name):
     chosen = runtime.choose_runtime("auto", "auto")
     assert chosen.device.type == "cuda"
     assert chosen.bf16 is kind.bf16 and chosen.reason.startswith(kind.name)
-    assert runtime.choose_runtime("cuda:0", False).bf16 is False
+    assert runtime.choose_runtime("cuda:0", "fp32").bf16 is False
     if not kind.bf16_supported:
         with pytest.raises(ConfigError, match="does not support bfloat16"):
-            runtime.choose_runtime("cuda", True)
+            runtime.choose_runtime("cuda", "bf16")
 
 
 def test_recorded_precision_is_reused_where_it_is_native(machine):
     """Evaluating weights tested in fp32 on a bf16 machine reproduces fp32; bf16 weights on an AVX2 machine run in
     fp32 rather than emulated bf16."""
     machine("avx512_bf16")
-    assert runtime.choose_runtime("cpu", "auto", recorded=False).bf16 is False
-    assert runtime.choose_runtime("cpu", "auto", recorded=True).bf16 is True
-    assert runtime.choose_runtime("cpu", True, recorded=False).bf16 is True  # an explicit flag wins
+    assert runtime.choose_runtime("cpu", "auto", recorded="fp32").bf16 is False
+    assert runtime.choose_runtime("cpu", "auto", recorded="bf16").bf16 is True
+    assert runtime.choose_runtime("cpu", "bf16", recorded="fp32").bf16 is True  # an explicit request wins
     runtime.clear_caches()
     machine("avx2")
-    chosen = runtime.choose_runtime("cpu", "auto", recorded=True)
+    chosen = runtime.choose_runtime("cpu", "auto", recorded="bf16")
     assert chosen.bf16 is False and "tested in bf16" in chosen.reason
 
 
@@ -110,7 +110,7 @@ def test_cuda_devices_past_the_last_are_refused(machine):
 
 def test_more_threads_than_cores_are_refused():
     with pytest.raises(ConfigError, match="threads: must be 0"):
-        runtime.choose_runtime("cpu", False, threads=runtime.available_cores() + 1)
+        runtime.choose_runtime("cpu", "fp32", threads=runtime.available_cores() + 1)
 
 
 # --- the entry points, for real, under each CPU kind ------------------------------------------------------------------
@@ -132,7 +132,7 @@ def _cli(*args: str) -> int:
 
 @pytest.mark.parametrize("name", ENTRY_KINDS)
 def test_every_entry_point_runs_under_each_cpu_kind(machine, name, small_data, tmp_path, monkeypatch, capsys):
-    """train (bf16 left auto), stop and resume, evaluate, plot, predict (CLI and API, from no_grad and
+    """train (precision left auto), stop and resume, evaluate, plot, predict (CLI and API, from no_grad and
     inference_mode), export: each runs, and each uses the one precision the machine's facts decide."""
     kind = machine(name)
     folder, table = small_data
@@ -147,11 +147,13 @@ def test_every_entry_point_runs_under_each_cpu_kind(machine, name, small_data, t
     ]
     assert _cli("train", *flags, "--stop-after-epochs", "1") == 0
     run = tmp_path / "outputs" / "run"
-    assert yaml.safe_load((run / "config.yaml").read_text())["bf16"] is kind.bf16  # recorded, never "auto"
+    assert yaml.safe_load((run / "config.yaml").read_text())["precision"] == "auto"  # the request...
+    precision = "bf16" if kind.bf16 else "fp32"
+    assert json.loads((run / "last.json").read_text())["runtime"]["precision"] == precision  # ...and the answer
     assert _cli("train", "--resume", run) == 0
     trained = capsys.readouterr().out.strip().splitlines()[-1]
     results = json.loads((run / "results.json").read_text())
-    assert results["runtime"]["precision"] == ("bf16" if kind.bf16 else "fp32")
+    assert results["runtime"]["precision"] == precision
 
     assert _cli("evaluate", run, "--data-dir", folder) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == trained

@@ -225,7 +225,8 @@ def test_an_interrupted_command_exits_like_a_shell_does(monkeypatch, capsys):
 
 def test_an_interrupted_experiment_continues_its_sub_run(cifar_dir, tmp_path):
     from resnet_cifar.experiments.subruns import continue_from_checkpoint
-    from resnet_cifar.train.loop import Callback, Trainer
+    from resnet_cifar.train.loop import Callback
+    from tiny import make_trainer
 
     config = tiny_config(**SMALL, data_dir=str(cifar_dir))
 
@@ -235,10 +236,10 @@ def test_an_interrupted_experiment_continues_its_sub_run(cifar_dir, tmp_path):
                 os.kill(os.getpid(), signal.SIGINT)
 
     with pytest.raises(Interrupted):
-        Trainer(config, tmp_path / "sub", callbacks=[StopAfterThree()]).fit()
-    again = Trainer(config, tmp_path / "sub")
+        make_trainer(config, tmp_path / "sub", callbacks=[StopAfterThree()]).fit()
+    again = make_trainer(config, tmp_path / "sub")
     assert continue_from_checkpoint(again) and again.position.step == 3
-    other = Trainer(tiny_config(**SMALL, data_dir=str(cifar_dir), lr=0.05), tmp_path / "sub")
+    other = make_trainer(tiny_config(**SMALL, data_dir=str(cifar_dir), lr=0.05), tmp_path / "sub")
     assert not continue_from_checkpoint(other)  # another configuration starts afresh
 
 

@@ -14,8 +14,8 @@ from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.config import load_config
 from resnet_cifar.errors import TrainingError
 from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
-from resnet_cifar.train.loop import Callback, Trainer
-from tiny import tiny_flags
+from resnet_cifar.train.loop import Callback
+from tiny import make_trainer, tiny_flags
 
 TESTS = Path(__file__).resolve().parent
 TINY_FLAGS = tiny_flags(
@@ -127,7 +127,7 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(cifar_dir, t
             "val_size": 500,
             "batch_size": 100,
             "epochs": 4,
-            "bf16": False,
+            "precision": "fp32",
             "progress": "none",
             "plots": False,
             "test_at_end": False,
@@ -136,14 +136,14 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(cifar_dir, t
     )
     run = tmp_path / "run"
     with pytest.raises(TrainingError, match=r"loss became nan at step 26 .*last good checkpoint .*last.safetensors"):
-        Trainer(config, run, callbacks=[PoisonWeights(25)]).fit()
+        make_trainer(config, run, callbacks=[PoisonWeights(25)]).fit()
     tensors, meta = load_checkpoint(run / "last.safetensors")
     assert meta["step"] == 20  # the end of epoch 2: the last checkpoint written before the fault
     assert all(torch.isfinite(t).all() for k, t in tensors.items() if t.is_floating_point())
 
 
 def test_same_config_and_seed_give_identical_metrics_and_weights(cifar_dir, tmp_path):
-    flags = {"deterministic": True, "bf16": False, "device": "cpu"}
+    flags = {"deterministic": True, "precision": "fp32", "device": "cpu"}
     config = load_config(
         None,
         {
@@ -160,7 +160,7 @@ def test_same_config_and_seed_give_identical_metrics_and_weights(cifar_dir, tmp_
         },
     )
     for name in ("a", "b"):
-        Trainer(config, tmp_path / name).fit()
+        make_trainer(config, tmp_path / name).fit()
     assert metrics_without_timing(tmp_path / "a") == metrics_without_timing(tmp_path / "b")
     wa, wb = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -52,7 +52,7 @@ def test_shipped_weights_reproduce_their_card_on_a_test_subset(name, cifar_test)
     chosen = balanced_subset(cifar_test.labels, check["images"], check["seed"])
     images, labels = cifar_test.images[chosen], cifar_test.labels[chosen]
     loaded = load_pretrained(name, device="cpu")  # no network needed
-    fp32 = choose_runtime("cpu", bf16=False)  # as the card was measured
+    fp32 = choose_runtime("cpu", "fp32")  # as the card was measured
     options = {"runtime": fp32, "batch_size": 250, "normalization": loaded.normalization}
     flip, single = predict_logits_and_single_view(loaded.model, images, tta=1, **options)  # one pass for both
     two_images = 2 / check["images"]  # fp32 kernels' rounding may flip an image or two
@@ -79,8 +79,8 @@ def test_shipped_weights_are_robust_as_their_card_says(cifar_test):
     check = robustness["spot_check"]
     chosen = sample(check["images"], len(cifar_test.labels), check["seed"])
     images = corrupt(cifar_test.images[chosen], check["corruption"], check["severity"], check["seed"])
-    loaded = load_model(None, device="cpu", bf16=False)
-    fp32 = choose_runtime("cpu", bf16=False)
+    loaded = load_model(None, device="cpu", precision="fp32")
+    fp32 = choose_runtime("cpu", "fp32")
     logits = predict_logits(
         loaded.model, images, tta=1, runtime=fp32, batch_size=250, normalization=loaded.normalization
     )
@@ -105,10 +105,10 @@ def test_pretrained_module_normalises_inside_and_calibrates(cifar_test):
     """What torch.hub hands out: float images in [0, 1] in, the same logits as the product's own path."""
     from resnet_cifar.inference import Pretrained
 
-    loaded = load_pretrained("default", device="cpu", bf16=False)
+    loaded = load_pretrained("default", device="cpu", precision="fp32")
     module = Pretrained(loaded)
     images = cifar_test.images[:16]
-    expected = predict_logits(loaded.model, images, tta=0, runtime=choose_runtime("cpu", bf16=False),
+    expected = predict_logits(loaded.model, images, tta=0, runtime=choose_runtime("cpu", "fp32"),
                               normalization=loaded.normalization, channels_last=False)  # fmt: skip
     with torch.no_grad():
         logits = module(images.float() / 255)

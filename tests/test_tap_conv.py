@@ -100,7 +100,7 @@ def test_conv_backward_benchmark_races_layers_and_whole_steps(tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(
         "model: fastnet\nmodel_options: {widths: [8, 16, 16], stem: whiten, stem_width: 12}\n"
-        "batch_size: 8\nbf16: false\n"
+        "batch_size: 8\nprecision: fp32\n"
     )
     flags = ["--config", config, "--crop-sizes", "16", "--rounds", "1"]
     races = ["--whole-steps", "--max-sides", "0", "7", "--dense-sides", "3"]

@@ -6,13 +6,12 @@ import torch
 
 from resnet_cifar.checkpoint import load_checkpoint, recorded_precision, save_checkpoint
 from resnet_cifar.config import load_config
-from resnet_cifar.errors import CheckpointError, ConfigError
+from resnet_cifar.errors import CheckpointError, ConfigError, Interrupted
 from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_accuracy, summarize
 from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
-from resnet_cifar.train.loop import Interrupted, Trainer
 from resnet_cifar.train.muon import orthogonalize
 from resnet_cifar.train.schedule import Schedule, build_schedule
-from tiny import StopAt, tiny_config
+from tiny import StopAt, make_trainer, tiny_config
 
 
 def final_state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -28,7 +27,7 @@ def without_timing(rows: list[dict]) -> list[dict]:
 
 
 def test_a_tiny_real_run_learns(cifar_dir, tmp_path):
-    trainer = Trainer(tiny_config(epochs=4, data_dir=str(cifar_dir)), tmp_path / "run")
+    trainer = make_trainer(tiny_config(epochs=4, data_dir=str(cifar_dir)), tmp_path / "run")
     trainer.fit()
     rows = trainer.history
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.2
@@ -62,7 +61,7 @@ def test_muon_orthogonalizes_the_filters_update_and_a_tiny_run_learns_and_resume
     singular = torch.linalg.svdvals(orthogonalize(gradient, steps=5))
     assert singular.min() > 0.5 and singular.max() < 1.5  # Muon's quintic iteration: all near 1, not exactly 1
     options = {"optimizer": "muon", "muon_lr": 0.2, "lr": 0.05, "epochs": 3, "data_dir": str(cifar_dir)}
-    trainer = Trainer(tiny_config(**options), tmp_path / "learns")
+    trainer = make_trainer(tiny_config(**options), tmp_path / "learns")
     groups = trainer.optimizer.param_groups
     (filters,) = [g for g in groups if g["orthogonalize"]]
     assert all(p.ndim == 4 and p.requires_grad for p in filters["params"]) and filters["lr_scale"] == 4.0
@@ -74,10 +73,10 @@ def test_muon_orthogonalizes_the_filters_update_and_a_tiny_run_learns_and_resume
     assert conv.norm().item() == pytest.approx(conv.shape[0] ** 0.5, rel=0.3)
     # stopped at step 13 of 20 and resumed: bit for bit the same weights and momentum as straight through
     options["epochs"] = 2
-    Trainer(tiny_config(**options), tmp_path / "run").fit()
+    make_trainer(tiny_config(**options), tmp_path / "run").fit()
     with pytest.raises(Interrupted):
-        Trainer(tiny_config(**options), tmp_path / "resumed", callbacks=[StopAt(13)]).fit()
-    resumed = Trainer(tiny_config(**options), tmp_path / "resumed")
+        make_trainer(tiny_config(**options), tmp_path / "resumed", callbacks=[StopAt(13)]).fit()
+    resumed = make_trainer(tiny_config(**options), tmp_path / "resumed")
     resumed.load(tmp_path / "resumed" / "last.safetensors")
     resumed.fit()
     straight, again = final_state(tmp_path / "run"), final_state(tmp_path / "resumed")
@@ -94,7 +93,7 @@ RESUME_OPTIONS = {"ema": 0.9, "crop_size": 24, "alternate_flips": True, "bias_lr
 def straight_run(cifar_dir, tmp_path_factory):
     """The uninterrupted reference for every resume test (trained once)."""
     run = tmp_path_factory.mktemp("straight") / "run"
-    Trainer(tiny_config(data_dir=str(cifar_dir), **RESUME_OPTIONS), run).fit()
+    make_trainer(tiny_config(data_dir=str(cifar_dir), **RESUME_OPTIONS), run).fit()
     return run
 
 
@@ -102,10 +101,10 @@ def straight_run(cifar_dir, tmp_path_factory):
 def test_resume_is_exact(cifar_dir, tmp_path, stop_step, straight_run):
     config = tiny_config(data_dir=str(cifar_dir), **RESUME_OPTIONS)
     with pytest.raises(Interrupted):
-        Trainer(config, tmp_path / "resumed", callbacks=[StopAt(stop_step)]).fit()
+        make_trainer(config, tmp_path / "resumed", callbacks=[StopAt(stop_step)]).fit()
     _, meta = load_checkpoint(tmp_path / "resumed" / "last.safetensors")
     assert meta["step"] == stop_step
-    resumed = Trainer(config, tmp_path / "resumed")
+    resumed = make_trainer(config, tmp_path / "resumed")
     resumed.load(tmp_path / "resumed" / "last.safetensors")
     resumed.fit()
 
@@ -120,7 +119,7 @@ def test_resume_is_exact(cifar_dir, tmp_path, stop_step, straight_run):
 
 def test_same_seed_same_run_other_seed_other_run(cifar_dir, tmp_path):
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
-        Trainer(tiny_config(data_dir=str(cifar_dir), seed=seed, epochs=1), tmp_path / name).fit()
+        make_trainer(tiny_config(data_dir=str(cifar_dir), seed=seed, epochs=1), tmp_path / name).fit()
     a, b, c = (final_state(tmp_path / n) for n in "abc")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
@@ -131,7 +130,7 @@ def test_same_seed_same_run_other_seed_other_run(cifar_dir, tmp_path):
 
 def test_batch_norm_shifts_can_learn_faster_with_the_same_decay_per_step(cifar_dir, tmp_path):
     config = tiny_config(data_dir=str(cifar_dir), bias_lr_scale=64.0, weight_decay=1e-3)
-    trainer = Trainer(config, tmp_path / "run")
+    trainer = make_trainer(config, tmp_path / "run")
     model, groups = trainer.model, trainer.optimizer.param_groups
     shifts = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     (scaled,) = [g for g in groups if g["lr_scale"] != 1]
@@ -140,7 +139,7 @@ def test_batch_norm_shifts_can_learn_faster_with_the_same_decay_per_step(cifar_d
     assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
     images, labels = trainer.stream.batch(trainer.stream.plan(0), 0)
     trainer._step(images, labels)
-    lr = trainer.schedule(0)
+    lr = trainer.parts.schedule(0)
     assert scaled["lr"] == pytest.approx(64 * lr) and groups[0]["lr"] == pytest.approx(lr)
 
 
@@ -257,26 +256,38 @@ def test_checkpoint_round_trip_and_tamper_detection(tmp_path):
         load_checkpoint(path)
 
 
-def test_resume_with_bf16_auto_keeps_the_recorded_precision(cifar_dir, tmp_path, machine):
-    """`bf16: auto` is decided once, when the run starts, and recorded; a resume on a machine whose facts would now
-    decide the other way (faked here) keeps the recorded precision and ends bit-identical to the straight run."""
+def test_precision_auto_is_decided_once_recorded_as_the_answer_and_kept_on_resume(cifar_dir, tmp_path, machine):
+    """`precision: auto` is the request; the answer is decided once, when the run starts, and stored once (the
+    checkpoint's runtime), the config keeping the request. A resume on a machine whose facts would now decide the
+    other way (faked here) keeps the recorded precision and ends bit-identical to the straight run."""
     from resnet_cifar import cli, runtime
     from resnet_cifar.train.session import resume_config, run_training
 
-    config = tiny_config(data_dir=str(cifar_dir), bf16="auto", epochs=2)
-    bf16_here = runtime.choose_runtime("cpu", "auto").bf16
+    config = tiny_config(data_dir=str(cifar_dir), precision="auto", epochs=2)
+    here = runtime.choose_runtime("cpu", "auto").precision
     run_training(dataclasses.replace(config, output_dir=str(tmp_path), name="straight"))
     with pytest.raises(Interrupted):
-        Trainer(config, tmp_path / "resumed", callbacks=[StopAt(13)]).fit()
+        make_trainer(config, tmp_path / "resumed", callbacks=[StopAt(13)]).fit()
     _, meta = load_checkpoint(tmp_path / "resumed" / "last.safetensors")
-    assert meta["config"]["bf16"] is bf16_here and "precision" not in meta["runtime"]  # stored once: the config's
+    assert meta["config"]["precision"] == "auto" and meta["runtime"]["precision"] == here
 
-    machine("avx2" if bf16_here else "avx512_bf16")  # `auto` would now choose the other precision
-    assert runtime.choose_runtime("cpu", "auto").bf16 is not bf16_here
+    machine("avx2" if here == "bf16" else "avx512_bf16")  # `auto` would now choose the other precision
+    assert runtime.choose_runtime("cpu", "auto").precision != here
     assert cli.main(["train", "--resume", str(tmp_path / "resumed")]) == 0
     straight, again = final_state(tmp_path / "straight"), final_state(tmp_path / "resumed")
     assert all(torch.equal(straight[k], again[k]) for k in straight)
     _, meta = load_checkpoint(tmp_path / "resumed" / "last.safetensors")
-    assert recorded_precision(meta) is bf16_here
-    with pytest.raises(ConfigError, match="cannot change bf16 when resuming"):
-        resume_config(tmp_path / "resumed", {"bf16": not bf16_here})
+    assert recorded_precision(meta) == here
+    other = "fp32" if here == "bf16" else "bf16"
+    with pytest.raises(ConfigError, match="cannot change precision when resuming"):
+        resume_config(tmp_path / "resumed", {"precision": other})
+
+
+def test_a_checkpoint_of_an_older_version_reads_in_todays_form():
+    """Older checkpoints stored the answer in the config (`bf16: true`); they read as precision request and answer."""
+    from resnet_cifar.checkpoint import migrate_metadata
+
+    old = {"config": {"bf16": True, "seed": 3}, "runtime": {"device": "cpu"}}
+    new = migrate_metadata(old)
+    assert new["config"] == {"seed": 3, "precision": "bf16"} and new["runtime"]["precision"] == "bf16"
+    assert migrate_metadata(new) == new

@@ -7,7 +7,8 @@ import signal
 import yaml
 
 from resnet_cifar.config import TrainConfig, load_config
-from resnet_cifar.train.loop import Callback
+from resnet_cifar.runtime import choose_runtime
+from resnet_cifar.train.loop import Callback, Trainer
 
 TINY_NET = {"widths": [16, 32, 64], "blocks": [1, 0, 1], "stem_width": 16}
 TINY = {
@@ -23,13 +24,18 @@ TINY = {
     "plots": False,
     "test_at_end": False,
     "threads": 2,
-    "bf16": False,  # fp32 on every machine kind (bf16 is tested where it is the point)
+    "precision": "fp32",  # fp32 on every machine kind (bf16 is tested where it is the point)
     "device": "cpu",  # bit-exact comparisons need the CPU's kernels
 }
 
 
 def tiny_config(**changes) -> TrainConfig:
     return load_config(None, {**TINY, **changes})
+
+
+def make_trainer(config: TrainConfig, run_dir, **options) -> Trainer:
+    """A Trainer for `config` in `run_dir`, its runtime decided as `resnet-cifar train` decides it."""
+    return Trainer(config, run_dir, choose_runtime(config.device, config.precision, config.threads), **options)
 
 
 def tiny_flags(**changes) -> list[str]:

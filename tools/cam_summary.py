@@ -47,7 +47,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=None)
     ledger.add_flags(parser)
     args = parser.parse_args()
-    loaded = load_model(args.weights, device="cpu", bf16=False)
+    loaded = load_model(args.weights, device="cpu", precision="fp32")
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
     chosen = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(args.seed))[: args.images]

@@ -51,11 +51,11 @@ from resnet_cifar.runtime import choose_runtime, machine_description
 from resnet_cifar_lab.scripts import run_main
 
 
-def calibration_of(loaded, dataset, config: dict, test) -> dict:
+def calibration_of(loaded, dataset, config, test) -> dict:
     """The temperature fitted on the run's validation split (the same seeded split it was selected on, never the
     test set) at flip TTA, fp32, and the calibration it gives on the test set."""
     val = validation_split(dataset, config)
-    fp32 = choose_runtime("cpu", bf16=False)
+    fp32 = choose_runtime("cpu", "fp32")
     norm = loaded.normalization
     val_logits = predict_logits(loaded.model.cpu(), val.images, tta=1, runtime=fp32, normalization=norm)
     temperature = fit_temperature(val_logits, val.labels)
@@ -63,7 +63,7 @@ def calibration_of(loaded, dataset, config: dict, test) -> dict:
     return {
         "temperature": temperature,
         "fitted_on": f"the run's validation split ({len(val.labels):,} images, "
-        f"data_seed {config.get('data_seed', 0)}), flip TTA",
+        f"data_seed {config.data_seed}), flip TTA",
         "validation": calibration_report(val_logits, val.labels, temperature),
         "test": calibration_report(test_logits, test.labels, temperature),
     }
@@ -77,7 +77,7 @@ def spot_check_accuracy(loaded, test, check: dict = SPOT_CHECK) -> float:
     number tests/test_shipped_weights.py recomputes from the shipped file."""
     chosen = sample(check["images"], len(test.labels), check["seed"])
     images = corrupt(test.images[chosen], check["corruption"], check["severity"], check["seed"])
-    fp32 = choose_runtime("cpu", bf16=False)
+    fp32 = choose_runtime("cpu", "fp32")
     logits = predict_logits(
         loaded.model.cpu(), images, tta=1, runtime=fp32, batch_size=250, normalization=loaded.normalization
     )
@@ -106,7 +106,7 @@ def subset_check(loaded, test, images: int | None = None) -> dict:
 
     check = {"images": images or subset_size(loaded.model), "seed": SUBSET_SEED}
     chosen = balanced_subset(test.labels, check["images"], check["seed"])
-    fp32 = choose_runtime("cpu", bf16=False)
+    fp32 = choose_runtime("cpu", "fp32")
     options = {"runtime": fp32, "batch_size": 250, "normalization": loaded.normalization}
     flip, single = predict_logits_and_single_view(loaded.model.cpu(), test.images[chosen], tta=1, **options)
     labels = test.labels[chosen]
@@ -144,11 +144,11 @@ def recalibrate(name: str, data_dir: str | None) -> None:
     metadata and card (tensors unchanged)."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     tensors, metadata = load_checkpoint(path)
-    loaded = load_model(path, device="cpu", bf16=False)
+    loaded = load_model(path, device="cpu", precision="fp32")
     card = metadata["card"]
     dataset = find_dataset(data_dir)
     test = load_split(dataset.folder, "test", fmt=dataset.format)
-    card["calibration"] = calibration_of(loaded, dataset, card["config"], test)
+    card["calibration"] = calibration_of(loaded, dataset, loaded.config, test)
     card["normalization"] = loaded.normalization.as_dict()  # files from before it was recorded: CIFAR-10's
     images = card.get("subset_check", {}).get("images")  # the same subset as before
     card["subset_check"] = subset_check(_with(loaded, card), test, images)
@@ -181,8 +181,7 @@ def training_record(run: Path, metadata: dict) -> dict:
     """Where and how long the run trained: the machine its checkpoint names, the hours of its training loop (the
     epochs' seconds in metrics.csv) and its precision."""
     seconds = run_folder.training_seconds(run_folder.read_metrics(run / "metrics.csv"))
-    bf16 = recorded_precision(metadata)
-    precision = None if bf16 is None else "bf16" if bf16 else "fp32"
+    precision = recorded_precision(metadata)
     record = {
         "machine": metadata.get("runtime", {}).get("machine"),
         "precision": precision,
@@ -206,11 +205,13 @@ def main() -> None:
         return
     if args.run is None:
         parser.error("name the finished run folder (or --recalibrate)")
-    loaded = load_model(args.run, "last", device="cpu", bf16=False)
+    loaded = load_model(args.run, "last", device="cpu", precision="fp32")
     config = loaded.config
+    if config is None:
+        raise SystemExit(f"{args.run} records no training configuration: ship a run's weights")
     dataset = find_dataset(args.data_dir, fallback=loaded.metadata.get("data_folder"))
     test = load_split(dataset.folder, "test", fmt=dataset.format)
-    fp32 = choose_runtime("cpu", bf16=False)  # as the card says, and as the test reproduces it on any machine
+    fp32 = choose_runtime("cpu", "fp32")  # as the card says, and as the test reproduces it on any machine
     trained = predict_logits(loaded.model, test.images, tta=0, runtime=fp32, normalization=loaded.normalization)
     storage = torch.float16 if args.half else torch.float32
     state = {
@@ -229,10 +230,10 @@ def main() -> None:
         "parameters": count_parameters(loaded.model),
         "weights": "exponential moving average" if loaded.ema_weights else "final weights",
         "storage": str(storage).removeprefix("torch."),
-        "command": args.command or f"resnet-cifar train --config configs/{config.get('name', 'shipped')}.yaml",
-        "config": config,
-        "seed": config.get("seed"),
-        "trained_on": f"{config.get('train_size') or 50_000 - config.get('val_size', 0)} CIFAR-10 training images",
+        "command": args.command or f"resnet-cifar train --config configs/{config.name or 'shipped'}.yaml",
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "trained_on": f"{config.train_size or 50_000 - config.val_size} CIFAR-10 training images",
         "training": training_record(Path(args.run), loaded.metadata),
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine_description(),

@@ -26,15 +26,10 @@ LEDGER = Path(os.environ.get("RESNET_CIFAR_LEDGER") or PUBLISHED)  # the test su
 
 
 def machine_facts() -> dict[str, Any]:
-    """The CPU by name, family/model and best ISA PyTorch uses, with the core count (the GPU where one is used)."""
-    import torch
+    """This machine as data (resnet_cifar.runtime.machine_facts): CPU, family/model, generation, ISA, cores, the GPU."""
+    from resnet_cifar.runtime import machine_facts as facts
 
-    from resnet_cifar.runtime import cpu_isa, cpu_name
-
-    facts = {"cpu": cpu_name(), "isa": cpu_isa(), "cores": os.cpu_count()}
-    if torch.cuda.is_available():
-        facts["gpu"] = torch.cuda.get_device_name()
-    return facts
+    return {key: value for key, value in facts().items() if key != "torch"}
 
 
 def facts_of(description: str) -> dict[str, Any]:

@@ -18,10 +18,9 @@ from typing import Any
 
 import yaml
 
-from resnet_cifar.data.augment import PAD_MODES
-from resnet_cifar.data.augmix import MODES as AUGMIX_MODES
+from resnet_cifar.choices import AUGMIX_MODES, PAD_MODES, PRECISIONS, TTA_LEVELS
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.runtime import BF16_CHOICES, named_device
+from resnet_cifar.run_folder import OUTPUT_DIR
 from resnet_cifar.yaml_text import float_spelling, load_yaml
 
 
@@ -67,7 +66,7 @@ def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | N
 class TrainConfig:
     # --- run -----------------------------------------------------------------------------------------------------
     name: str | None = _opt(None, "run folder name under output_dir (default: config file stem, else model name)")
-    output_dir: str = _opt("outputs", "folder that holds the run folders")
+    output_dir: str = _opt(OUTPUT_DIR, "folder that holds the run folders")
     seed: int = _opt(0, "seed for weight init, data order and augmentation", bound=NON_NEGATIVE)
     data_seed: int = _opt(
         0, "seed for the validation split and the training subset (kept fixed across seeds)", bound=NON_NEGATIVE
@@ -158,13 +157,13 @@ class TrainConfig:
         1, "with crop_size < 32: the last epochs train on full 32-pixel crops", bound=NON_NEGATIVE
     )
     # --- speed ---------------------------------------------------------------------------------------------------
-    bf16: bool | str = _opt(
-        "auto", "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false"
+    precision: str = _opt(
+        "auto", "bf16 (autocast) or fp32; auto: bf16 where the hardware computes it natively", choices=PRECISIONS
     )
     channels_last: bool = _opt(True, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model (pays a one-off compile time)")
     # --- evaluation and outputs ----------------------------------------------------------------------------------
-    tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=(0, 1, 2))
+    tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=TTA_LEVELS)
     tta_share: float = _opt(
         1.0,
         "share of the evaluated images, least confident as is first, that get the TTA views (the rest: one view)",
@@ -191,6 +190,20 @@ class TrainConfig:
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+# The keys that may change when a run resumes, because they change where and how fast it computes, or its rounding
+# (micro-batches), not what it computes. The precision is not among them: a resumed run computes in the one it began
+# in (its checkpoint records the answer).
+RUNTIME_KEYS = (
+    "threads",
+    "device",
+    "accumulate",
+    "progress",
+    "data_dir",
+    "download",
+    "compile",
+    "plots",
+    "stop_after_epochs",
+)
 _TYPES = typing.get_type_hints(TrainConfig)
 
 
@@ -240,7 +253,8 @@ ALIASES = {
     "smoothing": "label_smoothing",
     "arch": "model",
     "network": "model",
-    "amp": "bf16",
+    "amp": "precision",
+    "bf16": "precision",
     "workers": "threads",
     "out_dir": "output_dir",
     "data_root": "data_dir",
@@ -261,19 +275,11 @@ def _unknown_key(key: str) -> ConfigError:
     return ConfigError(f"unknown config key {key!r}{hint}")
 
 
-# Keys that earlier versions wrote into config.yaml and checkpoints, no longer read: accepted and dropped, so old
-# runs still resume and old config files still load. ("optimizer", once retired as never read, is read again: the
-# value old runs recorded, "sgd", is still what it means.)
-RETIRED_KEYS: dict[str, str] = {}
-
-
 def apply_overrides(config: TrainConfig, overrides: dict[str, Any]) -> TrainConfig:
     """A copy of `config` with `overrides` (already parsed values) applied and type-checked."""
     values = config.to_dict()
     for key, value in overrides.items():
         key = key.replace("-", "_")
-        if key in RETIRED_KEYS:
-            continue
         if key not in FIELDS:
             raise _unknown_key(key)
         values[key] = _coerce(key, value)
@@ -350,8 +356,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         raise ConfigError(f"milestones: expected a list of positive numbers, got {config.milestones!r}")
     if config.alternate_flips and not config.flip:
         raise ConfigError("alternate_flips: needs flip: true (it decides which epochs flip an image)")
-    if config.bf16 not in BF16_CHOICES:  # auto lets the runtime decide from the hardware
-        raise ConfigError(f"bf16: must be true, false or auto; got {config.bf16!r}")
+    from resnet_cifar.runtime import named_device
+
     named_device(config.device)  # the name only: whether that device exists is the runtime's question, at run time
     return config
 
@@ -380,17 +386,11 @@ def _check_model(config: TrainConfig) -> None:
 
 
 def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Defaults, then the YAML file, then `overrides` (CLI flags); validated. The precision stays as given ("auto"
-    included): the entry point resolves it once (resnet_cifar.runtime) and the run records the resolved value."""
+    """Defaults, then the YAML file, then `overrides` (CLI flags); validated. The precision stays the request it is
+    (auto included): the entry point resolves it once (resnet_cifar.runtime) and the run records the answer."""
     config = TrainConfig()
     if path is not None:
-        data = read_yaml(path)
-        if "in_fp32" in data:
-            raise ConfigError(
-                f"{path}: in_fp32 (a second recipe for fp32 machines) was retired: one recipe now serves every "
-                "machine; remove the key"
-            )
-        config = apply_overrides(config, data)
+        config = apply_overrides(config, read_yaml(path))
         if config.name is None:
             config = dataclasses.replace(config, name=Path(path).stem)
     if overrides:
@@ -414,3 +414,48 @@ def parse_cli_value(text: str) -> Any:
         return load_yaml(text)
     except yaml.YAMLError:
         return text
+
+
+def migrate(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A configuration as an older version recorded it (config.yaml, a checkpoint, a model card), in today's keys:
+    `bf16: true/false/auto` is `precision: bf16/fp32/auto`."""
+    recorded = dict(recorded)
+    if "bf16" in recorded:
+        old = recorded.pop("bf16")
+        recorded.setdefault("precision", {True: "bf16", False: "fp32"}.get(old, old))
+    return recorded
+
+
+def config_from_record(recorded: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig a run recorded (its checkpoint's or config.yaml's keys, a model card's `config`)."""
+    return apply_overrides(TrainConfig(), migrate(recorded))
+
+
+def add_config_flags(parser) -> None:
+    """One flag per TrainConfig field (`--batch-size 256`, `--flip/--no-flip`, `--precision bf16`); values parse
+    like YAML; each flag's help is the field's."""
+    import argparse
+
+    group = parser.add_argument_group("configuration (override the YAML file)")
+    for name, spec in FIELDS.items():
+        flag = "--" + name.replace("_", "-")
+        help_text = spec.metadata["help"]
+        choices = spec.metadata.get("choices")
+        if choices:
+            help_text += f" ({'/'.join(map(str, choices))})"
+        if _TYPES[name] is bool:
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+        else:
+            group.add_argument(flag, dest=name, default=None, metavar="V", help=help_text)
+
+
+def flag_overrides(args) -> dict[str, Any]:
+    """The configuration fields the command line sets (flags given), parsed like YAML."""
+    overrides = {}
+    for name in FIELDS:
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value if isinstance(value, bool) else parse_cli_value(value)
+    if overrides.get("name") is not None:
+        overrides["name"] = str(overrides["name"])
+    return overrides

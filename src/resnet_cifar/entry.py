@@ -1,31 +1,11 @@
 """The `resnet-cifar` command's first lines: Ctrl-C at any moment, even while the modules load, ends the command
-with one line and exit code 130, never a traceback.
-
-While PyTorch loads, a Ctrl-C is only remembered and acted on once it has loaded. Later a library may still catch
-the KeyboardInterrupt and go on; the signal is remembered then too, so a long-running command (`serve`) checks
-`interrupted()` before it starts and stops as asked.
-"""
+with one line and exit code 130, never a traceback (resnet_cifar.interrupts)."""
 
 from __future__ import annotations
 
-import signal
 import sys
 
-_received: list[int] = []
-
-
-def _remember(signum, frame):
-    _received.append(signum)
-
-
-def _on_sigint(signum, frame):
-    _received.append(signum)
-    raise KeyboardInterrupt
-
-
-def interrupted() -> bool:
-    """Whether Ctrl-C (SIGINT) reached this process since it started."""
-    return bool(_received)
+from resnet_cifar.interrupts import interrupted, raise_from_now_on, remember_only
 
 
 def _stopped() -> int:
@@ -34,18 +14,17 @@ def _stopped() -> int:
 
 
 def main() -> int:
-    # While PyTorch starts, Ctrl-C is only remembered: an exception raised inside its C++ start-up aborts the
-    # process ("terminate called…"), is swallowed half-way through numpy's, or makes Python kill itself on exit.
-    signal.signal(signal.SIGINT, _remember)
-    import torch  # noqa: F401  (every subcommand needs it; loaded here, where an interruption is safe)
+    remember_only()
+    from resnet_cifar import cli
+
+    args = cli.parse_command_line(cli.build_parser(), sys.argv[1:])  # --help and usage errors end here, at once
+    import torch  # noqa: F401  (every command needs it: loaded while a Ctrl-C is only remembered)
 
     if interrupted():
         return _stopped()
-    signal.signal(signal.SIGINT, _on_sigint)
+    raise_from_now_on()
     try:
-        from resnet_cifar.cli import main as run
-
-        return run()
+        return cli.run(args)
     except KeyboardInterrupt:
         return _stopped()
     except Exception:

@@ -16,14 +16,15 @@ import io
 import itertools
 import os
 from pathlib import Path
-
-import safetensors
-import safetensors.torch
-import torch
+from typing import TYPE_CHECKING
 
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.files import atomic_write_bytes
 
+if TYPE_CHECKING:
+    import torch
+
+OUTPUT_DIR = "outputs"  # where runs and reports go unless told otherwise
 CONFIG = "config.yaml"
 METRICS = "metrics.csv"
 LOGITS = "test_logits.safetensors"
@@ -94,15 +95,52 @@ def claim_new(base: Path, overwrite: bool = False) -> Path:
     raise AssertionError("unreachable")
 
 
+def orphaned_temporaries(run_dir: Path) -> list[Path]:
+    """Temporary files a run's atomic writes left behind when the process was killed mid-write (`.NAME.*.tmp`)."""
+    names = _run_file_names()
+
+    def written_for(path: Path) -> str:  # ".last.safetensors.k3j9_x.tmp" -> "last.safetensors"
+        return path.name[1:].removesuffix(".tmp").rsplit(".", 1)[0]
+
+    found = sorted(Path(run_dir).glob(".*.tmp")) if Path(run_dir).is_dir() else []
+    return [path for path in found if written_for(path) in names or written_for(path).startswith("results")]
+
+
+def remove_orphaned_temporaries(run_dir: Path) -> None:
+    for path in orphaned_temporaries(run_dir):
+        path.unlink(missing_ok=True)
+
+
+def clear_run(run_dir: Path) -> None:
+    """Remove an old run's files from its folder (--overwrite), its half-written temporaries included."""
+    for path in [*run_files(run_dir), *orphaned_temporaries(run_dir)]:
+        path.unlink(missing_ok=True)
+
+
 def discard_unstarted(run_dir: Path) -> None:
     """Remove the folder of a run that stopped before its first checkpoint: the files it wrote (config.yaml, an
-    empty metrics.csv, .lock) and then the folder, if nothing else is in it. Nothing of it could be resumed."""
+    empty metrics.csv, .lock, half-written temporaries) and then the folder, if nothing else is in it."""
     run_dir = Path(run_dir)
-    for path in [*run_files(run_dir), run_dir / LOCK]:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+    clear_run(run_dir)
+    with contextlib.suppress(FileNotFoundError):
+        (run_dir / LOCK).unlink()
     with contextlib.suppress(OSError):  # not empty: files the run did not write stay, and so does the folder
         run_dir.rmdir()
+
+
+def missing_checkpoint_advice(run_dir: Path) -> str:
+    """What to do with a run folder that has no `last` checkpoint to resume from, without losing what it holds."""
+    kept = [path.name for path in run_files(run_dir)]
+    if checkpoint_path(run_dir, "best").is_file():
+        return (
+            f"--resume: {run_dir} has no last.safetensors to continue from; it still holds {', '.join(kept)}. "
+            f"Test its best weights with `resnet-cifar evaluate {run_dir} --checkpoint best`, or train anew under "
+            "another --name (--overwrite would delete these files)"
+        )
+    return (
+        f"--resume: {run_dir} has no checkpoint yet (the run stopped before writing its first one); start it again "
+        "with the same command and --overwrite"
+    )
 
 
 def _lock_owner_gone(lock: Path) -> bool:
@@ -136,7 +174,7 @@ def abandoned(run_dir: Path) -> bool:
     run_dir = Path(run_dir)
     if not (run_dir / LOCK).is_file() or checkpoint_path(run_dir).exists() or checkpoint_path(run_dir, "best").exists():
         return False
-    names = {entry.name for entry in run_dir.iterdir()}
+    names = {entry.name for entry in run_dir.iterdir()} - {path.name for path in orphaned_temporaries(run_dir)}
     return names <= {LOCK, CONFIG, METRICS} and _lock_owner_gone(run_dir / LOCK)
 
 
@@ -257,12 +295,16 @@ def read_metrics(path: Path) -> list[dict]:
 
 def save_logits(run_dir: Path, logits: torch.Tensor, tta: int, weights: str) -> None:
     """The final test logits, with which weights and TTA level made them (plot redraws pictures from them)."""
+    import safetensors.torch
+
     data = safetensors.torch.save({"logits": logits.contiguous()}, metadata={"tta": str(tta), "weights": weights})
     atomic_write_bytes(Path(run_dir) / LOGITS, data)
 
 
 def load_logits(run_dir: Path) -> tuple[torch.Tensor, dict] | None:
     """(logits, {"tta", "weights"}) saved by the run, or None."""
+    import safetensors
+
     path = Path(run_dir) / LOGITS
     if not path.is_file():
         return None

@@ -1,13 +1,13 @@
-"""Where and in what precision to compute: decided once, from the machine's facts, at the entry point.
+"""Where and in what precision to compute: requested as `auto`, `bf16` or `fp32`, decided once at the entry point from
+the machine's facts, and passed down as a frozen `Runtime` that every run records.
 
 bf16 autocast is ~1.6-2.5x faster than fp32 on CPUs with native bf16 (AVX512_BF16, AMX) and 10-400x *slower* where
-oneDNN emulates it (AVX2-only CPUs, or an AVX-512 CPU whose kernels are capped by `ONEDNN_MAX_CPU_ISA`). The
-question is therefore native or emulated, not "10% faster", and it is answered from facts that do not change with
-the machine's load: the vector ISA PyTorch uses, oneDNN's bf16 support and its ISA cap, a GPU's compute capability.
-A short probe (one convolution in both precisions) may only *veto* bf16, when it measures it several times slower
-than fp32: a busy machine slows both precisions alike and never moves the ratio that far (measured: 0.4-2.0x native
-under load, 0.08x emulated). Each CLI command and API front door calls `choose_runtime` once and passes the frozen
-`Runtime` down; a run records it (config.yaml, checkpoints, results.json) and a resumed run reuses it.
+oneDNN emulates it (AVX2-only CPUs, or an AVX-512 CPU whose kernels are capped by `ONEDNN_MAX_CPU_ISA`). The question
+is therefore native or emulated, and it is answered from facts that do not change with the machine's load: the
+vector ISA PyTorch uses, oneDNN's bf16 support and its ISA cap, a GPU's compute capability. Where the facts say
+native, a probe may still *veto* bf16, from warmed-up timings only: one convolution in each precision, interleaved,
+the fastest of several calls each, and a veto only at five times slower. A busy machine slows both precisions alike
+and never moves the fastest calls' ratio that far; an emulated kernel is ten times slower or more.
 """
 
 from __future__ import annotations
@@ -15,22 +15,28 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
+from resnet_cifar import machine
 from resnet_cifar.allocator import allocator_state
+from resnet_cifar.choices import PRECISIONS
 from resnet_cifar.errors import ConfigError
 
-BF16_CHOICES = (True, False, "auto")  # auto: chosen here from the hardware
-BF16_VETO = 0.2  # bf16 measured at less than this fraction of fp32's speed is emulated, whatever the flags say
+BF16_VETO = 0.2  # bf16 measured at less than this fraction of fp32's speed (warmed up) is emulated
 BF16_ISAS = ("AVX512_BF16", "AMX")  # the CPU ISAs (as cpu_isa names them) with native bf16 dot products
 CUDA_BF16_CAPABILITY = (8, 0)  # Ampere and later compute bf16 natively
+
+
+def check_precision(value: object, key: str = "precision") -> str:
+    """The one validator of a precision request: `auto`, `bf16` or `fp32`, else ConfigError naming `key`."""
+    if value not in PRECISIONS:
+        raise ConfigError(f"{key}: must be auto, bf16 or fp32; got {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -38,13 +44,13 @@ class Runtime:
     """The resolved device and precision of a run (or an evaluation), with the reason for the precision."""
 
     device: torch.device
-    bf16: bool
+    precision: str  # "bf16" or "fp32"
     reason: str  # e.g. "AVX2, no native bf16 → fp32"
     threads: int
 
     @property
-    def precision(self) -> str:
-        return "bf16" if self.bf16 else "fp32"
+    def bf16(self) -> bool:
+        return self.precision == "bf16"
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """The precision context for forward passes. A fresh (cheap) context object per use: a torch.autocast
@@ -58,12 +64,14 @@ class Runtime:
         return f"{self.device} ({self.reason}), {self.threads} thread{'' if self.threads == 1 else 's'}"
 
     def as_dict(self) -> dict:
+        facts = machine_facts(self.device)
         return {
             "device": str(self.device),
             "precision": self.precision,
             "reason": self.reason,
             "threads": self.threads,
-            "machine": machine_description(self.device),
+            "machine": machine.describe(facts),
+            "facts": facts,
             "allocator": allocator_state(),
         }
 
@@ -114,40 +122,41 @@ def check_threads(threads: int) -> int:
 # --- what the machine is ---------------------------------------------------------------------------------------------
 
 
-def _cpuinfo() -> dict[str, str]:
-    """The first processor's fields of /proc/cpuinfo (empty elsewhere than Linux)."""
-    fields: dict[str, str] = {}
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if not line.strip():
-                break
-            key, _, value = line.partition(":")
-            fields[key.strip()] = value.strip()
-    except OSError:
-        pass
-    return fields
-
-
-@functools.cache
-def cpu_name() -> str:
-    """The CPU model, with family/model numbers where the name alone is vague (virtual machines say "AMD EPYC")."""
-    info = _cpuinfo()
-    name = info.get("model name") or platform.processor() or platform.machine()
-    if "cpu family" in info and "model" in info:
-        name += f" (family {info['cpu family']} model {info['model']})"
-    return name
-
-
 @functools.cache
 def cpu_isa() -> str:
     """The vector ISA PyTorch's CPU kernels use: AVX2, AVX512, AVX512_BF16 or AMX (honours ATEN_CPU_CAPABILITY)."""
     capability = torch.backends.cpu.get_cpu_capability()
     if capability != "AVX512":
         return capability
-    flags = set(_cpuinfo().get("flags", "").split())
-    if "amx_bf16" in flags:
-        return "AMX"
-    return "AVX512_BF16" if "avx512_bf16" in flags else "AVX512"
+    return hardware_isa()
+
+
+def hardware_isa() -> str:
+    """The best vector ISA the CPU's flags name, whatever PyTorch's kernels are capped to."""
+    flags = machine.cpu_flags()
+    for flag, isa in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512_BF16"), ("avx512f", "AVX512"), ("avx2", "AVX2")):
+        if flag in flags:
+            return isa
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def machine_facts(device: torch.device | None = None) -> dict:
+    """This machine as data (resnet_cifar.machine): the CPU, its ISA, the kernels' ISA where it is capped lower, the
+    cores, PyTorch's threads and version, and the GPU in use."""
+    facts = {**machine.cpu_facts(), "isa": hardware_isa(), "cores": machine.cores()}
+    if cpu_isa() != facts["isa"] and cpu_isa() in ("AVX2", "DEFAULT", "NO AVX"):
+        facts["kernels"] = cpu_isa()
+    facts |= {"threads": torch.get_num_threads(), "torch": torch.__version__}
+    if device is None and torch.cuda.is_available():
+        device = torch.device("cuda")
+    if device is not None and device.type == "cuda":
+        facts["gpu"] = gpu_name(device)
+    return facts
+
+
+def machine_description(device: torch.device | None = None) -> str:
+    """This machine as users know it, e.g. `AMD EPYC Zen 5 (family 26 model 2), AVX-512 bf16, 2 cores`."""
+    return machine.describe(machine_facts(device))
 
 
 def onednn_isa_cap() -> str | None:
@@ -160,8 +169,7 @@ def onednn_isa_cap() -> str | None:
 
 def cpu_bf16_emulated_reason() -> str | None:
     """Why bf16 would be emulated on this CPU, from its facts alone; None where the hardware and kernels claim it."""
-    isa = cpu_isa()
-    if isa not in BF16_ISAS:
+    if cpu_isa() not in BF16_ISAS:
         return "no native bf16"
     if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         return "oneDNN has no bf16 kernels here"
@@ -178,22 +186,9 @@ def gpu_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else ""
 
 
-def machine_description(device: torch.device | None = None) -> str:
-    """e.g. `AMD EPYC (family 25 model 1), AVX2, 2 cores, 2 torch threads, torch 2.13.0+cpu` (+ the GPU in use)."""
-    text = (
-        f"{cpu_name()}, {cpu_isa()}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, "
-        f"torch {torch.__version__}"
-    )
-    if device is None and torch.cuda.is_available():
-        device = torch.device("cuda")
-    if device is not None and device.type == "cuda":
-        text += f", GPU {gpu_name(device)}"
-    return text
-
-
 def clear_caches() -> None:
     """Forget the facts and the probe read so far (tests that fake a machine; ATEN_CPU_CAPABILITY changes)."""
-    for cached in (cpu_name, cpu_isa, bf16_speedup, _warn_once):
+    for cached in (machine.cpu_facts, cpu_isa, bf16_speedup, _warn_once):
         cached.cache_clear()
 
 
@@ -208,10 +203,11 @@ def wall_seconds(run: Callable[[], None], bf16: bool) -> float:
 
 
 PROBE_TIMER: Callable[[Callable[[], None], bool], float] = wall_seconds
+PROBE_PAIRS = 5  # timed (fp32, bf16) pairs after the warm-up; the fastest of each precision is compared
 
 
-def _time_conv(device: torch.device, bf16: bool, repeats: int = 3) -> float:
-    """Best-of-`repeats` seconds of a 3x3 convolution forward + backward on the CPU, the bulk of a ResNet step."""
+def _probe_step(device: torch.device, bf16: bool) -> Callable[[], None]:
+    """A 3x3 convolution's forward and backward, the bulk of a ResNet step, in one precision."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(16, 64, 16, 16, generator=generator).to(device)
     x = x.contiguous(memory_format=torch.channels_last).requires_grad_(True)
@@ -221,68 +217,59 @@ def _time_conv(device: torch.device, bf16: bool, repeats: int = 3) -> float:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             conv(x).float().sum().backward()
 
-    # An emulated precision is slow enough to tell from the first call, so a first call over the budget is the answer.
-    return best_seconds(lambda: PROBE_TIMER(run, bf16), repeats, budget=0.5)
-
-
-def best_seconds(run: Callable[[], float], repeats: int, budget: float) -> float:
-    """The fastest of up to `repeats` timed calls of `run` after one warm-up call (one-off kernel selection), stopping
-    once the timed calls took `budget` seconds; a warm-up call slower than the budget is the answer by itself."""
-    warm_up = run()
-    if warm_up > budget:
-        return warm_up
-    best, spent = float("inf"), 0.0
-    for _ in range(repeats):
-        seconds = run()
-        best, spent = min(best, seconds), spent + seconds
-        if spent > budget:
-            break
-    return best
+    return run
 
 
 @functools.cache
 def bf16_speedup(device: torch.device) -> float:
-    """fp32 time / bf16 time of a probe convolution on `device` (> 1: bf16 is faster). Measured once per process,
-    from any grad mode (callers may sit under no_grad or inference_mode), without moving any seeded random stream."""
+    """fp32 time / bf16 time of the probe convolution on `device` (> 1: bf16 is faster), from warmed-up calls only:
+    each precision runs once untimed (kernel creation), then PROBE_PAIRS interleaved pairs, and the fastest call of
+    each is compared. Measured once per process, from any grad mode, without moving any seeded random stream."""
     with torch.random.fork_rng(devices=[]), torch.inference_mode(False), torch.enable_grad():
-        return _time_conv(device, bf16=False) / _time_conv(device, bf16=True)
+        steps = {bf16: _probe_step(device, bf16) for bf16 in (False, True)}
+        for run in steps.values():
+            run()  # the first call creates the kernels: never timed, however long it takes on a busy machine
+        best = {False: float("inf"), True: float("inf")}
+        for _ in range(PROBE_PAIRS):
+            for bf16, run in steps.items():
+                best[bf16] = min(best[bf16], PROBE_TIMER(run, bf16))
+    return best[False] / best[True]
 
 
 # --- the choice ------------------------------------------------------------------------------------------------------
 
 
 def choose_precision(
-    device: torch.device, requested: bool | str = "auto", recorded: bool | None = None, given: str = "as asked"
-) -> tuple[bool, str]:
-    """(use bf16, why) for `device`; `requested` is True, False or "auto" (`given`: how a True/False came, for the
-    reason, e.g. "as the run recorded").
+    device: torch.device, requested: str = "auto", recorded: str | None = None, given: str = "as asked"
+) -> tuple[str, str]:
+    """(precision, why) for `device`; `requested` is auto, bf16 or fp32 (`given`: how a bf16 or fp32 request came,
+    for the reason, e.g. "as the run recorded").
 
-    `recorded`: the precision that trained weights were tested in. With "auto" it is reused where this machine runs
+    `recorded`: the precision that trained weights were tested in. With `auto` it is reused where this machine runs
     it natively, so that evaluating a run reproduces its numbers; where bf16 would be emulated, fp32 stands in."""
-    if requested not in BF16_CHOICES:
-        raise ConfigError(f"bf16: must be true, false or auto; got {requested!r}")
-    if requested == "auto" and recorded is False:
-        return False, f"{gpu_name(device) if device.type == 'cuda' else cpu_isa()}, fp32 as the weights were tested"
-    if requested == "auto" and recorded is True:
-        use, reason = choose_precision(device, "auto")
-        return use, reason + (" (the weights were tested in bf16)" if not use else "")
+    check_precision(requested)
+    if requested == "auto" and recorded == "fp32":
+        return "fp32", f"{gpu_name(device) if device.type == 'cuda' else cpu_isa()}, fp32 as the weights were tested"
+    if requested == "auto" and recorded == "bf16":
+        precision, reason = choose_precision(device, "auto")
+        return precision, reason + (" (the weights were tested in bf16)" if precision == "fp32" else "")
     if device.type == "cuda":
         return _choose_cuda(device, requested, given)
     isa = cpu_isa()
-    if requested is False:
-        return False, f"{isa}, fp32 {given}"
+    if requested == "fp32":
+        return "fp32", f"{isa}, fp32 {given}"
     emulated = cpu_bf16_emulated_reason()
     if emulated is not None:
-        if requested is True:
+        if requested == "bf16":
             _warn_once(f"bf16 on this CPU ({isa}, {emulated}) is emulated: 10-400x slower than fp32. Go on.")
-            return True, f"{isa}, bf16 {given} (emulated: {emulated})"
-        return False, f"{isa}, {emulated} → fp32"
-    if requested is True:
-        return True, f"{isa}, bf16 {given}"
+            return "bf16", f"{isa}, bf16 {given} (emulated: {emulated})"
+        return "fp32", f"{isa}, {emulated} → fp32"
+    if requested == "bf16":
+        return "bf16", f"{isa}, bf16 {given}"
     speedup = bf16_speedup(device)
     if speedup < BF16_VETO:
-        return False, f"{isa}, but bf16 measured {1 / speedup:.0f}x slower than fp32 (emulated) → fp32"
-    return True, f"{isa}, native bf16 → bf16"
+        return "fp32", f"{isa}, but bf16 measured {1 / speedup:.0f}x slower than fp32 (emulated) → fp32"
+    return "bf16", f"{isa}, native bf16 → bf16"
 
 
 @functools.cache
@@ -290,25 +277,25 @@ def _warn_once(message: str) -> None:
     print(f"resnet-cifar: warning: {message}", file=sys.stderr, flush=True)
 
 
-def _choose_cuda(device: torch.device, requested: bool | str, given: str) -> tuple[bool, str]:
+def _choose_cuda(device: torch.device, requested: str, given: str) -> tuple[str, str]:
     name = gpu_name(device)
-    if requested is False:
-        return False, f"{name}, fp32 {given}"
+    if requested == "fp32":
+        return "fp32", f"{name}, fp32 {given}"
     native = torch.cuda.get_device_capability(device) >= CUDA_BF16_CAPABILITY
-    if requested is True:
+    if requested == "bf16":
         if not native and not torch.cuda.is_bf16_supported():
-            raise ConfigError(f"bf16: {name} does not support bfloat16")
-        return True, f"{name}, bf16 {given}"
+            raise ConfigError(f"precision: {name} does not support bfloat16")
+        return "bf16", f"{name}, bf16 {given}"
     if not native:
-        return False, f"{name}, no native bf16 (compute capability below 8.0) → fp32"
-    return True, f"{name}, native bf16 → bf16"
+        return "fp32", f"{name}, no native bf16 (compute capability below 8.0) → fp32"
+    return "bf16", f"{name}, native bf16 → bf16"
 
 
 def choose_runtime(
     device: str | torch.device = "auto",
-    bf16: bool | str = "auto",
+    precision: str = "auto",
     threads: int = 0,
-    recorded: bool | None = None,
+    recorded: str | None = None,
     given: str = "as asked",
 ) -> Runtime:
     """Resolve the device, set the thread count (0: leave PyTorch's default, one per core) and pick the precision
@@ -316,8 +303,8 @@ def choose_runtime(
     resolved = resolve_device(device)
     if check_threads(threads):
         torch.set_num_threads(threads)
-    use_bf16, reason = choose_precision(resolved, bf16, recorded, given)
-    return Runtime(resolved, use_bf16, reason, torch.get_num_threads())
+    chosen, reason = choose_precision(resolved, precision, recorded, given)
+    return Runtime(resolved, chosen, reason, torch.get_num_threads())
 
 
 def enable_determinism(device: torch.device) -> None:

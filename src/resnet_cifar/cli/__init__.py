@@ -95,8 +95,12 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str] | No
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_command_line(build_parser(), argv)
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    return run(parse_command_line(build_parser(), argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the parsed command: alone, or as a torchrun worker (WORLD_SIZE > 1)."""
+    if world_size() <= 1:
         return _run(args)
     try:
         code = _run(args)
@@ -106,6 +110,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         code = 1
     _exit_without_teardown(code)
+
+
+def world_size() -> int:
+    """torchrun's WORLD_SIZE (1 when not under torchrun); a value that is not a number is the user's error."""
+    text = os.environ.get("WORLD_SIZE", "1")
+    if not text.strip().isdigit():
+        print(
+            f"resnet-cifar: error: WORLD_SIZE must be a whole number (torchrun sets it), got {text!r}", file=sys.stderr
+        )
+        raise SystemExit(EXIT_USAGE)
+    return int(text)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -72,12 +72,15 @@ def cmd_gradient_flow(args: argparse.Namespace) -> int:
 
 
 def cmd_degradation(args: argparse.Namespace) -> int:
+    from resnet_cifar.config import load_config
     from resnet_cifar.experiments.degradation import run_degradation, table_lines, write_degradation
+    from resnet_cifar.experiments.subruns import experiment_runtime
 
     settings = settings_from(args, DegradationSettings)
     if args.schedule == "step":
         settings.use_paper_step_schedule()
-    results = run_degradation(settings, Path(args.out))
+    runtime = experiment_runtime(load_config(None, settings.recipe), settings.threads)
+    results = run_degradation(settings, Path(args.out), runtime)
     print("\n".join(table_lines(results)))
     print(f"total {results['total_seconds'] / 60:.1f} minutes")
     for path in write_degradation(results, Path(args.out)):
@@ -86,13 +89,16 @@ def cmd_degradation(args: argparse.Namespace) -> int:
 
 
 def cmd_data_efficiency(args: argparse.Namespace) -> int:
+    from resnet_cifar.config import load_config
     from resnet_cifar.experiments.data_efficiency import run_data_efficiency, table_lines, write_data_efficiency
+    from resnet_cifar.experiments.subruns import experiment_runtime
 
     settings = settings_from(args, DataEfficiencySettings)
     if args.model is not None and args.model_options is None:
         settings.model_options = {}  # the default options are fastnet's
     out = Path(args.out)
-    results = run_data_efficiency(settings, out, train=not args.report_only)
+    runtime = experiment_runtime(load_config(None, {**settings.recipe, "device": settings.device}), settings.threads)
+    results = run_data_efficiency(settings, out, runtime, train=not args.report_only)
     print("\n".join(table_lines(results)))
     print(f"{results['seconds'] / 60:.1f} minutes of training and testing in all ({results['budget']})")
     for path in write_data_efficiency(results, out):
@@ -101,12 +107,16 @@ def cmd_data_efficiency(args: argparse.Namespace) -> int:
 
 
 def cmd_depth(args: argparse.Namespace) -> int:
+    from resnet_cifar.config import load_config
     from resnet_cifar.experiments.depth import run_depth, summary_lines, write_depth
     from resnet_cifar.experiments.study_reports import ReportError
+    from resnet_cifar.experiments.subruns import experiment_runtime
 
     settings = settings_from(args, DepthSettings)
+    settings.validate()
     out = Path(args.out)
-    results = run_depth(settings, out, train=not args.report_only)
+    runtime = experiment_runtime(load_config(settings.config), settings.threads)
+    results = run_depth(settings, out, runtime, train=not args.report_only)
     if results["nets"]:
         print("\n".join(summary_lines(results)))
         try:

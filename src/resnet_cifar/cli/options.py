@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from resnet_cifar.choices import PRECISIONS, TTA_LEVELS
+from resnet_cifar.run_folder import CHECKPOINTS, OUTPUT_DIR
+
 
 def add_data_dir(parser: argparse.ArgumentParser, download: bool = True) -> None:
     """--data-dir (and --no-download, for the commands that may download)."""
@@ -17,31 +20,14 @@ def add_data_dir(parser: argparse.ArgumentParser, download: bool = True) -> None
     )
 
 
-def _parse_switch(text: str) -> bool | str:
-    value = {"true": True, "false": False, "auto": "auto"}.get(text.lower())
-    if value is None:
-        raise argparse.ArgumentTypeError(f"expected auto, true or false, got {text!r}")
-    return value
-
-
-def add_switch_or_auto(parser, name: str, help_text: str, default=None) -> None:
-    """`--NAME` (true), `--NAME auto|true|false` and `--no-NAME` (false), e.g. for bf16."""
-    flag = "--" + name.replace("_", "-")
-    parser.add_argument(
-        flag, dest=name, nargs="?", const=True, type=_parse_switch, default=default, metavar="auto", help=help_text
-    )
-    parser.add_argument("--no-" + flag[2:], dest=name, action="store_const", const=False, help=argparse.SUPPRESS)
-
-
 def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
     """--weights RUN_OR_FILE and --checkpoint last|best: the same two flags in every command that loads a model."""
     parser.add_argument(
         "--weights", default=None, metavar="RUN_OR_FILE", help=f"run folder or .safetensors file {default_help}"
     )
     parser.add_argument(
-        "--checkpoint", default="last", choices=("last", "best"), help="which checkpoint of a run folder (default last)"
+        "--checkpoint", default="last", choices=CHECKPOINTS, help="which checkpoint of a run folder (default last)"
     )
-    parser.add_argument("--which", dest="checkpoint", choices=("last", "best"), help=argparse.SUPPRESS)  # old name
     parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
     parser.add_argument(
         "--model-options",
@@ -52,7 +38,7 @@ def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
     )
 
 
-def load_weights(args: argparse.Namespace, bf16: bool | str):
+def load_weights(args: argparse.Namespace, precision: str):
     """The model named by the flags `add_weights` adds (and --device), through inference.load_model."""
     from resnet_cifar.inference.loading import load_model
 
@@ -62,7 +48,7 @@ def load_weights(args: argparse.Namespace, bf16: bool | str):
         model_name=args.model,
         model_options=args.model_options,
         device=args.device,
-        bf16=bf16,
+        precision=precision,
     )
 
 
@@ -104,13 +90,24 @@ def top_k(text: str) -> int:
 
 
 def add_runtime(parser: argparse.ArgumentParser) -> None:
-    """--device and --bf16 for the commands that run a model (default: chosen from the hardware)."""
+    """--device and --precision for the commands that run a model (default: chosen from the hardware)."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
-    add_switch_or_auto(
-        parser,
-        "bf16",
-        "bfloat16 autocast: auto (where the hardware runs it natively and faster), true or false",
+    parser.add_argument(
+        "--precision",
         default="auto",
+        choices=PRECISIONS,
+        help="bf16 (autocast) or fp32; auto: as the weights were tested, where this machine computes that natively",
+    )
+
+
+def add_tta(parser: argparse.ArgumentParser, default: int | None, default_help: str) -> None:
+    """--tta LEVEL, one of TTA_LEVELS."""
+    parser.add_argument(
+        "--tta",
+        type=int,
+        choices=TTA_LEVELS,
+        default=default,
+        help=f"test-time augmentation: 0 none, 1 flip, 2 flip + translate ({default_help})",
     )
 
 
@@ -123,3 +120,7 @@ def add_explain(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
         metavar="NAME",
         help="layer for the class-activation maps, as in model.named_modules() (default: the last stage)",
     )
+
+
+def add_output_dir(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--output-dir", default=OUTPUT_DIR, help=f"{help_text} (default {OUTPUT_DIR})")

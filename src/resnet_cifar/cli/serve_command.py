@@ -5,18 +5,18 @@ from __future__ import annotations
 import argparse
 import math
 
-from resnet_cifar.cli.options import add_runtime, add_weights, load_weights, positive_int
+from resnet_cifar.cli.options import add_runtime, add_tta, add_weights, load_weights, positive_int
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from resnet_cifar.entry import interrupted
     from resnet_cifar.inference.explain import default_layer, find_layer
+    from resnet_cifar.interrupts import interrupted
     from resnet_cifar.serve.app import MB, Batching, Classifier, Limits, create_app
 
     listening = bind_socket(args.host, args.port)  # a port in use or not allowed fails now, in one line
-    loaded = load_weights(args, bf16=args.bf16)
+    loaded = load_weights(args, precision=args.precision)
     find_layer(loaded.model, args.cam_layer or default_layer(loaded.model))  # a wrong layer fails now, not per image
     limits = Limits(
         max_files=args.max_files,
@@ -93,7 +93,7 @@ def register(sub) -> None:
     add_weights(parser, "(default: the shipped weights)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default 8000)")
-    parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
+    add_tta(parser, 1, "default 1")
     parser.add_argument("--cam-layer", default=None, metavar="NAME", help="layer of the maps (default: last stage)")
     parser.add_argument("--max-files", type=positive_int, default=16, help="images per request (default 16)")
     parser.add_argument("--max-file-mb", type=_megabytes, default=10.0, help="size limit per image (default 10)")

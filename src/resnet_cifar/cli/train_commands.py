@@ -5,40 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli.options import add_switch_or_auto
-
-
-def _config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (`--batch-size 256`, `--bf16/--no-bf16`); values parse like YAML."""
-    from resnet_cifar.config import FIELDS
-
-    group = parser.add_argument_group("configuration (override the YAML file)")
-    for name, spec in FIELDS.items():
-        flag = "--" + name.replace("_", "-")
-        help_text = spec.metadata["help"]
-        if spec.metadata.get("choices"):
-            help_text += f" ({'/'.join(map(str, spec.metadata['choices']))})"
-        if spec.type in ("bool", bool):
-            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif spec.type == "bool | str":
-            add_switch_or_auto(group, name, help_text)
-        else:
-            group.add_argument(flag, dest=name, default=None, metavar="V", help=help_text)
-
-
-def flag_overrides(args: argparse.Namespace) -> dict:
-    """The configuration fields the command line sets (flags given), parsed like YAML."""
-    from resnet_cifar.config import FIELDS, parse_cli_value
-
-    overrides = {}
-    for name in FIELDS:
-        value = getattr(args, name, None)
-        if value is not None:
-            overrides[name] = value if isinstance(value, bool) else parse_cli_value(value)
-    if "name" in overrides and overrides["name"] is not None:
-        overrides["name"] = str(overrides["name"])
-    return overrides
-
 
 def _stop_with_parent() -> None:
     """If the parent process dies (e.g. `make train` is killed with SIGKILL), get SIGTERM, which checkpoints and
@@ -59,7 +25,7 @@ def _stop_with_parent() -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from resnet_cifar.config import load_config
+    from resnet_cifar.config import flag_overrides, load_config
     from resnet_cifar.errors import ConfigError
     from resnet_cifar.train.session import print_final_line, resume_config, run_training
 
@@ -70,17 +36,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             "--resume continues a run with its own configuration (RUN/config.yaml); drop --config "
             "(flags that only change where or how fast it runs, such as --device or --threads, may be given)"
         )
+    recorded = None
     if args.resume:
-        config = resume_config(Path(args.resume), overrides)
+        config, recorded = resume_config(Path(args.resume), overrides)
     else:
         config = load_config(args.config, overrides)
     # a signal raises Interrupted (checkpoint written): the entry point exits with 128 + its number
-    results = run_training(config, resume=Path(args.resume) if args.resume else None, overwrite=args.overwrite)
+    resume = Path(args.resume) if args.resume else None
+    results = run_training(config, resume=resume, recorded=recorded, overwrite=args.overwrite)
     print_final_line(results)
     return 0
 
 
-def _train_parser(sub) -> None:
+def register(sub) -> None:
+    """Add `train` to the `resnet-cifar` parser."""
+    from resnet_cifar.config import add_config_flags
+
     parser = sub.add_parser(
         "train",
         help="train a model (config file < flags); prints test_accuracy= last",
@@ -90,10 +61,5 @@ def _train_parser(sub) -> None:
     parser.add_argument("--config", default=None, help="YAML file of config keys (see configs/)")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run exactly where it stopped")
     parser.add_argument("--overwrite", action="store_true", help="reuse the run folder name instead of adding -2")
-    _config_flags(parser)
+    add_config_flags(parser)
     parser.set_defaults(func=cmd_train)
-
-
-def register(sub) -> None:
-    """Add this module's subcommands to the `resnet-cifar` parser."""
-    _train_parser(sub)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from resnet_cifar.cli.options import add_explain, add_runtime, add_weights, load_weights, top_k
+from resnet_cifar.cli.options import add_explain, add_runtime, add_tta, add_weights, load_weights, top_k
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.classify import format_json, format_table, predict_files
 
-    loaded = load_weights(args, bf16=args.bf16)
+    loaded = load_weights(args, precision=args.precision)
     predictions = predict_files(
         loaded.model,
         args.images,
@@ -51,7 +51,7 @@ def _predict_parser(sub) -> None:
     parser.add_argument("images", nargs="+", help="files, folders (searched recursively) or glob patterns")
     add_weights(parser, "(default: the shipped weights, offline)")
     parser.add_argument("--top-k", type=top_k, default=3, help="classes shown per image, 1 to 10 (default 3)")
-    parser.add_argument("--tta", type=int, choices=(0, 1, 2), default=1, help="test-time augmentation level")
+    add_tta(parser, 1, "default 1")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_explain(
         parser, "--explain", metavar="OUT.png", help="also draw each image's class-activation maps into OUT.png"
@@ -65,7 +65,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from resnet_cifar.inference.export import export_metadata, export_model, output_path
     from resnet_cifar.run_folder import refuse_overwrite
 
-    loaded = load_weights(args, bf16=False)  # the exported graph is fp32
+    loaded = load_weights(args, precision="fp32")  # the exported graph is fp32
     output = output_path(args.output, loaded.name, args.format)
     refuse_overwrite(output, args.force)
     export_model(
@@ -102,12 +102,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     from resnet_cifar.data.normalization import Normalization
     from resnet_cifar.errors import ConfigError
     from resnet_cifar.inference.importer import import_checkpoint
+    from resnet_cifar.run_folder import OUTPUT_DIR
 
     if (args.mean is None) != (args.std is None):
         raise ConfigError("--mean and --std go together: give both (3 numbers each, pixels in [0, 1])")
     normalization = None if args.mean is None else Normalization(tuple(args.mean), tuple(args.std))
     source = Path(args.source)
-    output = Path(args.output) if args.output else Path("outputs") / "imported" / f"{source.stem}.safetensors"
+    output = Path(args.output) if args.output else Path(OUTPUT_DIR) / "imported" / f"{source.stem}.safetensors"
     done = import_checkpoint(
         source,
         output,
@@ -126,7 +127,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def _import_parser(sub) -> None:
-    from resnet_cifar.models.layers import PADDINGS
+    from resnet_cifar.choices import SHORTCUT_PADDINGS
 
     parser = sub.add_parser(
         "import",
@@ -140,7 +141,7 @@ def _import_parser(sub) -> None:
     parser.add_argument("--model", default=None, help="the model name (default: told from the tensors)")
     parser.add_argument(
         "--shortcut-padding",
-        choices=PADDINGS,
+        choices=SHORTCUT_PADDINGS,
         default=None,
         help="where option A's zero channels go (default: split for akamaster's layout, else after)",
     )

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 
 import torch
 
+from resnet_cifar.choices import PAD_MODES
 from resnet_cifar.data.augmix import augmix, sample_augmix
 from resnet_cifar.data.normalization import CIFAR10_MEAN, CIFAR10_STD, normalize
 
 __all__ = [
     "CIFAR10_MEAN",
     "CIFAR10_STD",
-    "PAD_MODES",
     "AugmentParams",
     "Augmentation",
     "apply_flip",
@@ -27,8 +27,6 @@ __all__ = [
     "random_flip",
     "shift",
 ]
-
-PAD_MODES = ("reflect", "zeros")
 
 
 def _source_index(

@@ -18,7 +18,6 @@ import math
 import torch
 import torch.nn.functional as F
 
-MODES = ("off", "mix", "jsd")  # off; one AugMix view; the clean image and two views for the Jensen-Shannon loss
 OPS = (
     "autocontrast",
     "equalize",

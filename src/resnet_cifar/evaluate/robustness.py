@@ -72,21 +72,10 @@ def run_benchmark(
             eces["after"].append(expected_calibration_error(logits / temperature, labels))
         mean = sum(table[name].values()) / len(SEVERITIES)
         progress(f"corruption {index}/{len(corruptions)} {name}: mean accuracy {mean:.4f}")
-    means = {name: sum(row.values()) / len(row) for name, row in table.items()}
-    mca = sum(means.values()) / len(means)
-    families = {
-        family: sum(means[n] for n in names if n in means) / max(1, sum(n in means for n in names))
-        for family, names in FAMILIES.items()
-        if any(n in means for n in names)
-    }
     return {
         "images": len(labels),
         "seed": seed,
-        "clean_accuracy": clean,
-        "mean_corruption_accuracy": mca,
-        "relative_drop": (clean - mca) / clean if clean else None,
-        "per_family": families,
-        "per_corruption": means,
+        **summary(clean, table),
         "accuracy": table,
         "calibration": {
             "temperature": temperature,
@@ -98,6 +87,25 @@ def run_benchmark(
         "left_out": LEFT_OUT,
         "seconds": round(time.perf_counter() - started, 1),
         "machine": machine_description(),
+    }
+
+
+def summary(clean: float, table: dict[str, dict[str, float]]) -> dict:
+    """The numbers CIFAR-10-C reports: clean accuracy, mean corruption accuracy (mCA), the relative drop
+    (clean - mCA) / clean, and the mean accuracy per family and per corruption."""
+    means = {name: sum(row.values()) / len(row) for name, row in table.items()}
+    mca = sum(means.values()) / len(means)
+    families = {
+        family: sum(means[n] for n in names if n in means) / max(1, sum(n in means for n in names))
+        for family, names in FAMILIES.items()
+        if any(n in means for n in names)
+    }
+    return {
+        "clean_accuracy": clean,
+        "mean_corruption_accuracy": mca,
+        "relative_drop": (clean - mca) / clean if clean else None,
+        "per_family": families,
+        "per_corruption": means,
     }
 
 

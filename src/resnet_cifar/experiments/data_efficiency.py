@@ -27,6 +27,8 @@ from resnet_cifar.experiments.settings import KINDS, DataEfficiencySettings, twi
 from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, ReportError, write_report
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.files import atomic_write_bytes
+from resnet_cifar.run_folder import training_seconds
+from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.loop import Trainer
 
 
@@ -34,7 +36,7 @@ def point_name(kind: str, size: int, seed: int) -> str:
     return f"{kind}-{size}-s{seed}"
 
 
-def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySettings, out: Path, test) -> dict:
+def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySettings, out: Path, test, runtime) -> dict:
     model, options = twin(settings.model, settings.model_options, kind)
     name = point_name(kind, size, seed)
     config = load_config(
@@ -61,7 +63,7 @@ def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySetting
         },
     )
     started = time.perf_counter()
-    trainer = Trainer(as_it_began(config, out / "runs" / name), out / "runs" / name, resume_hint=AGAIN)
+    trainer = Trainer(config, out / "runs" / name, as_it_began(runtime, out / "runs" / name), resume_hint=AGAIN)
     continue_from_checkpoint(trainer)  # an interrupted point goes on where it stopped
     trainer.fit()
     images, labels = test
@@ -78,9 +80,10 @@ def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySetting
         "epochs": settings.steps * batch / size,
         "val_acc": trainer.history[-1]["val_acc"],
         "test_acc": test_acc,
-        "train_seconds": trainer.train_seconds(),
+        "train_seconds": training_seconds(trainer.history),
         "seconds": time.perf_counter() - started,
         "runtime": trainer.runtime.describe(),
+        "precision": trainer.runtime.precision,
         "settings": settings.fingerprint(),
     }
 
@@ -95,7 +98,7 @@ def load_point(path: Path, settings: DataEfficiencySettings) -> dict | None:
 
 
 def run_data_efficiency(
-    settings: DataEfficiencySettings, out: Path, log: Callable[[str], None] = print, *, train: bool = True
+    settings: DataEfficiencySettings, out: Path, runtime: Runtime, log: Callable[[str], None] = print, *, train=True
 ) -> dict:
     """Train every missing (kind, size, seed) point, then return all points and their summary. With train=False,
     report the points already in `out` (say, filled by several processes): see `stored_report`."""
@@ -115,7 +118,7 @@ def run_data_efficiency(
         if point is None:
             counter.start(f"{point_name(kind, size, seed)}: {settings.steps} steps on {size:,} images")
             with held(out / "runs" / point_name(kind, size, seed)):
-                point = train_point(kind, size, seed, settings, out, test)
+                point = train_point(kind, size, seed, settings, out, test, runtime)
             counter.done()
             atomic_write_bytes(path, (json.dumps(point, indent=1) + "\n").encode())
             log(
@@ -195,6 +198,7 @@ def _results(described: dict, fingerprint: dict, points: list[dict], missing: li
         "summary": summarize(points),
         "points": points,
         "seconds": sum(point["seconds"] for point in points),  # compute time of all points, whoever trained them
+        "precision": "/".join(sorted({point["precision"] for point in points})),
     }
 
 

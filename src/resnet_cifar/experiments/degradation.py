@@ -23,6 +23,7 @@ from resnet_cifar.experiments.settings import DegradationSettings
 from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, write_report
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.files import atomic_write_bytes
+from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.loop import Callback, Trainer
 
 
@@ -70,12 +71,12 @@ def net_config(net: str, settings: DegradationSettings, out: Path):
     )
 
 
-def train_one(net: str, settings: DegradationSettings, out: Path, test_images, test_labels) -> dict:
+def train_one(net: str, settings: DegradationSettings, out: Path, test_images, test_labels, runtime) -> dict:
     config = net_config(net, settings, out)
     run_dir = out / "runs" / net
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test_images, test_labels, run_dir / "test_error_per_epoch.json")
-    trainer = Trainer(as_it_began(config, run_dir), run_dir, callbacks=[tracker], resume_hint=AGAIN)
+    trainer = Trainer(config, run_dir, as_it_began(runtime, run_dir), callbacks=[tracker], resume_hint=AGAIN)
     started = time.perf_counter()
     continue_from_checkpoint(trainer)  # an interrupted net goes on where it stopped, with its per-epoch test errors
     tracker.keep_first(trainer.position.epoch)
@@ -92,7 +93,9 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
     }
 
 
-def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str], None] = print) -> dict:
+def run_degradation(
+    settings: DegradationSettings, out: Path, runtime: Runtime, log: Callable[[str], None] = print
+) -> dict:
     from resnet_cifar.data.locate import load_test_sample
 
     test_images, test_labels = load_test_sample(settings.data_dir, settings.test_images, settings.seed)
@@ -109,7 +112,7 @@ def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str
             continue
         counter.start(f"{name}: {settings.epochs:g} epochs of {settings.train_size:,} images")
         with held(out / "runs" / name):
-            nets[name] = train_one(name, settings, out, test_images, test_labels)
+            nets[name] = train_one(name, settings, out, test_images, test_labels, runtime)
         counter.done()
         done.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(done, json.dumps({"settings": fingerprint, "result": nets[name]}).encode())
@@ -118,7 +121,7 @@ def run_degradation(settings: DegradationSettings, out: Path, log: Callable[[str
             f"({nets[name]['seconds']:.0f}s)"
         )
     total = sum(net["seconds"] for net in nets.values())
-    return {"settings": asdict(settings), "nets": nets, "total_seconds": total}
+    return {"settings": asdict(settings), "precision": runtime.precision, "nets": nets, "total_seconds": total}
 
 
 def table(results: dict) -> dict:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from resnet_cifar.config import load_config
+from resnet_cifar.config import RUNTIME_KEYS, load_config
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.experiments.degradation import TestErrorEachEpoch
 from resnet_cifar.experiments.settings import DepthSettings
@@ -24,8 +24,8 @@ from resnet_cifar.experiments.study_reports import AGAIN, NetProgress, write_rep
 from resnet_cifar.experiments.subruns import as_it_began, continue_from_checkpoint, held
 from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.run_folder import training_seconds
+from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.loop import Trainer
-from resnet_cifar.train.session import RUNTIME_KEYS
 
 
 def study_runs(settings: DepthSettings) -> list[tuple[str, int]]:
@@ -70,12 +70,12 @@ def net_fingerprint(settings: DepthSettings, net: str, seed: int) -> dict:
     return {key: value for key, value in json.loads(json.dumps(config.to_dict())).items() if key not in skip}
 
 
-def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test) -> dict:
+def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test, runtime: Runtime) -> dict:
     config = net_config(settings, net, seed, out)
     run_dir = out / "runs" / run_name(net, seed)
     run_dir.mkdir(parents=True, exist_ok=True)
     tracker = TestErrorEachEpoch(test.images, test.labels, run_dir / "test_error_per_epoch.json")
-    trainer = Trainer(as_it_began(config, run_dir), run_dir, callbacks=[tracker], resume_hint=AGAIN)
+    trainer = Trainer(config, run_dir, as_it_began(runtime, run_dir), callbacks=[tracker], resume_hint=AGAIN)
     continue_from_checkpoint(trainer)
     tracker.keep_first(trainer.position.epoch)
     results = trainer.fit()
@@ -109,7 +109,9 @@ def finished_net(settings: DepthSettings, net: str, seed: int, out: Path) -> dic
     return entry.get("result") if entry.get("config") == net_fingerprint(settings, net, seed) else None
 
 
-def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Callable[[str], None] = print) -> dict:
+def run_depth(
+    settings: DepthSettings, out: Path, runtime: Runtime, *, train: bool = True, log: Callable[[str], None] = print
+) -> dict:
     """Train every net of the study not yet finished in `out` (unless `train` is False) and gather them all.
 
     A net that another process is training in `out` (its folder is locked) is left to it: the same command started
@@ -126,13 +128,13 @@ def run_depth(settings: DepthSettings, out: Path, *, train: bool = True, log: Ca
         for _ in range(len(runs) - len(todo)):
             counter.skip()
         for net, seed in todo:
-            _train_unless_taken(settings, net, seed, out, test, counter, log)
+            _train_unless_taken(settings, net, seed, out, test, runtime, counter, log)
         finished = {run_name(*run): finished_net(settings, *run, out) for run in runs}
     nets = {name: result for name, result in finished.items() if result is not None}
     return {"settings": asdict(settings), "nets": nets, "missing": [name for name in finished if name not in nets]}
 
 
-def _train_unless_taken(settings, net, seed, out, test, counter, log) -> None:
+def _train_unless_taken(settings, net, seed, out, test, runtime, counter, log) -> None:
     name = run_name(net, seed)
     try:
         lock = held(out / "runs" / name).acquire()
@@ -145,7 +147,7 @@ def _train_unless_taken(settings, net, seed, out, test, counter, log) -> None:
             return  # finished by another process since this one began
         counter.start(name)
         started = time.perf_counter()
-        result = train_net(settings, net, seed, out, test)
+        result = train_net(settings, net, seed, out, test, runtime)
         result["wall_seconds"] = time.perf_counter() - started
         entry = {"config": net_fingerprint(settings, net, seed), "result": result}
         atomic_write_bytes(_stored(out, name), json.dumps(entry).encode())  # before another process may look

@@ -141,7 +141,7 @@ def run_gradient_flow(settings: GradientFlowSettings, log: Callable[[str], None]
     pool_images, pool_labels = train.images[pool], train.labels[pool]
     fixed = balanced_subset(pool_labels, settings.batch_size - settings.batch_size % 10, settings.seed + 1)
     batch, batch_labels = normalize(pool_images[fixed]), pool_labels[fixed]
-    results = {"settings": asdict(settings), "nets": {}}
+    results = {"settings": asdict(settings), "precision": "fp32", "nets": {}}  # measured in fp32
     nets = net_names(settings)
     counter = NetProgress(len(nets), log)
     for label, name, norm in nets:

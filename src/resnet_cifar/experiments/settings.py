@@ -73,7 +73,7 @@ def _paper_recipe() -> dict:
         "pad_mode": "zeros",
         "flip": True,
         "label_smoothing": 0.0,
-        "bf16": "auto",
+        "precision": "auto",
         "channels_last": True,
     }
 
@@ -163,7 +163,7 @@ def _fast80() -> dict:
         "flip": True,
         "tta": 1,
         "eval_batch_size": 250,
-        "bf16": "auto",
+        "precision": "auto",
         "channels_last": True,
     }
 

@@ -9,13 +9,18 @@ from pathlib import Path
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
-from resnet_cifar.config import TrainConfig
+from resnet_cifar.config import RUNTIME_KEYS, TrainConfig
+from resnet_cifar.runtime import Runtime, choose_precision, choose_runtime
 from resnet_cifar.train.loop import Trainer
-from resnet_cifar.train.session import RUNTIME_KEYS
+
+
+def experiment_runtime(recipe: TrainConfig, threads: int = 0) -> Runtime:
+    """The runtime an experiment's sub-runs compute in, decided once at its start from its recipe's request."""
+    return choose_runtime(recipe.device, recipe.precision, threads)
 
 
 def _what_it_computes(config: dict) -> dict:
-    return json.loads(json.dumps({k: v for k, v in config.items() if k not in RUNTIME_KEYS}))
+    return json.loads(json.dumps({k: v for k, v in config.items() if k not in (*RUNTIME_KEYS, "precision")}))
 
 
 def held(run_dir: Path) -> run_folder.RunLock:
@@ -25,15 +30,16 @@ def held(run_dir: Path) -> run_folder.RunLock:
     return run_folder.RunLock(run_dir, instead="give this experiment another --out")
 
 
-def as_it_began(config: TrainConfig, run_dir: Path) -> TrainConfig:
-    """The sub-run's configuration with `bf16: auto` replaced by the precision its checkpoint records. The precision
-    was decided once, when the sub-run started; resolved again on a machine of another kind, `auto` could choose the
-    other one, and the sub-run would start afresh instead of going on (build the Trainer from this config)."""
+def as_it_began(runtime: Runtime, run_dir: Path) -> Runtime:
+    """The experiment's runtime, in the precision the sub-run's checkpoint records where it has one: that was decided
+    when the sub-run started, and a sub-run continued on a machine of another kind goes on in it (otherwise it
+    would start afresh instead of going on)."""
     path = run_folder.checkpoint_path(run_dir)
-    if config.bf16 != "auto" or not path.is_file():
-        return config
-    recorded = recorded_precision(load_checkpoint(path)[1])
-    return config if recorded is None else dataclasses.replace(config, bf16=recorded)
+    recorded = recorded_precision(load_checkpoint(path)[1]) if path.is_file() else None
+    if recorded is None or recorded == runtime.precision:
+        return runtime
+    precision, reason = choose_precision(runtime.device, recorded, given="as the sub-run began")
+    return dataclasses.replace(runtime, precision=precision, reason=reason)
 
 
 def continue_from_checkpoint(trainer: Trainer) -> bool:

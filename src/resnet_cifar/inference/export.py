@@ -21,6 +21,7 @@ from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10, Normalization
 from resnet_cifar.errors import ConfigError, ResnetCifarError
 from resnet_cifar.inference.tta import model_device
+from resnet_cifar.run_folder import OUTPUT_DIR
 
 FORMATS = ("onnx", "torchscript")
 
@@ -39,7 +40,7 @@ def output_path(output: str | Path | None, name: str, fmt: str) -> Path:
     """`--output`: a file, or a folder to put `<model>.onnx` / `.pt` in; default outputs/<model>.<ext>."""
     filename = f"{name}{'.onnx' if fmt == 'onnx' else '.pt'}"
     if output is None:
-        return Path("outputs") / filename
+        return Path(OUTPUT_DIR) / filename
     output = Path(output)
     return output / filename if output.is_dir() or str(output).endswith(("/", os.sep)) else output
 

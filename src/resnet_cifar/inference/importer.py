@@ -190,14 +190,7 @@ def import_checkpoint(
     layout = detect_layout(list(cleaned), extras)
     sources = {our_key(next(iter(clean_state_dict({k: t})))): k for k, t in raw.items()}  # ours -> as in the file
     state = {our_key(k): t for k, t in cleaned.items()}
-    if model_name is None:
-        model_name, options = infer_model(state)
-    elif model_spec(model_name).family in SHORTCUT_FAMILIES:
-        options = {"shortcut": "B" if any(".shortcut." in k for k in state) else "A"}
-    else:
-        options = {}
-    if options.get("shortcut") == "A":
-        options["shortcut_padding"] = shortcut_padding or ("split" if layout == "akamaster" else "after")
+    model_name, options = _model_of(state, model_name, layout, shortcut_padding)
     model = _build(model_name, options)
     classes = model.fc.out_features if hasattr(model, "fc") else len(CLASSES)
     head = state.get("fc.weight")
@@ -207,19 +200,15 @@ def import_checkpoint(
             f"({len(CLASSES)})"
         )
     fitted = fit_to_model(state, sources, model, model_name)
-    if normalization is not None:
-        norm_source = "given on the command line"
-    elif layout == "akamaster":
-        normalization, norm_source = IMAGENET, "akamaster/pytorch_resnet_cifar10 trains with ImageNet's statistics"
-    else:
-        normalization, norm_source = CIFAR10, "not recorded in the file: assumed CIFAR-10's (pass --mean/--std)"
+    normalization, norm_source = _normalization_of(layout, normalization)
     metadata = {
         "model": model_name,
         "model_options": options,
         "normalization": normalization.as_dict(),
         "classes": list(CLASSES),
-        # how the weights are tested: fp32 (as published), no TTA, the memory format they load in
-        "config": {"tta": 0, "bf16": False, "channels_last": False, "eval_batch_size": 1000},
+        # how the weights are tested: in fp32 as published, without TTA, in the memory format they load in
+        "test_setting": {"tta": 0, "batch_size": 1000, "channels_last": False},
+        "runtime": {"precision": "fp32"},
         "imported": {
             "file": source.name,
             "sha256": hashlib.sha256(source.read_bytes()).hexdigest(),
@@ -231,6 +220,28 @@ def import_checkpoint(
     }
     save_checkpoint(output, {f"model.{k}": t for k, t in fitted.items()}, metadata)
     return Imported(output, model_name, options, layout, normalization, norm_source, len(raw), extras)
+
+
+def _model_of(state: dict, model_name: str | None, layout: str, shortcut_padding: str | None) -> tuple[str, dict]:
+    """The model (told from the tensors unless named) and its options; option A's padding as the layout has it."""
+    if model_name is None:
+        model_name, options = infer_model(state)
+    elif model_spec(model_name).family in SHORTCUT_FAMILIES:
+        options = {"shortcut": "B" if any(".shortcut." in k for k in state) else "A"}
+    else:
+        options = {}
+    if options.get("shortcut") == "A":
+        options["shortcut_padding"] = shortcut_padding or ("split" if layout == "akamaster" else "after")
+    return model_name, options
+
+
+def _normalization_of(layout: str, given: Normalization | None) -> tuple[Normalization, str]:
+    """The input statistics the weights were trained with, and where that knowledge comes from."""
+    if given is not None:
+        return given, "given on the command line"
+    if layout == "akamaster":
+        return IMAGENET, "akamaster/pytorch_resnet_cifar10 trains with ImageNet's statistics"
+    return CIFAR10, "not recorded in the file: assumed CIFAR-10's (pass --mean/--std)"
 
 
 def _build(name: str, options: dict) -> torch.nn.Module:

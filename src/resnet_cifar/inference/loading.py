@@ -11,6 +11,7 @@ from torch import nn
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, recorded_precision, split_prefix
+from resnet_cifar.config import TrainConfig, config_from_record
 from resnet_cifar.data.normalization import Normalization, recorded_normalization
 from resnet_cifar.errors import CheckpointError, ConfigError
 from resnet_cifar.inference.calibration import NO_TEMPERATURE, temperature_of
@@ -27,20 +28,17 @@ class LoadedModel:
     runtime: Runtime  # where the model is and the precision to run it in
     metadata: dict = field(default_factory=dict)
     ema_weights: bool = False  # the exponential moving average of the weights was loaded
+    config: TrainConfig | None = None  # what they were trained with (a run's, a shipped card's); None: unknown
 
     @property
-    def config(self) -> dict:
-        return self.metadata.get("config", {})
-
-    @property
-    def training_config(self) -> dict:
-        """The configuration the weights were trained with: a run's, or the one a shipped file's card records."""
-        return self.config or self.metadata.get("card", {}).get("config", {})
+    def in_run(self) -> bool:
+        """Whether the weights are a checkpoint in its run's folder (results go there), not a bare weights file."""
+        return "config" in self.metadata and (self.run_dir / run_folder.CONFIG).is_file()
 
     @property
     def channels_last(self) -> bool:
         """The memory format the weights were trained and tested in (the model is in it; feed batches in it)."""
-        return bool(self.config.get("channels_last", False))
+        return self.config is not None and self.config.channels_last
 
     @property
     def normalization(self) -> Normalization:
@@ -154,11 +152,11 @@ def load_model(
     model_options: dict | None = None,
     prefer_ema: bool = True,
     device: torch.device | str = "auto",
-    bf16: bool | str = "auto",
+    precision: str = "auto",
     threads: int = 0,
 ) -> LoadedModel:
     """The model of a run folder or weights file, in eval mode, with the runtime it is to run in: `device` (auto:
-    CUDA when available) and `bf16` (auto: as the weights were tested where this machine runs that natively, see
+    CUDA when available) and `precision` (auto: as the weights were tested where this machine runs that natively, see
     resnet_cifar.runtime), resolved here once."""
     path = resolve_weights(source, which)
     tensors, metadata = load_checkpoint(path)
@@ -181,16 +179,28 @@ def load_model(
     if mismatch:
         raise CheckpointError(f"{path} does not fit model {name}: {mismatch}")
     model.load_state_dict(state)
-    runtime = choose_runtime(device, bf16, threads, recorded=recorded_precision(metadata))
-    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, ema_weights)
+    runtime = choose_runtime(device, precision, threads, recorded=recorded_precision(metadata))
+    config = recorded_config(path, metadata)
+    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, ema_weights, config)
     memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
     loaded.model.to(runtime.device, memory_format=memory_format)
     return loaded
 
 
+def recorded_config(path: Path, metadata: dict) -> TrainConfig | None:
+    """The configuration a checkpoint (`config`) or a shipped file's model card (`card.config`) records, typed."""
+    recorded = metadata.get("config") or metadata.get("card", {}).get("config")
+    if recorded is None:
+        return None
+    try:
+        return config_from_record(recorded)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: its recorded configuration does not read ({error})") from None
+
+
 def load_pretrained(name: str = "default", **options) -> LoadedModel:
     """The shipped weights called `name` (`shipped_weights()` lists them: "default", "resnet20", "resnet56", ...),
-    loaded as `load_model` loads any weights (`options`: device, bf16, threads): the model in eval mode with the
+    loaded as `load_model` loads any weights (`options`: device, precision, threads): the model in eval mode with the
     normalisation and the validation-fitted temperature it was trained and calibrated with. Nothing is downloaded."""
     return load_model(shipped_path(name), **options)
 

@@ -165,35 +165,17 @@ class FastResNet(nn.Module):
         post_act: bool = False,
     ):
         super().__init__()
-        _check_options(
-            len(widths) == len(blocks),
-            stem,
-            zero_init_residual,
-            residual,
-            residual_gate or post_act,
-            bn_scale,
-            train_stem_bias,
-        )
+        changes_sum = residual_gate or post_act
+        _check_options(len(widths) == len(blocks), stem, zero_init_residual, residual, changes_sum, bn_scale,
+                       train_stem_bias)  # fmt: skip
         if stem == "whiten":
             self.stem = WhiteningStem(stem_width, act, train_bias=train_stem_bias)
         else:
             self.stem = ConvBN(3, stem_width, pool=False, norm=norm, act=act)
-        block = {
-            "norm": norm,
-            "act": act,
-            "convs": residual_convs,
-            "shortcut": residual,
-            "gate": residual_gate,
-            "post_act": post_act,
-        }
-        stages, channels = [], stem_width
-        for width, count in zip(widths, blocks, strict=True):
-            layers = [ConvBN(channels, width, pool=True, norm=norm, act=act)]
-            stages.append(nn.Sequential(*layers, *(ResidualBlock(width, **block) for _ in range(count))))
-            channels = width
-        self.stages = nn.Sequential(*stages)
+        block = dict(norm=norm, act=act, convs=residual_convs, shortcut=residual, gate=residual_gate, post_act=post_act)
+        self.stages = nn.Sequential(*_stages(stem_width, widths, blocks, block))
         self.pool = GlobalMaxPool()
-        self.num_features = channels
+        self.num_features = channels = widths[-1] if widths else stem_width
         self.head_scale = head_scale
         self.fc = nn.Linear(channels, num_classes, bias=False)
         _init_weights(self, dirac=dirac_init, zero_last=zero_init_residual)
@@ -214,6 +196,16 @@ class FastResNet(nn.Module):
 
     def reset_classifier(self, num_classes: int) -> None:
         self.fc = nn.Linear(self.num_features, num_classes, bias=False)
+
+
+def _stages(channels: int, widths: Sequence[int], blocks: Sequence[int], block: dict) -> list[nn.Sequential]:
+    """Each stage: a ConvBN with 2x2 max-pooling to its width, then its residual blocks."""
+    stages = []
+    for width, count in zip(widths, blocks, strict=True):
+        layers = [ConvBN(channels, width, pool=True, norm=block["norm"], act=block["act"])]
+        stages.append(nn.Sequential(*layers, *(ResidualBlock(width, **block) for _ in range(count))))
+        channels = width
+    return stages
 
 
 def _check_options(same_length, stem, zero_init_residual, residual, changes_sum, bn_scale, train_stem_bias) -> None:

@@ -6,12 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_cifar.choices import SHORTCUT_PADDINGS as PADDINGS
+
 NORMS = ("bn", "none")
 SHORTCUTS = ("A", "B", "none")
-# Where option A puts the zero channels it adds: the paper leaves it open. "after": identity channels first, zeros
-# after them; "split": half the zeros before the identity and half after (akamaster/pytorch_resnet_cifar10's
-# layout, so its published weights compute what they were trained to).
-PADDINGS = ("after", "split")
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:

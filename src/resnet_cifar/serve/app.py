@@ -208,7 +208,7 @@ async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, byte
 def create_app(classifier: Classifier) -> FastAPI:
     app = FastAPI(title="resnet-cifar", docs_url=None, redoc_url=None, openapi_url=None)
     page = resources.files("resnet_cifar.serve").joinpath("page.html").read_text(encoding="utf-8")
-    loaded, limits = classifier.loaded, classifier.limits
+    limits = classifier.limits
     in_flight = [0]  # bytes of request bodies being served (the event loop is one thread: no lock needed)
 
     @app.exception_handler(UploadError)
@@ -222,24 +222,10 @@ def create_app(classifier: Classifier) -> FastAPI:
 
     @app.get("/api/health")
     async def health() -> dict:  # on the event loop itself: answers while every worker thread computes
-        return {
-            "status": "ok",
-            "weights": str(loaded.path),
-            "model": loaded.name,
-            "device": str(loaded.runtime.device),
-            "precision": "bf16" if loaded.runtime.bf16 else "fp32",
-            "tta": classifier.tta,
-            "temperature": loaded.temperature,
-            "normalization": loaded.normalization.as_dict(),
-            "classes": list(CLASSES),
-            "limits": {**asdict(limits), "request_bytes": limits.request_bytes},
-            "batching": {**asdict(classifier.batching), "forward_passes": classifier.batcher.batches},
-        }
+        return health_of(classifier)
 
     async def serve(request: Request, with_pictures: bool) -> JSONResponse:
-        top_k = request.query_params.get("top_k", "5")
-        if not (top_k.isascii() and top_k.isdigit()) or not 1 <= int(top_k) <= len(CLASSES):
-            raise UploadError(400, f"top_k must be a whole number from 1 to {len(CLASSES)}, got {top_k!r}")
+        top_k = parse_top_k(request.query_params.get("top_k", "5"))
         size = declared_size(request, limits)
         if in_flight[0] + size > limits.max_bytes_in_flight:
             raise UploadError(503, "the server is busy with other uploads; try again in a moment")
@@ -251,9 +237,9 @@ def create_app(classifier: Classifier) -> FastAPI:
         finally:
             in_flight[0] -= size
         if batch is not None and with_pictures:
-            await _in_thread(classifier.explain_into, entries, batch, readable, int(top_k))
+            await _in_thread(classifier.explain_into, entries, batch, readable, top_k)
         elif batch is not None:
-            fill_top(entries, readable, await asyncio.wrap_future(classifier.batcher.submit(batch)), int(top_k))
+            fill_top(entries, readable, await asyncio.wrap_future(classifier.batcher.submit(batch)), top_k)
         if all(entry["error"] for entry in entries):
             reasons = "; ".join(f"{e['file']}: {e['error']}" for e in entries)
             return JSONResponse({"error": f"no readable image ({reasons})", "results": entries}, status_code=422)
@@ -268,6 +254,32 @@ def create_app(classifier: Classifier) -> FastAPI:
         return await serve(request, with_pictures=True)
 
     return app
+
+
+def health_of(classifier: Classifier) -> dict:
+    """What `GET /api/health` answers: the weights, where and how they run, the limits and the batching so far."""
+    loaded, limits = classifier.loaded, classifier.limits
+    return {
+        "status": "ok",
+        "weights": str(loaded.path),
+        "model": loaded.name,
+        "device": str(loaded.runtime.device),
+        "precision": loaded.runtime.precision,
+        "tta": classifier.tta,
+        "temperature": loaded.temperature,
+        "normalization": loaded.normalization.as_dict(),
+        "classes": list(CLASSES),
+        "limits": {**asdict(limits), "request_bytes": limits.request_bytes},
+        "batching": {**asdict(classifier.batching), "forward_passes": classifier.batcher.batches},
+    }
+
+
+def parse_top_k(text: str) -> int:
+    """`?top_k=`: a whole number of classes, 1 to 10; else a 400 in one sentence (never a traceback)."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 2) or not 1 <= int(text) <= len(CLASSES):
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise UploadError(400, f"top_k must be a whole number from 1 to {len(CLASSES)}, got {shown!r}")
+    return int(text)
 
 
 async def _in_thread(function, *args):

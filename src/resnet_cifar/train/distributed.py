@@ -64,9 +64,9 @@ def agree_on_runtime(runtime: Runtime, info: DistInfo) -> Runtime:
     """Every rank computes in rank 0's precision (each rank keeps its own device)."""
     if not info.enabled:
         return runtime
-    decision = [runtime.bf16, runtime.reason]
+    decision = [runtime.precision, runtime.reason]
     dist.broadcast_object_list(decision, src=0)
-    return dataclasses.replace(runtime, bf16=bool(decision[0]), reason=str(decision[1]))
+    return dataclasses.replace(runtime, precision=str(decision[0]), reason=str(decision[1]))
 
 
 def barrier(info: DistInfo) -> None:

@@ -1,15 +1,16 @@
-"""The end of a run: the test set once, with the run's TTA level, then its logits, pictures and results.json."""
+"""The end of a run: the test set once, in the run's test setting (the one `resnet-cifar evaluate RUN` uses), then its
+logits, pictures and results.json."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-import torch
+from torch import nn
 
 from resnet_cifar import run_folder
 from resnet_cifar.config import TrainConfig
+from resnet_cifar.evaluate.evaluation import TestSetting
 from resnet_cifar.evaluate.results import write_results
 from resnet_cifar.inference.calibration import calibration_report, temperature_of
 from resnet_cifar.runtime import Runtime
@@ -20,43 +21,35 @@ def final_test(
     run_dir: Path,
     config: TrainConfig,
     data: TrainingData,
-    predict: Callable[[torch.Tensor, int], torch.Tensor],
-    *,
+    model: nn.Module,
     runtime: Runtime,
-    ema_weights: bool,
+    *,
     history: list[dict],
     timings: dict[str, float],
     calibration: dict | None = None,
+    ema: bool = False,
 ) -> dict:
     """Test-set evaluation of the final weights: logits, pictures, results.json; returns the results.
 
-    `predict(images, tta)` gives the logits of the weights being tested (the run's own evaluation path, so that
-    `evaluate RUN` can reproduce them); `timings` (where the run's time went) gains the test and picture times;
-    `calibration`: the temperature fitted on the validation split (the pictures show calibrated confidences, and
-    results.json the test set's calibration before and after it)."""
+    `timings` (where the run's time went) gains the test and picture times; `calibration`: the temperature fitted on
+    the validation split (the pictures show calibrated confidences, and results.json the test set's calibration
+    before and after it)."""
     temperature = temperature_of(calibration)
     started = time.perf_counter()
     test = data.load_test()
-    logits = predict(test.images, config.tta)
+    logits = TestSetting.of_run(config).logits(model, test.images, runtime)
     timings["test_s"] = time.perf_counter() - started
     run_folder.save_logits(run_dir, logits, config.tta, "last")
     if config.plots:
         from resnet_cifar.viz.run_pictures import describe_predictions, write_run_pictures
 
         started = time.perf_counter()
-        write_run_pictures(
-            run_dir,
-            test.images,
-            test.labels,
-            logits / temperature,
-            seed=config.seed,
-            publish_to=Path(config.output_dir) / "inference.png" if config.publish_picture else None,
-            label_smoothing=config.label_smoothing,
-            which=describe_predictions("last", config.tta, ema_weights),
-        )
+        publish = Path(config.output_dir) / "inference.png" if config.publish_picture else None
+        which = describe_predictions("last", config.tta, ema)
+        write_run_pictures(run_dir, test.images, test.labels, logits / temperature, seed=config.seed,
+                           publish_to=publish, label_smoothing=config.label_smoothing, which=which)  # fmt: skip
         timings["pictures_s"] = time.perf_counter() - started
-    train_seconds = run_folder.training_seconds(history)
-    timings["train_s"] = train_seconds
+    timings["train_s"] = run_folder.training_seconds(history)
     timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in history)
     return write_results(
         run_dir,
@@ -66,9 +59,9 @@ def final_test(
         weights="last",
         seconds=timings["test_s"],
         model=config.model,
-        ema=ema_weights,
+        ema=ema,
         train_images=len(data.train_labels),
-        train_seconds=train_seconds,
+        train_seconds=timings["train_s"],
         runtime=runtime.as_dict(),
         timings={key: round(value, 3) for key, value in timings.items()},
         calibration={**(calibration or {}), "test": calibration_report(logits, test.labels, temperature)},

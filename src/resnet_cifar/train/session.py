@@ -1,4 +1,6 @@
-"""Start or resume a training run: pick the run folder, set up distribution, run the Trainer."""
+"""A training run's lifecycle around the loop: the run folder claimed (or resumed), locked while the run writes there,
+cleared by --overwrite, given up when it never got a checkpoint; the runtime decided once, before anything is
+written, and handed to the Trainer; a finished run's stored results."""
 
 from __future__ import annotations
 
@@ -9,26 +11,11 @@ from pathlib import Path
 
 from resnet_cifar import run_folder
 from resnet_cifar.checkpoint import load_checkpoint, recorded_precision
-from resnet_cifar.config import TrainConfig, apply_overrides, read_yaml, validate
+from resnet_cifar.config import RUNTIME_KEYS, TrainConfig, apply_overrides, config_from_record, read_yaml, validate
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.runtime import choose_runtime, resolve_device
+from resnet_cifar.runtime import Runtime, choose_runtime, resolve_device
 from resnet_cifar.train import distributed
 from resnet_cifar.train.loop import Trainer
-
-# Keys that may change when resuming, because they change where and how fast the computation runs, or its rounding
-# (micro-batches), not what it computes. The precision is not among them: it was decided when the run started and is
-# recorded in its config, so a resumed run computes in the same one.
-RUNTIME_KEYS = (
-    "threads",
-    "device",
-    "accumulate",
-    "progress",
-    "data_dir",
-    "download",
-    "compile",
-    "plots",
-    "stop_after_epochs",
-)
 
 
 def new_run_dir(config: TrainConfig, overwrite: bool = False) -> Path:
@@ -36,30 +23,27 @@ def new_run_dir(config: TrainConfig, overwrite: bool = False) -> Path:
     return run_folder.claim_new(Path(config.output_dir) / (config.name or config.model), overwrite)
 
 
-def resume_config(run_dir: Path, overrides: dict) -> TrainConfig:
-    """The run's own configuration, with the runtime keys of `overrides` applied. A pause (`stop_after_epochs`)
-    belongs to the command that asked for it, not to the run: resuming continues unless asked to pause again."""
+def resume_config(run_dir: Path, overrides: dict) -> tuple[TrainConfig, str | None]:
+    """The run's own configuration with the runtime keys of `overrides` applied, and the precision it computes in.
+    A pause (`stop_after_epochs`) belongs to the command that asked for it: resuming continues unless asked again."""
     if not run_dir.is_dir():
         raise ConfigError(f"--resume: no run folder at {run_dir}")
-    if not run_folder.checkpoint_path(run_dir).is_file():
-        raise ConfigError(
-            f"--resume: {run_dir} has no checkpoint yet (the run stopped before writing its first one); "
-            "start it again with the same command and --overwrite"
-        )
-    _, metadata = load_checkpoint(run_folder.checkpoint_path(run_dir))
+    checkpoint = run_folder.checkpoint_path(run_dir)
+    if not checkpoint.is_file():
+        raise ConfigError(run_folder.missing_checkpoint_advice(run_dir))
+    _, metadata = load_checkpoint(checkpoint)
     if not metadata:
-        raise ConfigError(f"{run_folder.checkpoint_path(run_dir)} has no training state")
-    recorded = {**metadata["config"], "stop_after_epochs": None, "bf16": bool(recorded_precision(metadata))}
-    config = apply_overrides(TrainConfig(), recorded)
+        raise ConfigError(f"{checkpoint} has no training state")
+    config = dataclasses.replace(config_from_record(metadata["config"]), stop_after_epochs=None)
     check_config_file(run_dir, config)
-    if overrides.get("bf16") == "auto":  # the default of the flag: keep the recorded precision
-        overrides = {k: v for k, v in overrides.items() if k != "bf16"}
     changed = {k: v for k, v in overrides.items() if getattr(config, k.replace("-", "_")) != v}
+    if changed.get("precision") == "auto":  # the flag's default: the run keeps the precision it computes in
+        del changed["precision"]
     fixed = sorted(k for k in changed if k.replace("-", "_") not in RUNTIME_KEYS)
     if fixed:
-        why = " (the run computes in the precision it started in, for an exact resume)" if "bf16" in fixed else ""
+        why = " (the run computes in the precision it started in, for an exact resume)" if "precision" in fixed else ""
         raise ConfigError(f"cannot change {', '.join(fixed)} when resuming{why} (only {', '.join(RUNTIME_KEYS)})")
-    return validate(apply_overrides(config, changed))
+    return validate(apply_overrides(config, changed)), recorded_precision(metadata)
 
 
 def check_config_file(run_dir: Path, recorded: TrainConfig) -> None:
@@ -71,13 +55,11 @@ def check_config_file(run_dir: Path, recorded: TrainConfig) -> None:
         print(f"{path} was missing: written again from the checkpoint's configuration", file=sys.stderr)
         return
     try:
-        edited = apply_overrides(TrainConfig(), read_yaml(path)).to_dict()
+        edited = config_from_record(read_yaml(path)).to_dict()
     except ConfigError as error:
         raise ConfigError(f"{path} no longer reads as a configuration ({error}); restore or delete it") from None
     kept = recorded.to_dict()
-    changed = [
-        key for key in kept if key not in RUNTIME_KEYS and key != "stop_after_epochs" and edited[key] != kept[key]
-    ]
+    changed = [key for key in kept if key not in (*RUNTIME_KEYS, "stop_after_epochs") and edited[key] != kept[key]]
     if changed:
         shown = ", ".join(
             f"{key} ({edited[key]!r} in the file, {kept[key]!r} in the checkpoint)" for key in changed[:4]
@@ -92,8 +74,21 @@ def check_config_file(run_dir: Path, recorded: TrainConfig) -> None:
 _KEPT_UNTIL_EXIT: list = []
 
 
-def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: bool = False) -> dict:
-    """Train (or resume) and return the test results; raises Interrupted after a signal (checkpoint written).
+def decide_runtime(config: TrainConfig, info: distributed.DistInfo, recorded: str | None) -> Runtime:
+    """The run's device and precision, decided once before anything is written, by rank 0 for every rank: a new run's
+    as its config asks, a resumed run's as it recorded."""
+    if recorded is None:
+        runtime = choose_runtime(config.device, config.precision, config.threads)
+    else:
+        runtime = choose_runtime(config.device, recorded, config.threads, given="as the run recorded")
+    return distributed.agree_on_runtime(runtime, info)
+
+
+def run_training(
+    config: TrainConfig, *, resume: Path | None = None, recorded: str | None = None, overwrite: bool = False
+) -> dict:
+    """Train (or resume, computing in the `recorded` precision) and return the test results; raises Interrupted
+    after a signal (checkpoint written).
 
     The run folder is locked while the run writes there (rank 0); --overwrite first removes the old run's files, so
     results and weights never come from two different runs. A new run that fails before its first checkpoint
@@ -103,23 +98,13 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
     try:
         if info.enabled and config.device in ("auto", "cuda") and resolve_device(config.device).type == "cuda":
             config = dataclasses.replace(config, device=f"cuda:{info.local_rank}")
-        # decided once, before anything is written, and by rank 0 for every rank
-        given = "as the run recorded" if resume else "as asked"
-        runtime = choose_runtime(config.device, config.bf16, config.threads, given=given)
-        runtime = distributed.agree_on_runtime(runtime, info)
+        runtime = decide_runtime(config, info, recorded)
+        run_dir = Path()
         if info.is_main:
-            run_dir = Path(resume) if resume else new_run_dir(config, overwrite)
-            held = run_folder.RunLock(run_dir)
-            held.acquire()  # a folder in use by another run is refused here, before anything of it is touched
-            lock, claimed = held, None if resume else run_dir
-            if overwrite and not resume:
-                for path in run_folder.run_files(run_dir):
-                    path.unlink()
-        else:
-            run_dir = Path()
-        if info.enabled:  # every rank must use rank 0's folder
-            run_dir = Path(_broadcast_text(str(run_dir), info))
-        trainer = Trainer(config, run_dir, info, runtime=runtime)
+            run_dir, lock = _claim(config, resume, overwrite)
+            claimed = None if resume else run_dir
+        run_dir = Path(_broadcast_text(str(run_dir), info)) if info.enabled else run_dir
+        trainer = Trainer(config, run_dir, runtime, dist=info)
         if info.enabled:  # freed only at process exit: see cli._exit_without_teardown
             _KEPT_UNTIL_EXIT.append(trainer)
         if resume:
@@ -139,6 +124,18 @@ def run_training(config: TrainConfig, *, resume: Path | None = None, overwrite: 
         if lock is not None:
             lock.release()
         distributed.shutdown(info)
+
+
+def _claim(config: TrainConfig, resume: Path | None, overwrite: bool) -> tuple[Path, run_folder.RunLock]:
+    """The run's folder, locked: the resumed one, or a new one (emptied of an old run's files with --overwrite). A
+    folder in use by another run is refused before anything of it is touched."""
+    run_dir = Path(resume) if resume else new_run_dir(config, overwrite)
+    lock = run_folder.RunLock(run_dir).acquire()
+    if overwrite and not resume:
+        run_folder.clear_run(run_dir)
+    else:
+        run_folder.remove_orphaned_temporaries(run_dir)
+    return run_dir, lock
 
 
 def finished_results(trainer: Trainer) -> dict | None:

@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from resnet_cifar import run_folder
-from resnet_cifar.checkpoint import clean_state_dict, split_prefix
+from resnet_cifar.checkpoint import clean_state_dict, load_checkpoint, save_checkpoint, split_prefix
 from resnet_cifar.config import TrainConfig
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10
+from resnet_cifar.errors import CheckpointError
 from resnet_cifar.runtime import Runtime
 
 
@@ -99,47 +100,54 @@ def unpack_state(
     torch.set_rng_state(tensors["rng.torch"])
 
 
-def checkpoint_metadata(
-    config: TrainConfig,
-    position: Position,
-    *,
-    total_steps: int,
-    steps_per_epoch: int,
-    world_size: int,
-    lr: float,
-    schedule_kind: str,
-    ema_weights: bool,
-    data_folder: Path,
-    runtime: Runtime,
-) -> dict:
-    """The JSON half of a checkpoint: the config, the position, and what a reader needs to use or judge the weights."""
+def checkpoint_metadata(config: TrainConfig, position: Position, parts, runtime: Runtime, world_size: int) -> dict:
+    """The JSON half of a checkpoint: the config (the precision as requested), the position, the runtime (the
+    precision the run computes in, stored here once), and what a reader needs to use or judge the weights."""
+    optimizer = {
+        "name": config.optimizer,
+        "lr": parts.schedule(position.step),
+        "momentum": config.momentum,
+        "nesterov": config.nesterov,
+        "weight_decay": config.weight_decay,
+        "bias_lr_scale": config.bias_lr_scale,
+    }
+    if config.optimizer == "muon":
+        optimizer |= {"muon_lr": config.muon_lr, "muon_momentum": config.muon_momentum}
     return {
         "config": config.to_dict(),
         "model": config.model,
         "model_options": config.model_options,
         **position.as_metadata(),
-        "total_steps": total_steps,
-        "steps_per_epoch": steps_per_epoch,
+        "total_steps": parts.total_steps,
+        "steps_per_epoch": parts.steps_per_epoch,
         "global_batch": config.batch_size,
         "world_size": world_size,
-        "optimizer": {
-            "name": config.optimizer,
-            "lr": lr,
-            "momentum": config.momentum,
-            "nesterov": config.nesterov,
-            "weight_decay": config.weight_decay,
-            "bias_lr_scale": config.bias_lr_scale,
-            **(
-                {"muon_lr": config.muon_lr, "muon_momentum": config.muon_momentum} if config.optimizer == "muon" else {}
-            ),
-        },
-        "schedule": {"kind": schedule_kind, "step": position.step, "total_steps": total_steps},
-        "ema": ema_weights,
+        "optimizer": optimizer,
+        "schedule": {"kind": parts.schedule.kind, "step": position.step, "total_steps": parts.total_steps},
+        "ema": parts.ema is not None,
         "classes": list(CLASSES),
         "normalization": CIFAR10.as_dict(),  # what training fed the model (resnet_cifar.data.normalization)
-        "data_folder": str(data_folder.resolve()),
-        # where it ran; the precision is the config's resolved `bf16`, stored there once (recorded_precision reads it)
-        "runtime": {key: value for key, value in runtime.as_dict().items() if key != "precision"},
+        "data_folder": str(parts.data.folder.resolve()),
+        "runtime": runtime.as_dict(),
         "torch_version": torch.__version__,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def save_state(path: Path, config: TrainConfig, position: Position, parts, runtime: Runtime, **extra) -> None:
+    """The run's whole state as a checkpoint at `path` (`extra`: world_size, and the calibration once fitted)."""
+    metadata = checkpoint_metadata(config, position, parts, runtime, extra.pop("world_size", 1))
+    metadata.update({key: value for key, value in extra.items() if value is not None})
+    save_checkpoint(path, pack_state(parts.model, parts.ema, parts.optimizer), metadata)
+
+
+def restore_state(path: Path, config: TrainConfig, parts, device: torch.device) -> tuple[Position, dict | None]:
+    """Everything needed to continue exactly where the checkpoint was written, restored into `parts`; returns the
+    position and the calibration the checkpoint holds."""
+    tensors, meta = load_checkpoint(path)
+    if not meta:
+        raise CheckpointError(f"{path} holds weights only, no training state to resume from")
+    if meta["global_batch"] != config.batch_size or meta["total_steps"] != parts.total_steps:
+        raise CheckpointError(f"{path} was written for a different batch size or length of training")
+    unpack_state(tensors, parts.model, parts.ema, parts.optimizer, device)
+    return Position.from_metadata(meta), meta.get("calibration")
