@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-CONFIG ?= configs/default.yaml
+CONFIG ?= configs/fast80.yaml
 SHARED_DATA := $(abspath ../shared/data/cifar-10-batches-bin)
 
 # Use the shared copy of CIFAR-10 when it sits beside the repository (development and CI); never copy it in.
@@ -20,9 +20,10 @@ $(BIN)/.installed: pyproject.toml lab/pyproject.toml constraints.txt
 	$(BIN)/pip install -q -e lab  # the repository's ledger, renderers and studies: never part of the package
 	touch $@
 
-# `make train RESUME=outputs/default` continues an interrupted run exactly where it stopped.
+# `make train RESUME=outputs/fast80` continues an interrupted run exactly where it stopped. The run's inference.png
+# is also copied to outputs/inference.png, the picture the README shows.
 train: $(BIN)/.installed
-	$(BIN)/resnet-cifar train $(if $(RESUME),--resume $(RESUME),--config $(CONFIG))
+	$(BIN)/resnet-cifar train $(if $(RESUME),--resume $(RESUME),--config $(CONFIG) --publish-picture)
 
 # On a CPU with AVX-512 the runtime and inference tests run a second time on PyTorch's and oneDNN's AVX2 kernels,
 # so the path of an AVX2-only machine (bf16 emulated) is exercised for real there too.

@@ -135,6 +135,6 @@ def test_plot_explain_adds_the_cam_grid(fake_cifar, tmp_path, capsys):
 
     common = ["--data-dir", str(fake_cifar), "--output-dir", str(tmp_path), "--device", "cpu"]
     assert main(["plot", str(DEFAULT_WEIGHTS), "--explain", *common]) == 0
-    with Image.open(tmp_path / "default-pictures" / "inference_cam.png") as grid:
+    with Image.open(tmp_path / "robust-pictures" / "inference_cam.png") as grid:
         assert grid.size[0] > 1000  # the 8-column grid of inference.png
     assert "inference_cam.png" in capsys.readouterr().out

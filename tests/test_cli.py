@@ -69,7 +69,7 @@ def test_train_prints_test_accuracy_last_and_writes_the_run(trained_run):
     for name in expected:
         assert (run / name).is_file(), name
     assert "train_size: 1000" in (run / "config.yaml").read_text()
-    assert not (work / "outputs" / "inference.png").exists()  # only configs/default.yaml publishes its picture
+    assert not (work / "outputs" / "inference.png").exists()  # only `make train` publishes its picture
     with Image.open(run / "inference.png") as picture:
         assert picture.size[0] > 1000 and picture.size[1] > 700
     header = (run / "metrics.csv").read_text().splitlines()[0]
@@ -97,7 +97,7 @@ def test_precision_flag_takes_auto_bf16_fp32_and_nothing_else(tmp_path):
 
 def test_the_two_commands_benchmark_reads_the_folder_the_training_wrote(trained_run):
     """benchmarks/two_commands.py takes `make train`'s precision from the run it made, named on its first line (an
-    earlier run may hold outputs/default)."""
+    earlier run may hold outputs/fast80)."""
     work, result = trained_run
     folder = load_script("benchmarks/two_commands.py").trained_folder(result.stdout)
     assert folder == Path("outputs/tiny") and (work / folder / "config.yaml").is_file()
@@ -149,7 +149,7 @@ def test_models_and_data_verify(cifar_dir, tmp_path):
     table = cli("models", "resnet*0", cwd=tmp_path).stdout
     assert "| resnet20 | cifar-resnet | 20 | 0.27M | 0.27M |" in table
     shipped = cli("models", "--shipped", cwd=tmp_path).stdout
-    assert "| default | fastnet | 1,093,272 | 92.50% | float32 |" in shipped
+    assert "| robust | fastnet | 1,093,272 | 92.50% | float32 |" in shipped
     verify = cli("data", "verify", "--data-dir", str(cifar_dir), cwd=tmp_path).stdout
     assert "data_batch_3.bin   OK" in verify and "all files verified" in verify
 

@@ -97,10 +97,10 @@ def test_evaluate_corruptions_on_the_shipped_weights(fake_cifar, tmp_path, capsy
     assert main([*args, "--data-dir", str(fake_cifar), "--output-dir", str(tmp_path), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert out.strip().splitlines()[-1].startswith("mean_corruption_accuracy=")
-    report = json.loads((tmp_path / "default-corruptions.json").read_text())
+    report = json.loads((tmp_path / "robust-corruptions.json").read_text())
     assert report["images"] == 30 and set(report["accuracy"]) == {"fog", "pixelate"}
     assert set(report["accuracy"]["fog"]) == {"1", "2", "3", "4", "5"}
-    assert (tmp_path / "default-corruptions.png").stat().st_size > 10_000
+    assert (tmp_path / "robust-corruptions.png").stat().st_size > 10_000
     assert main(["evaluate", str(DEFAULT_WEIGHTS), "--corruptions", "frost", "--data-dir", str(fake_cifar)]) == 2
 
 

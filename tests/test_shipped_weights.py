@@ -19,8 +19,8 @@ SHIPPED = shipped_weights()
 
 
 def test_the_default_and_every_paper_resnet_shipped_are_listed():
-    assert "default" in SHIPPED
-    assert set(SHIPPED) <= {"default", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"}
+    assert "robust" in SHIPPED
+    assert set(SHIPPED) <= {"robust", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110"}
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -32,7 +32,7 @@ def test_shipped_weights_are_small_and_carry_a_model_card(name):
         assert key in card, key
     assert {"no_tta", "tta_flip"} <= set(card["test_accuracy"]) and card["test_accuracy"]["images"] == 10_000
     assert card["calibration"]["test"]["ece_after"] <= card["calibration"]["test"]["ece_before"]
-    if name != "default":  # a paper ResNet: the architecture by name, unchanged, stored small at no cost
+    if name != "robust":  # a paper ResNet: the architecture by name, unchanged, stored small at no cost
         assert card["model"] == name and card["model_options"] == {}
         check = card["storage_check"]  # the whole test set, before and after the cast to the stored precision
         assert check["stored_no_tta"] == card["test_accuracy"]["no_tta"]
@@ -93,11 +93,11 @@ def test_shipped_weights_load_by_name_and_unknown_names_are_listed(tmp_path, mon
     from resnet_cifar.inference.loading import resolve_weights
 
     monkeypatch.chdir(tmp_path)
-    assert resolve_weights("default") == DEFAULT_WEIGHTS
-    (tmp_path / "default").mkdir()  # a folder of that name here is what the user means
+    assert resolve_weights("robust") == DEFAULT_WEIGHTS
+    (tmp_path / "robust").mkdir()  # a folder of that name here is what the user means
     with pytest.raises(CheckpointError, match="run folder"):
-        resolve_weights("default")
-    with pytest.raises(CheckpointError, match="shipped: default"):
+        resolve_weights("robust")
+    with pytest.raises(CheckpointError, match="shipped: resnet110"):
         resolve_weights("resnet1001")
 
 
@@ -105,7 +105,7 @@ def test_pretrained_module_normalises_inside_and_calibrates(cifar_test):
     """What torch.hub hands out: float images in [0, 1] in, the same logits as the product's own path."""
     from resnet_cifar.inference import Pretrained
 
-    loaded = load_pretrained("default", device="cpu", precision="fp32")
+    loaded = load_pretrained("robust", device="cpu", precision="fp32")
     module = Pretrained(loaded)
     images = cifar_test.images[:16]
     expected = predict_logits(loaded.model, images, tta=0, runtime=choose_runtime("cpu", "fp32"),
@@ -118,7 +118,7 @@ def test_pretrained_module_normalises_inside_and_calibrates(cifar_test):
 
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER = [name for name in SHIPPED if name != "default"]
+PAPER = [name for name in SHIPPED if name != "robust"]
 
 
 def test_torch_hub_builds_each_paper_resnet_offline():

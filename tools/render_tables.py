@@ -25,7 +25,7 @@ from resnet_cifar_lab.ledger import LEDGER, read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "configs").glob("*.yaml"))]
-CARD = ROOT / "src" / "resnet_cifar" / "weights" / "default.json"
+CARD = ROOT / "src" / "resnet_cifar" / "weights" / "robust.json"
 MEASURED = re.compile(r"^# measured:.*\n(?:# measured:.*\n)*", re.M)
 MARKER = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.S)
 

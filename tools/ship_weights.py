@@ -193,7 +193,7 @@ def training_record(run: Path, metadata: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", nargs="?", help="the finished run folder")
-    parser.add_argument("--name", default="default", help="the shipped name (default, resnet20, resnet56, ...)")
+    parser.add_argument("--name", default="robust", help="the shipped name (robust, resnet20, resnet56, ...)")
     parser.add_argument("--half", action="store_true", help="store the tensors in float16")
     parser.add_argument("--command", default=None, help="default: resnet-cifar train --config configs/<run name>.yaml")
     parser.add_argument("--corruptions", default=None, help="benchmark report (default: RUN/corruptions.json)")

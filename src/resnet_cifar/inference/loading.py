@@ -57,11 +57,12 @@ class LoadedModel:
 
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # shipped inside the package: no download, ever
-DEFAULT_WEIGHTS = WEIGHTS_DIR / "default.safetensors"
+DEFAULT_NAME = "robust"  # the weights used when none are named: configs/robust.yaml, chosen for real photos
+DEFAULT_WEIGHTS = WEIGHTS_DIR / f"{DEFAULT_NAME}.safetensors"
 
 
 def shipped_weights() -> list[str]:
-    """The names of the weights shipped with the package ("default", and the paper ResNets such as "resnet56")."""
+    """The names of the weights shipped with the package ("robust", and the paper ResNets such as "resnet56")."""
     return sorted(path.stem for path in WEIGHTS_DIR.glob("*.safetensors"))
 
 
@@ -198,8 +199,8 @@ def recorded_config(path: Path, metadata: dict) -> TrainConfig | None:
         raise CheckpointError(f"{path}: its recorded configuration does not read ({error})") from None
 
 
-def load_pretrained(name: str = "default", **options) -> LoadedModel:
-    """The shipped weights called `name` (`shipped_weights()` lists them: "default", "resnet20", "resnet56", ...),
+def load_pretrained(name: str = DEFAULT_NAME, **options) -> LoadedModel:
+    """The shipped weights called `name` (`shipped_weights()` lists them: "robust", "resnet20", "resnet56", ...),
     loaded as `load_model` loads any weights (`options`: device, precision, threads): the model in eval mode with the
     normalisation and the validation-fitted temperature it was trained and calibrated with. Nothing is downloaded."""
     return load_model(shipped_path(name), **options)
