@@ -27,3 +27,10 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
         except SystemExit as stop:  # argparse's refusals
             code = stop.code if isinstance(stop.code, int) else 2
     return subprocess.CompletedProcess(["resnet-cifar", *args], code, out.getvalue(), err.getvalue())
+
+
+def cli_code(*args) -> int:
+    """`resnet-cifar ARGS` in this process: its exit code (what it printed stays in capsys)."""
+    from resnet_cifar import cli
+
+    return cli.main([str(arg) for arg in args])

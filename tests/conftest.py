@@ -80,5 +80,27 @@ def fake_cifar(tmp_path, monkeypatch) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _no_parent_death_signal(monkeypatch):
+    """`train` asks Linux for SIGTERM when its parent dies; not for the test process."""
+    from resnet_cifar.cli import train_commands
+
+    monkeypatch.setattr(train_commands, "_stop_with_parent", lambda: None)
+
+
+@pytest.fixture(scope="module")
+def finished_run(cifar_dir, tmp_path_factory):
+    """A tiny run trained to the end, tested, with its pictures (tiny.SMALL_FLAGS)."""
+    from commands import cli_code
+    from resnet_cifar.cli import train_commands
+    from tiny import SMALL_FLAGS
+
+    out = tmp_path_factory.mktemp("finished")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(train_commands, "_stop_with_parent", lambda: None)
+        assert cli_code("train", *SMALL_FLAGS, "--data-dir", cifar_dir, "--output-dir", out, "--name", "done") == 0
+    return out / "done"
+
+
 def pytest_sessionfinish(session, exitstatus):
     Path(os.environ["RESNET_CIFAR_LEDGER"]).unlink(missing_ok=True)

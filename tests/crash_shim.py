@@ -9,12 +9,12 @@ import os
 import signal
 import sys
 
-from resnet_cifar import checkpoint
+from resnet_cifar import checkpoint, files
 
 
 def main() -> None:
     crash_at = int(sys.argv[1])
-    original = checkpoint.atomic_write_bytes
+    original = files.atomic_write_bytes
     calls = 0
 
     def crashing_write(path, data):
@@ -29,12 +29,11 @@ def main() -> None:
             os.kill(os.getpid(), signal.SIGKILL)
         original(path, data)
 
-    checkpoint.atomic_write_bytes = crashing_write
     import resnet_cifar.evaluate.results as report
     import resnet_cifar.run_folder as run_folder
 
-    run_folder.atomic_write_bytes = crashing_write  # modules that imported the name directly
-    report.atomic_write_bytes = crashing_write
+    for module in (files, checkpoint, run_folder, report):  # the modules that imported the name directly
+        module.atomic_write_bytes = crashing_write
     from resnet_cifar.cli import main as cli_main
 
     sys.exit(cli_main(sys.argv[2:]))

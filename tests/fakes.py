@@ -61,3 +61,22 @@ def fake_binary_archive(path: Path, n: int = 20) -> FileCheck:
     for index, name in enumerate(BINARY_NAMES):
         members[f"cifar-10-batches-bin/{name}"] = binary_bytes(*fake_batch(n, seed=index))
     return make_archive(path, members)
+
+
+def dead_pid() -> int:
+    """The process id of a process that has ended."""
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def shipped_parts() -> tuple[dict, dict]:
+    """The shipped robust weights' tensors and metadata, as a file's writer is given them (to write altered copies)."""
+    from resnet_cifar.checkpoint import WRITTEN_KEYS, load_checkpoint
+    from resnet_cifar.inference.loading import DEFAULT_WEIGHTS
+
+    tensors, metadata = load_checkpoint(DEFAULT_WEIGHTS)
+    return tensors, {k: v for k, v in metadata.items() if k not in WRITTEN_KEYS}

@@ -61,3 +61,16 @@ class StopAt(Callback):
     def on_step(self, trainer):
         if trainer.position.step == self.step:
             os.kill(os.getpid(), signal.SIGINT)
+
+
+# A smaller run still: 4 steps on 100 images, then the test and the pictures (what the command-line tests share).
+SMALL_RUN = {
+    "model_options": {"widths": [8, 16, 32], "blocks": [1, 0, 1], "stem_width": 8},
+    "train_size": 100,
+    "val_size": 100,
+    "batch_size": 50,
+    "epochs": 2,
+    "tta": 0,
+    "eval_batch_size": 2000,
+}
+SMALL_FLAGS = tiny_flags(**SMALL_RUN, plots=True, test_at_end=True)

@@ -13,6 +13,7 @@ Set once per process at the entry point (`cli.run_reporting_errors`, which the b
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -35,6 +36,14 @@ def keep_freed_memory(environ: dict[str, str] | None = None, libc: str | None = 
     if _state is None:
         _state = _apply(os.environ if environ is None else environ, platform.libc_ver()[0] if libc is None else libc)
     return _state
+
+
+def return_freed_memory() -> None:
+    """Hand memory freed inside the process back to the system now (glibc's malloc_trim; elsewhere nothing): what a
+    long-running server does after a burst, so that it settles back near its baseline."""
+    if platform.libc_ver()[0] == "glibc":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).malloc_trim(0)
 
 
 def allocator_state() -> str:

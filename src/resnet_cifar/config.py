@@ -20,6 +20,7 @@ import yaml
 
 from resnet_cifar.choices import AUGMIX_MODES, PAD_MODES, PRECISIONS, TTA_LEVELS
 from resnet_cifar.errors import ConfigError
+from resnet_cifar.files import read_text_bounded
 from resnet_cifar.run_folder import OUTPUT_DIR
 from resnet_cifar.yaml_text import float_spelling, load_yaml
 
@@ -50,9 +51,11 @@ class Bound:
         return f"in {left}{self.low:g}, {self.high:g}{right}"
 
 
+MAX_CONFIG_BYTES = 256 * 1024  # a configuration is a few hundred bytes; anything this large is not one
 POSITIVE = Bound(0, low_open=True)
 NON_NEGATIVE = Bound(0)
 FRACTION = Bound(0, 1, high_open=True)  # [0, 1)
+SEEDS = Bound(0, 2**63 - 1)  # what torch.manual_seed takes
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | None = None, **kwargs) -> Any:
@@ -67,10 +70,8 @@ class TrainConfig:
     # --- run -----------------------------------------------------------------------------------------------------
     name: str | None = _opt(None, "run folder name under output_dir (default: config file stem, else model name)")
     output_dir: str = _opt(OUTPUT_DIR, "folder that holds the run folders")
-    seed: int = _opt(0, "seed for weight init, data order and augmentation", bound=NON_NEGATIVE)
-    data_seed: int = _opt(
-        0, "seed for the validation split and the training subset (kept fixed across seeds)", bound=NON_NEGATIVE
-    )
+    seed: int = _opt(0, "seed for weight init, data order and augmentation", bound=SEEDS)
+    data_seed: int = _opt(0, "seed for the validation split and the training subset (fixed across seeds)", bound=SEEDS)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     accumulate: int = _opt(
         1,
@@ -270,6 +271,8 @@ def suggest_key(key: str) -> str | None:
 
 
 def _unknown_key(key: str) -> ConfigError:
+    if not (key.isidentifier() and len(key) <= 40):  # never quote a line of some other file (--config /etc/passwd)
+        return ConfigError("not a configuration: a key that is no configuration key's name")
     close = [suggest_key(key)] if suggest_key(key) else []
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return ConfigError(f"unknown config key {key!r}{hint}")
@@ -301,17 +304,20 @@ def read_yaml(path: Path | str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_bounded(path, MAX_CONFIG_BYTES, "config file")
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror or error}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     try:
         data = load_yaml(text)
     except yaml.YAMLError as error:
         where = getattr(error, "problem_mark", None)
         line = f" (line {where.line + 1})" if where else ""
-        raise ConfigError(f"{path}: invalid YAML{line}") from None
+        problem = getattr(error, "problem", None) if isinstance(error, yaml.constructor.ConstructorError) else None
+        raise ConfigError(f"{path}: invalid YAML{line}{f': {problem}' if problem else ''}") from None
     except RecursionError:
         raise ConfigError(f"{path}: YAML nested too deeply") from None
     if data is None:
@@ -390,7 +396,11 @@ def load_config(path: Path | str | None = None, overrides: dict[str, Any] | None
     (auto included): the entry point resolves it once (resnet_cifar.runtime) and the run records the answer."""
     config = TrainConfig()
     if path is not None:
-        config = apply_overrides(config, read_yaml(path))
+        try:
+            config = apply_overrides(config, read_yaml(path))
+        except ConfigError as error:
+            message = str(error)
+            raise ConfigError(message if message.startswith(str(path)) else f"{path}: {message}") from None
         if config.name is None:
             config = dataclasses.replace(config, name=Path(path).stem)
     if overrides:
@@ -450,12 +460,12 @@ def add_config_flags(parser) -> None:
 
 
 def flag_overrides(args) -> dict[str, Any]:
-    """The configuration fields the command line sets (flags given), parsed like YAML."""
+    """The configuration fields the command line sets (flags given): text fields (names, folders) as typed, the
+    others parsed like YAML (`--name 010` is the folder 010, not the octal number 8)."""
     overrides = {}
     for name in FIELDS:
         value = getattr(args, name, None)
         if value is not None:
-            overrides[name] = value if isinstance(value, bool) else parse_cli_value(value)
-    if overrides.get("name") is not None:
-        overrides["name"] = str(overrides["name"])
+            text_field = str in (*typing.get_args(_TYPES[name]), _TYPES[name])
+            overrides[name] = value if isinstance(value, bool) or text_field else parse_cli_value(value)
     return overrides

@@ -22,6 +22,10 @@ class CheckpointError(ResnetCifarError):
     """A checkpoint is missing, truncated, altered or incompatible."""
 
 
+class OutputError(ResnetCifarError):
+    """A file the command would write is one it must not replace (an input, a special file, a file without --force)."""
+
+
 class ImageError(ResnetCifarError):
     """An image file cannot be read as an image."""
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.files import atomic_write_bytes
+from resnet_cifar.files import atomic_write_bytes, check_output
 
 if TYPE_CHECKING:
     import torch
@@ -58,15 +58,14 @@ def is_run_folder(folder: Path) -> bool:
     return (folder / CONFIG).is_file() or checkpoint_path(folder).is_file()
 
 
-def refuse_overwrite(path: Path, force: bool) -> None:
-    """ConfigError unless `path` may be written: an existing file only with `force`, and never a file of a training
-    run (its checkpoints, config, metrics: an export or import written there would end the run)."""
+def refuse_overwrite(path: Path, force: bool, inputs=()) -> Path:
+    """`path` if a command may write it (files.check_output: never an input, never a special file, an existing file
+    only with `force`), and never a file of a training run (an export or import written there would end the run)."""
     path = Path(path)
     where = path.resolve().parent
     if is_run_folder(where) and (path.name in _run_file_names() or path.name.startswith("results")):
         raise ConfigError(f"{path} is a file of the training run in {where}, which is never written over; name another")
-    if path.exists() and not force:
-        raise ConfigError(f"{path} exists; pass --force to replace it")
+    return check_output(path, force, inputs)
 
 
 def claim_new(base: Path, overwrite: bool = False) -> Path:
@@ -274,20 +273,28 @@ def write_metrics(run_dir: Path, rows: list[dict]) -> None:
 
 
 def read_metrics(path: Path) -> list[dict]:
-    """Rows of a metrics.csv (a run folder or the file itself) with numbers parsed (empty cells -> None)."""
+    """Rows of a metrics.csv (a run folder or the file itself) with numbers parsed (empty cells -> None); ConfigError
+    naming the file when it is not one (a damaged file is reported, never half-read)."""
     path = Path(path)
     path = path / METRICS if path.is_dir() else path
     if not path.is_file():
         return []
-    rows = []
-    with open(path, newline="") as handle:
-        for raw in csv.DictReader(handle):
-            row = {}
-            for key in METRIC_COLUMNS:
-                value = raw.get(key, "")
-                row[key] = None if value in ("", None) else (int(value) if key in ("epoch", "step") else float(value))
-            rows.append(row)
-    return rows
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            return [_metrics_row(raw) for raw in csv.DictReader(handle)]
+    except (UnicodeDecodeError, ValueError, csv.Error) as error:
+        raise ConfigError(
+            f"{path} is damaged ({type(error).__name__}); restore it, or delete it to go on without the earlier "
+            "epochs' rows"
+        ) from None
+
+
+def _metrics_row(raw: dict) -> dict:
+    row = {}
+    for key in METRIC_COLUMNS:
+        value = raw.get(key, "")
+        row[key] = None if value in ("", None) else (int(value) if key in ("epoch", "step") else float(value))
+    return row
 
 
 # --- test logits and results ---------------------------------------------------------------------------------------

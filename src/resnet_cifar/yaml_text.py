@@ -1,8 +1,7 @@
-"""YAML as the configs and flags read it: YAML 1.1 (PyYAML's) except that `1e-3` and `5e-4` are floats.
-
-YAML 1.1 wants a dot in a float (`1.0e-3`), so PyYAML reads the ordinary spelling `5e-4` as a string; YAML 1.2 and
-Python's float() read it as a number, and so do we, in config files and flag values alike.
-"""
+"""YAML as the configs and flags read it: YAML 1.1 (PyYAML's, no Python objects) except that `1e-3` and `5e-4` are
+floats (YAML 1.1 wants `1.0e-3`; YAML 1.2 and Python's float() do not), a key given twice is an error rather than
+the last one silently winning, and anchors and aliases are refused: a few hundred bytes of nested aliases expand to
+gigabytes, and a configuration never needs them."""
 
 from __future__ import annotations
 
@@ -13,7 +12,20 @@ import yaml
 
 
 class Loader(yaml.SafeLoader):
-    """SafeLoader (no Python objects) that also reads exponent floats without a dot."""
+    """SafeLoader that reads exponent floats without a dot, refuses aliases and repeated keys."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent) or getattr(self.peek_event(), "anchor", None):
+            mark = self.peek_event().start_mark
+            raise yaml.constructor.ConstructorError(None, None, "anchors and aliases are not read here", mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        keys = [self.construct_object(key, deep=True) for key, _ in node.value]
+        repeated = next((key for key in keys if isinstance(key, str) and keys.count(key) > 1), None)
+        if repeated is not None:
+            raise yaml.constructor.ConstructorError(None, None, f"key {repeated!r} given twice", node.start_mark)
+        return super().construct_mapping(node, deep)
 
 
 Loader.add_implicit_resolver(

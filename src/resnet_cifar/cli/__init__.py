@@ -124,14 +124,16 @@ def world_size() -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # the memory policy, set before any tensor exists: computing commands keep freed memory for their next step
+    # (resnet_cifar.allocator); a long-running server hands it back instead
+    if not getattr(args, "returns_memory", False):
+        keep_freed_memory()
     return run_reporting_errors(lambda: args.func(args))
 
 
 def run_reporting_errors(command: Callable[[], int | None]) -> int:
     """Run `command` as the CLI runs a subcommand: the user's errors as one line (exit 2), a signal as 128 + its
-    number, a refusal of the file system as one line (exit 1). The benchmarks and tools use it for their main().
-    Also where the process's memory policy is set, before any tensor exists (resnet_cifar.allocator)."""
-    keep_freed_memory()
+    number, a refusal of the file system as one line (exit 1)."""
     try:
         return command() or 0
     except Interrupted as stop:  # the loop has written its checkpoint and said how to continue

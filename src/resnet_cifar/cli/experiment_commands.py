@@ -51,6 +51,7 @@ def settings_from(args: argparse.Namespace, settings_class: type):
         if spec.metadata.get("flag") and value is not None:
             given[spec.name] = tuple(value) if isinstance(value, list) else value
     settings = settings_class.quick(**given) if args.quick else settings_class(**given)
+    settings.validate()
     if settings.threads:
         import torch
 

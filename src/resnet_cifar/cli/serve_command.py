@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 
 from resnet_cifar.cli.options import add_runtime, add_tta, add_weights, load_weights, positive_int
 
@@ -25,16 +26,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     batching = Batching(max_images=args.max_batch, max_delay=args.batch_delay_ms / 1000)
     app = create_app(Classifier(loaded, tta=args.tta, cam_layer=args.cam_layer, limits=limits, batching=batching))
-    print(
-        f"serving {loaded.name} ({loaded.path}; {loaded.runtime.describe()}) at http://{args.host}:{args.port}/ "
-        "(Ctrl-C stops)",
-        flush=True,
-    )
+    host, port = listening.getsockname()[:2]  # the port the system gave for --port 0
+    print(f"serving {loaded.name} ({loaded.path}; {loaded.runtime.describe()}) at {url_of(host, port)} (Ctrl-C stops)",
+          flush=True)  # fmt: skip
+    if not is_loopback(host):
+        print(f"resnet-cifar: warning: listening on {host}: any machine that reaches this one can use the API "
+              "(--host 127.0.0.1 keeps it to this machine)", file=sys.stderr, flush=True)  # fmt: skip
     if interrupted():  # Ctrl-C while the modules loaded, swallowed by one of them: stop as asked
         raise KeyboardInterrupt
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[listening])
     return 0
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
 
 
 def bind_socket(host: str, port: int):
@@ -76,7 +91,7 @@ def _number_in(low: float, high: float, meaning: str, low_allowed: bool = True):
     return parse
 
 
-_positive_float = _number_in(0, math.inf, "a positive number", low_allowed=False)
+_megapixels = _number_in(0, 179, "more than 0 and at most 179 (megapixels)", low_allowed=False)
 _milliseconds = _number_in(0, 1000, "from 0 to 1000 (milliseconds)")
 
 
@@ -98,7 +113,7 @@ def register(sub) -> None:
     parser.add_argument("--max-files", type=positive_int, default=16, help="images per request (default 16)")
     parser.add_argument("--max-file-mb", type=_megabytes, default=10.0, help="size limit per image (default 10)")
     parser.add_argument(
-        "--max-image-mp", type=_positive_float, default=40.0, help="megapixels an image may have (default 40)"
+        "--max-image-mp", type=_megapixels, default=40.0, help="megapixels an image may have (default 40, at most 179)"
     )
     parser.add_argument(
         "--max-batch",
@@ -113,4 +128,4 @@ def register(sub) -> None:
         help="how long a forward pass waits for more requests to join it (default 5)",
     )
     add_runtime(parser)
-    parser.set_defaults(func=cmd_serve)
+    parser.set_defaults(func=cmd_serve, returns_memory=True)

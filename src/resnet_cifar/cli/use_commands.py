@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from resnet_cifar.cli.options import add_explain, add_runtime, add_tta, add_weights, load_weights, top_k
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from resnet_cifar.inference.classify import format_json, format_table, predict_files
+    from resnet_cifar.inference.classify import expand_inputs, format_json, format_table, predict_files
 
+    entries = expand_inputs(args.images)  # an empty name is refused here, before anything is loaded
+    explain_to = explain_target(args.explain, entries, args.force) if args.explain else None
     loaded = load_weights(args, precision=args.precision)
+    if explain_to is not None:
+        from resnet_cifar.inference.explain import default_layer, find_layer
+
+        find_layer(loaded.model, args.cam_layer or default_layer(loaded.model))  # a wrong layer fails now
     predictions = predict_files(
         loaded.model,
-        args.images,
+        entries,
         top_k=args.top_k,
         tta=args.tta,
         runtime=loaded.runtime,
@@ -23,8 +30,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
     readable = [p.path for p in predictions if p.top]
-    if args.explain and readable:
-        picture = explain_files(loaded, readable, args.explain, args.tta, args.cam_layer)
+    if explain_to is not None and readable:
+        picture = explain_files(loaded, readable, explain_to, args.tta, args.cam_layer)
         print(f"wrote {picture}", file=sys.stderr)
     failed = [p for p in predictions if p.error]
     if failed:
@@ -32,10 +39,20 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed or not predictions else 0
 
 
-def explain_files(loaded, paths: list[str], output: str, tta: int, layer: str | None):
-    """predict --explain: the class-activation maps of the readable image files `paths`, drawn into `output`."""
-    from pathlib import Path
+def explain_target(text: str, entries: list, force: bool):
+    """The --explain picture: a .png file that is none of the images being predicted, replaced only with --force,
+    never a folder, a device or a pipe."""
+    from resnet_cifar.errors import OutputError
+    from resnet_cifar.files import check_output
 
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        raise OutputError(f"--explain {text}: name the .png file to draw the maps into (e.g. explain.png)")
+    return check_output(path, force, inputs=[entry for entry in entries if isinstance(entry, Path)])
+
+
+def explain_files(loaded, paths: list[str], output, tta: int, layer: str | None):
+    """predict --explain: the class-activation maps of the readable image files `paths`, drawn into `output`."""
     import torch
 
     from resnet_cifar.inference.explain import explain_loaded
@@ -56,6 +73,7 @@ def _predict_parser(sub) -> None:
     add_explain(
         parser, "--explain", metavar="OUT.png", help="also draw each image's class-activation maps into OUT.png"
     )
+    parser.add_argument("--force", action="store_true", help="replace an existing --explain picture")
     add_runtime(parser)
     parser.set_defaults(func=cmd_predict)
 
@@ -67,7 +85,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     loaded = load_weights(args, precision="fp32")  # the exported graph is fp32
     output = output_path(args.output, loaded.name, args.format)
-    refuse_overwrite(output, args.force)
+    refuse_overwrite(output, args.force, inputs=[loaded.path])
     export_model(
         loaded.model,
         args.format,
@@ -97,8 +115,6 @@ def _export_parser(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from resnet_cifar.data.normalization import Normalization
     from resnet_cifar.errors import ConfigError
     from resnet_cifar.inference.importer import import_checkpoint

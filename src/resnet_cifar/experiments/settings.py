@@ -7,7 +7,8 @@ setting is declared once. This module imports nothing heavy, so building the par
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from resnet_cifar.errors import ConfigError
@@ -28,6 +29,23 @@ class WhereToRun:
     threads: int = setting(0, "CPU threads (0: one per core)")
     data_dir: str | None = setting(None, "CIFAR-10 folder (default: $RESNET_CIFAR_DATA, then ./data)")
 
+    def check_numbers(self) -> None:
+        """Every number finite, and every count and size positive (the experiment-specific checks come after)."""
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            for number in value if isinstance(value, tuple) else (value,):
+                if isinstance(number, float) and not math.isfinite(number):
+                    raise ConfigError(f"{spec.name}: must be a finite number, got {number}")
+                if isinstance(number, int | float) and not isinstance(number, bool) and number < 0:
+                    raise ConfigError(f"{spec.name}: must not be negative, got {number}")
+
+
+def _check_depths(depths) -> None:
+    for depth in depths:
+        depth = int(depth) if isinstance(depth, str) and depth.isdigit() else depth
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
+            raise ConfigError(f"depths: {depth} is not a CIFAR ResNet depth (6n + 2: 20, 32, 44, 56, 110, ...)")
+
 
 # --- gradient flow -----------------------------------------------------------------------------------------------
 
@@ -42,6 +60,17 @@ class GradientFlowSettings(WhereToRun):
     grad_clip: float = setting(5.0, "gradient clipping, which keeps the nets without batch norm from diverging")
     train_pool: int = setting(10_000, "training images the K steps are drawn from")
     seed: int = setting(0, "seed for the weights, the batch and the K steps")
+
+    def validate(self) -> None:
+        self.check_numbers()
+        from resnet_cifar.models.layers import NORMS
+
+        for norm in self.norms:
+            if norm not in NORMS:
+                raise ConfigError(f"norms: each one of {', '.join(NORMS)}, got {norm!r}")
+        if not (self.lr > 0 and self.batch_size >= 10 and self.steps > 0 and self.train_pool >= self.batch_size):
+            raise ConfigError("lr, steps must be positive; batch_size at least 10 and at most train_pool")
+        _check_depths(self.depths)
 
     @classmethod
     def quick(cls, **kwargs) -> GradientFlowSettings:
@@ -100,6 +129,12 @@ class DegradationSettings(WhereToRun):
             "gamma": 0.1,
         }
 
+    def validate(self) -> None:
+        self.check_numbers()
+        _check_depths(self.depths)
+        if not (self.epochs > 0 and self.train_size > 0 and 0 < self.test_images <= 10_000):
+            raise ConfigError("epochs and train_size must be positive, test_images from 1 to 10,000")
+
     @classmethod
     def quick(cls, **kwargs) -> DegradationSettings:
         """A few minutes: 2 epochs of 5,000 images, 2,000 test images."""
@@ -133,9 +168,8 @@ class DepthSettings(WhereToRun):
             raise ConfigError(
                 f"config: {self.config} is not a file (a training config such as configs/paper-resnets.yaml)"
             )
-        for depth in (*self.plain_depths, *self.residual_depths, *self.more_seeds):
-            if int(depth) < 8 or (int(depth) - 2) % 6:
-                raise ConfigError(f"depths: {depth} is not a CIFAR ResNet depth (6n + 2: 20, 32, 44, 56, 110, ...)")
+        self.check_numbers()
+        _check_depths((*self.plain_depths, *self.residual_depths, *self.more_seeds))
         if not 0 < self.test_images <= 10_000 or self.test_images % 10:
             raise ConfigError(f"test_images: {self.test_images} is not a multiple of 10 (classes) up to 10,000")
 
@@ -189,6 +223,7 @@ class DataEfficiencySettings(WhereToRun):
         return cls(**{"sizes": (500, 2500, 10_000, 45_000), "seeds": (0,), "steps": 150, "test_images": 2000, **kwargs})
 
     def validate(self) -> None:
+        self.check_numbers()
         for size in self.sizes:
             if size <= 0 or size % 10 or size > 50_000 - self.val_size:
                 raise ConfigError(

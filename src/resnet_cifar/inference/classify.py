@@ -13,8 +13,8 @@ from torch import nn
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10, Normalization
-from resnet_cifar.errors import ImageError
-from resnet_cifar.inference.images import load_image
+from resnet_cifar.errors import CheckpointError, ImageError
+from resnet_cifar.inference.images import as_pixels, load_image
 from resnet_cifar.inference.tta import model_device, predict_logits
 from resnet_cifar.runtime import Runtime, choose_runtime
 
@@ -54,6 +54,11 @@ def expand_inputs(inputs: list[str]) -> list[Path | Prediction]:
     what cannot be read (an unmatched input, a broken link, an empty folder) stands in its place as an error."""
     entries: list[Path | Prediction] = []
     for item in inputs:
+        if isinstance(item, Path | Prediction):  # already expanded
+            entries.append(item)
+            continue
+        if not str(item).strip():
+            raise ImageError("an empty name is no image, folder or pattern (it would mean this whole folder)")
         path = Path(item)
         if path.is_dir():
             entries += _folder_entries(path) or [Prediction(item, error="empty folder")]
@@ -78,14 +83,18 @@ def classify(
     temperature: float = 1.0,
     normalization: Normalization = CIFAR10,
 ) -> list[list[tuple[str, float]]]:
-    """Top-k (class, probability) for each uint8 image N x 3 x 32 x 32, on the model's device (`runtime`: its
+    """Top-k (class, probability) for each image N x 3 x 32 x 32 (uint8 pixels, or floats in [0, 1]; anything else
+    is refused), on the model's device (`runtime`: its
     device and precision; default: chosen for the device the model is on). `temperature`: the weights' calibration
     (LoadedModel.temperature), so that "90%" is right about 90% of the time; `normalization`: the statistics the
     weights were trained with (LoadedModel.normalization)."""
     if len(images) == 0:
         return []
+    images = as_pixels(images)
     logits = predict_logits(model, images, tta=tta, batch_size=batch_size, runtime=runtime, normalization=normalization)
     probabilities = (logits / temperature).softmax(dim=1)
+    if not bool(torch.isfinite(probabilities).all()):
+        raise CheckpointError("the weights answer NaN or infinity for these images; they are damaged")
     values, indices = probabilities.topk(min(top_k, probabilities.shape[1]), dim=1)
     return [
         [(class_names[i], round(float(p), 6)) for p, i in zip(row_p, row_i, strict=True)]
@@ -95,7 +104,7 @@ def classify(
 
 def predict_files(
     model: nn.Module,
-    inputs: list[str],
+    inputs: list[str | Path | Prediction],
     top_k: int = 3,
     tta: int = 0,
     runtime: Runtime | None = None,
@@ -158,4 +167,5 @@ def format_json(predictions: list[Prediction]) -> str:
             for p in predictions
         ],
         indent=2,
+        allow_nan=False,
     )

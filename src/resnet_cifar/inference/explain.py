@@ -37,11 +37,23 @@ def default_layer(model: nn.Module) -> str:
 
 
 def find_layer(model: nn.Module, name: str) -> nn.Module:
-    """The submodule called `name` (as in `model.named_modules()`), or one line listing the names there are."""
+    """The submodule called `name` (as in `model.named_modules()`) if it gives feature maps (N x C x H x W) that a
+    class-activation map can be taken at; else one line listing the stages there are."""
     modules = dict(model.named_modules())
+    stages = [n for n in modules if n.count(".") <= 1 and n.startswith("stages")]
     if name not in modules or name == "":
-        stages = [n for n in modules if n.count(".") <= 1 and n.startswith("stages")]
         raise ConfigError(f"no layer {name!r} in this model; its stages are {', '.join(stages) or 'none'}")
+    dims, was_training = set(), model.training
+    hook = modules[name].register_forward_hook(lambda module, inputs, output: dims.add(getattr(output, "ndim", 0)))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, 3, 32, 32, device=model_device(model)))
+    finally:
+        hook.remove()
+        model.train(was_training)
+    if dims != {4}:
+        raise ConfigError(f"layer {name!r} gives no feature maps to draw (class-activation maps are taken at the "
+                          f"stages: {', '.join(stages) or 'none'})")  # fmt: skip
     return modules[name]
 
 

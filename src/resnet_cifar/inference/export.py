@@ -20,6 +20,7 @@ from torch import nn
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.data.normalization import CIFAR10, Normalization
 from resnet_cifar.errors import ConfigError, ResnetCifarError
+from resnet_cifar.files import check_output
 from resnet_cifar.inference.tta import model_device
 from resnet_cifar.run_folder import OUTPUT_DIR
 
@@ -74,7 +75,7 @@ def export_model(
     device = model_device(model)  # traced where the model is (default CPU: a file that runs anywhere)
     wrapped = Deployable(model, normalization).to(device).eval()
     example = torch.rand(2, 3, 32, 32, device=device)
-    partial = path.with_name(path.name + ".part")  # written whole, then renamed: no half-written file at `path`
+    partial = check_output(path.with_name(path.name + ".part"), force=True)  # written whole, then renamed
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial.touch()

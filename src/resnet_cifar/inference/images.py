@@ -33,6 +33,7 @@ MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # width x height above which a file is 
 MAX_SIDE = 65_535  # the largest side a JPEG can have
 SIZE = 32
 DRAFT_SIDE = 256  # a big JPEG is decoded at the smallest scale that keeps at least this many pixels per side
+MAX_DECODED_BYTES = 2**30  # the memory one decoded image may take (a 16-bit PNG costs twice its pixels, RGB four)
 
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never silently half-grey
 
@@ -40,11 +41,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated file is an error, never s
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB, compositing transparency onto white."""
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I") and array.max(initial=0) > 255 else 255.0
-        if image.mode == "F" and array.max(initial=0) <= 1.0:
-            top = 1.0
-        image = Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
+        image = _eight_bit(np.asarray(image, dtype=np.float64), image.mode)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -52,6 +49,16 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return image.convert("RGB")
+
+
+def _eight_bit(array: np.ndarray, mode: str, peak: float | None = None) -> Image.Image:
+    """A 16-bit, 32-bit or float grey image's values as 8-bit grey: 16-bit scaled from 65535 where any value passes
+    255 (else taken as 8-bit values), floats from 1.0 where none passes it (`peak`: the largest value, if known)."""
+    peak = array.max(initial=0) if peak is None else peak
+    top = 65535.0 if mode.startswith("I") and peak > 255 else 255.0
+    if mode == "F" and peak <= 1.0:
+        top = 1.0
+    return Image.fromarray(np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8), mode="L")
 
 
 def center_square(image: Image.Image) -> Image.Image:
@@ -66,6 +73,29 @@ def to_cifar_tensor(image: Image.Image) -> torch.Tensor:
     square = center_square(_to_rgb(image))
     small = square.resize((SIZE, SIZE), Image.Resampling.LANCZOS)
     return torch.from_numpy(np.asarray(small, dtype=np.uint8).copy()).permute(2, 0, 1).contiguous()
+
+
+def as_pixels(images: torch.Tensor) -> torch.Tensor:
+    """Images N x 3 x H x W as uint8 pixels, from uint8 (as load_image gives them) or from floats in [0, 1] (as
+    torchvision's ToTensor gives them); ValueError for anything else (normalised floats, [0, 255] floats), which
+    would otherwise be classified as noise at full confidence."""
+    if images.dtype == torch.uint8:
+        return images
+    return (as_unit_floats(images) * 255).round().to(torch.uint8)
+
+
+def as_unit_floats(images: torch.Tensor) -> torch.Tensor:
+    """Images as floats in [0, 1]: uint8 pixels divided by 255, floats checked to be in [0, 1] (ValueError else)."""
+    if images.dtype == torch.uint8:
+        return images.float() / 255
+    if not images.is_floating_point():
+        raise ValueError(f"images must be uint8 pixels or floats in [0, 1], got {images.dtype}")
+    if images.numel() and not (images.min() >= 0 and images.max() <= 1):
+        raise ValueError(
+            "float images must be scaled to [0, 1] (got values from "
+            f"{float(images.min()):.3g} to {float(images.max()):.3g}); pass uint8 pixels, or divide by 255"
+        )
+    return images
 
 
 def not_a_file(path: Path) -> str | None:
@@ -103,22 +133,46 @@ def decode_image(data: bytes, name: str, max_pixels: int = MAX_PIXELS) -> torch.
     return _decode(io.BytesIO(data), name, max_pixels)
 
 
+def decoded_bytes(image: Image.Image) -> int:
+    """The bytes Pillow holds for `image` decoded (RGB is stored as 4 bytes a pixel, 16-bit grey as 2)."""
+    per_pixel = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2, "LA": 4, "PA": 4}.get(image.mode, 4)
+    return image.size[0] * image.size[1] * per_pixel
+
+
 def _reduced(image: Image.Image) -> Image.Image:
-    """A big decoded image shrunk at once by an integer box filter to at least DRAFT_SIDE pixels on its short side
-    (what JPEG's draft does while decoding), before any copy of it in another mode is made: a 144-megapixel 1-bit
-    PNG then costs its decoded bytes once, not five full-size copies."""
+    """A big decoded image shrunk at once to at least DRAFT_SIDE pixels on its short side (what JPEG's draft does while
+    decoding), before any copy of it in another mode is made: an integer box filter, in numpy for 16-bit images
+    (which Pillow cannot reduce), nearest for palette images (their colours are looked up after); so a 177-megapixel
+    16-bit PNG costs its decoded bytes once, not a float64 copy and five more."""
     factor = min(image.size) // DRAFT_SIDE
     if factor < 2:
         return image
     if image.mode == "1":
         image = image.convert("L")  # same bytes per pixel; reduce() works on 8-bit modes
+    if image.mode.startswith("I;16"):
+        return _box_mean_16bit(image, factor)
+    if image.mode in ("P", "PA"):
+        return image.resize((image.size[0] // factor, image.size[1] // factor), Image.Resampling.NEAREST)
     try:
         return image.reduce(factor)
-    except ValueError:  # a mode reduce() does not take (palette, 16-bit): converted whole as before
+    except ValueError:  # a mode reduce() does not take: converted whole (within the decoded-bytes limit)
         return image
 
 
+def _box_mean_16bit(image: Image.Image, factor: int) -> Image.Image:
+    """The mean of each `factor` x `factor` block of a 16-bit grey image, as 8-bit grey, read one block row at a time
+    (no full-size copy of the pixels is ever made)."""
+    rows, cols = image.size[1] // factor, image.size[0] // factor
+    out, peak = np.empty((rows, cols), dtype=np.float32), 0
+    for row in range(rows):
+        strip = np.asarray(image.crop((0, row * factor, cols * factor, (row + 1) * factor)))
+        out[row] = strip.reshape(factor, cols, factor).mean(axis=(0, 2), dtype=np.float32)
+        peak = max(peak, int(strip.max(initial=0)))
+    return _eight_bit(out, image.mode, peak)
+
+
 def _decode(source: Path | io.BytesIO, path: Path | str, max_pixels: int = MAX_PIXELS) -> torch.Tensor:
+    max_bytes = min(MAX_DECODED_BYTES, max_pixels * 4)
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_IMAGE_PIXELS (89 MP) and refuses above twice that: our limit is checked below
@@ -135,6 +189,10 @@ def _decode(source: Path | io.BytesIO, path: Path | str, max_pixels: int = MAX_P
                 image.seek(0)  # first frame of animations
                 if image.format == "JPEG":
                     image.draft("RGB", (DRAFT_SIDE, DRAFT_SIDE))
+                if decoded_bytes(image) > max_bytes:
+                    mib = decoded_bytes(image) / 2**20
+                    raise ImageError(f"{path}: {width}x{height} {image.mode} would take {mib:,.0f} MiB decoded; at "
+                                     f"most {max_bytes / 2**20:,.0f} MiB are decoded here")  # fmt: skip
                 image.load()
                 return to_cifar_tensor(ImageOps.exif_transpose(_reduced(image)))
     except ImageError:

@@ -184,7 +184,7 @@ def import_checkpoint(
 ) -> Imported:
     """Read a published checkpoint, fit it to one of our models, and write it as our weights file at `output`."""
     source, output = Path(source), Path(output)
-    run_folder.refuse_overwrite(output, overwrite)
+    run_folder.refuse_overwrite(output, overwrite, inputs=[source])
     raw, extras = read_foreign(source)
     cleaned = clean_state_dict(raw)
     layout = detect_layout(list(cleaned), extras)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,15 +110,31 @@ def recorded_calibration(metadata: dict) -> dict:
     return metadata.get("calibration") or metadata.get("card", {}).get("calibration") or {}
 
 
-def refuse_non_finite(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
-    """CheckpointError naming the first tensor of the file holding NaN or infinity, or a temperature that is not a
-    finite positive number: such a file would answer with NaN or false certainty, never with an error of its own."""
+TEMPERATURES = (1e-2, 1e2)  # a fitted temperature outside this range calibrates nothing: the file is damaged
+STDS = (1e-4, 1e3)  # input standard deviations a normalisation can have (pixels in [0, 1])
+
+
+def refuse_impossible(path: Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
+    """CheckpointError for values no trained weights hold, which would answer with NaN or false certainty rather
+    than an error of their own: NaN or infinite tensors, negative batch-norm variances, a temperature or an input
+    standard deviation outside any plausible range."""
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise CheckpointError(f"{path}: tensor {name} holds NaN or infinite values; refused")
+        if name.endswith("running_var") and bool((tensor < 0).any()):
+            raise CheckpointError(f"{path}: tensor {name} holds negative variances; refused")
     temperature = recorded_calibration(metadata).get("temperature", NO_TEMPERATURE)
-    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 < temperature < math.inf:
-        raise CheckpointError(f"{path}: calibration temperature must be a finite positive number, got {temperature!r}")
+    low, high = TEMPERATURES
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not low <= temperature <= high:
+        raise CheckpointError(f"{path}: calibration temperature must be in [{low:g}, {high:g}], got {temperature!r}")
+    try:
+        normalization = recorded_normalization(metadata)
+    except ConfigError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    if not all(STDS[0] <= std <= STDS[1] for std in normalization.std):
+        raise CheckpointError(
+            f"{path}: normalization std must be in [{STDS[0]:g}, {STDS[1]:g}], got {normalization.std}"
+        )
 
 
 def _listed(names: list[str], shown: int = 4) -> str:
@@ -161,10 +176,21 @@ def load_model(
     resnet_cifar.runtime), resolved here once."""
     path = resolve_weights(source, which)
     tensors, metadata = load_checkpoint(path)
-    try:
-        recorded_normalization(metadata)
-    except ConfigError as error:
-        raise CheckpointError(f"{path}: {error}") from None
+    refuse_impossible(path, tensors, metadata)
+    name, options = model_of(path, metadata, model_name, model_options)
+    state, ema_weights = state_from_tensors(tensors, prefer_ema)
+    model = fitted_model(path, name, options, state)
+    runtime = choose_runtime(device, precision, threads, recorded=recorded_precision(metadata))
+    config = recorded_config(path, metadata)
+    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, ema_weights, config)
+    memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
+    loaded.model.to(runtime.device, memory_format=memory_format)
+    return loaded
+
+
+def model_of(path: Path, metadata: dict, model_name: str | None, model_options: dict | None) -> tuple[str, dict]:
+    """The model the weights are for: the file's own; a name and options given alongside only for a file that does
+    not record them (given ones that contradict the file's are refused: the weights would compute something else)."""
     name = model_name or metadata.get("model")
     if name is None:
         raise ConfigError(
@@ -172,20 +198,30 @@ def load_model(
             "if it was built with other than the defaults), or model_name= in Python; `resnet-cifar models` lists "
             "the names"
         )
-    options = dict(metadata.get("model_options", {}) if model_options is None else model_options)
-    model = create_model(name, **options)
-    state, ema_weights = state_from_tensors(tensors, prefer_ema)
-    refuse_non_finite(path, tensors, metadata)
-    mismatch = state_mismatch(model.state_dict(), state)
+    recorded = metadata.get("model_options")
+    options = dict((recorded or {}) if model_options is None else model_options)
+    for given, own, what in ((model_name, metadata.get("model"), "model"), (model_options, recorded, "model options")):
+        if given is not None and own is not None and given != own:
+            raise ConfigError(f"{path} holds {what} {own!r}; {given!r} contradicts it (leave it out: the file says)")
+    return name, options
+
+
+def fitted_model(path: Path, name: str, options: dict, state: dict[str, torch.Tensor]) -> nn.Module:
+    """The model with `state` loaded, built only once its shapes are known to fit the tensors (built on PyTorch's
+    meta device first, which allocates nothing: options naming a model of gigabytes cost nothing to refuse)."""
+    try:
+        with torch.device("meta"):
+            expected = create_model(name, **options).state_dict()
+    except ConfigError:
+        raise
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: model {name} cannot be built with {options}: {error}") from None
+    mismatch = state_mismatch(expected, state)
     if mismatch:
         raise CheckpointError(f"{path} does not fit model {name}: {mismatch}")
+    model = create_model(name, **options)
     model.load_state_dict(state)
-    runtime = choose_runtime(device, precision, threads, recorded=recorded_precision(metadata))
-    config = recorded_config(path, metadata)
-    loaded = LoadedModel(model.eval(), name, options, path, runtime, metadata, ema_weights, config)
-    memory_format = torch.channels_last if loaded.channels_last else torch.contiguous_format
-    loaded.model.to(runtime.device, memory_format=memory_format)
-    return loaded
+    return model
 
 
 def recorded_config(path: Path, metadata: dict) -> TrainConfig | None:
@@ -207,9 +243,9 @@ def load_pretrained(name: str = DEFAULT_NAME, **options) -> LoadedModel:
 
 
 class Pretrained(nn.Module):
-    """Shipped weights with their input normalisation inside: call it on float images scaled to [0, 1]
-    (N x 3 x 32 x 32, as Pillow or torchvision's ToTensor give them) for logits; `probabilities` divides them by the
-    temperature fitted on the validation split first. What `torch.hub.load(..., pretrained=True)` returns."""
+    """Shipped weights with their input normalisation inside: call it on float images scaled to [0, 1] (as
+    torchvision's ToTensor gives them) or on uint8 pixels, N x 3 x 32 x 32, for logits; `probabilities` divides them
+    by the temperature fitted on the validation split first. What `torch.hub.load(..., pretrained=True)` returns."""
 
     def __init__(self, loaded: LoadedModel):
         super().__init__()
@@ -221,7 +257,10 @@ class Pretrained(nn.Module):
         self.card = loaded.metadata.get("card", {})
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net((images - self.mean) / self.std)
+        """Logits of float images in [0, 1] or uint8 pixels (anything else is refused, not misread)."""
+        from resnet_cifar.inference.images import as_unit_floats
+
+        return self.net((as_unit_floats(images) - self.mean) / self.std)
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:

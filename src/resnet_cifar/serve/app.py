@@ -29,6 +29,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect
 
+from resnet_cifar.allocator import return_freed_memory
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.errors import ImageError
 from resnet_cifar.inference.explain import explain_loaded
@@ -46,7 +47,9 @@ class Limits:
     max_file_bytes: int = 10 * MB
     max_image_pixels: int = 40_000_000  # an 8K screenshot is 33 MP; a JPEG is decoded reduced, so photos pass too
     max_decodes: int = 2  # images decoded at once (a 2-core machine gains nothing from more)
-    max_bytes_in_flight: int = 256 * MB  # request bodies held at once, all requests together
+    max_bytes_in_flight: int = 256 * MB  # request bodies held at once, all requests together (at least one request)
+    idle_seconds: float = 15.0  # a request body that sends nothing for this long is dropped (408)
+    body_seconds: float = 120.0  # ... or that has not arrived whole after this long
 
     @property
     def request_bytes(self) -> int:
@@ -166,40 +169,79 @@ def _top(probabilities: torch.Tensor, k: int) -> list[dict]:
 def declared_size(request: Request, limits: Limits) -> int:
     """The body's Content-Length, or UploadError when it is missing or over the request limit."""
     length = request.headers.get("content-length")
-    if length is None or not (length.isascii() and length.isdigit()):
+    if length is None or not (length.isascii() and length.isdigit()) or len(length) > 15:
         raise UploadError(411, "send the images as multipart/form-data with a Content-Length")
     if int(length) > limits.request_bytes:
         raise UploadError(413, f"the upload is {int(length) / MB:.1f} MB; at most {limits.request_bytes / MB:.0f} MB")
     return int(length)
 
 
-async def read_uploads(request: Request, limits: Limits) -> list[tuple[str, bytes]]:
-    """The uploaded files (name, bytes), or UploadError with the status and a sentence saying what was wrong."""
-    declared_size(request, limits)
+class BodyBudget:
+    """The bytes of request bodies held at once, all requests together, counted as they arrive (never reserved from
+    what a client declares: two idle sockets announcing 128 MB hold nothing). The event loop is one thread."""
+
+    def __init__(self, limit: int):
+        self.limit, self.held = limit, 0
+
+    def take(self, count: int) -> None:
+        if self.held + count > self.limit:
+            raise UploadError(503, "the server is busy with other uploads; try again in a moment")
+        self.held += count
+
+    def give_back(self, count: int) -> None:
+        self.held -= count
+
+
+async def receive_body(request: Request, declared: int, budget: BodyBudget, limits: Limits) -> bytearray:
+    """The request body, read as it arrives, within the budget and in time: a client that sends nothing for
+    `limits.idle_seconds`, or has not finished after `limits.body_seconds`, is answered 408 and its bytes freed."""
+    loop = asyncio.get_running_loop()
+    deadline, body = loop.time() + limits.body_seconds, bytearray()
+    chunks = request.stream().__aiter__()
+    try:
+        while True:
+            wait = min(limits.idle_seconds, deadline - loop.time())
+            try:
+                chunk = await asyncio.wait_for(chunks.__anext__(), max(wait, 0.001))
+            except StopAsyncIteration:
+                return body
+            except asyncio.TimeoutError:
+                raise UploadError(408, "the upload stalled or took too long; send it again") from None
+            except ClientDisconnect:  # the client gave up mid-body: nobody is left to answer
+                raise UploadError(400, "the client disconnected before the upload ended") from None
+            if len(body) + len(chunk) > declared:
+                raise UploadError(400, "the body is longer than its Content-Length")
+            budget.take(len(chunk))
+            body += chunk
+    except BaseException:
+        budget.give_back(len(body))
+        raise
+
+
+async def parse_uploads(request: Request, body: bytearray, limits: Limits) -> list[tuple[str, bytes]]:
+    """The uploaded files (name, bytes) of a received multipart body, or UploadError saying what was wrong."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise UploadError(415, "send the images as multipart/form-data (a form with file fields)")
-    parser = in_memory_parser(limits)(request.headers, request.stream(), max_files=limits.max_files, max_fields=16)
+
+    async def once():
+        yield bytes(body)
+
+    parser = in_memory_parser(limits)(request.headers, once(), max_files=limits.max_files, max_fields=16)
     try:
         form = await parser.parse()
-    except ClientDisconnect:  # the client gave up mid-body: nobody is left to answer
-        raise UploadError(400, "the client disconnected before the upload ended") from None
     except MultiPartException as error:
         too_many = "Too many files" in error.message
-        raise UploadError(
-            413 if too_many else 400,
-            f"too many files: at most {limits.max_files} per request" if too_many else error.message,
-        ) from None
+        message = f"too many files: at most {limits.max_files} per request" if too_many else error.message
+        raise UploadError(413 if too_many else 400, message) from None
     files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if not files:
         raise UploadError(400, "no image in the upload: send one or more files")
     uploads = []
     for upload in files:
-        data = await upload.read()
-        name = upload.filename or "upload"
+        data, name = await upload.read(), upload.filename or "upload"
         if len(data) > limits.max_file_bytes:
-            raise UploadError(
-                413, f"{name} is {len(data) / MB:.1f} MB; each image may be at most {limits.max_file_bytes / MB:.0f} MB"
-            )
+            size, most = len(data) / MB, limits.max_file_bytes / MB
+            raise UploadError(413, f"{name} is {size:.1f} MB; each image may be at most {most:.0f} MB")
         uploads.append((name, data))
     await form.close()
     return uploads
@@ -209,7 +251,7 @@ def create_app(classifier: Classifier) -> FastAPI:
     app = FastAPI(title="resnet-cifar", docs_url=None, redoc_url=None, openapi_url=None)
     page = resources.files("resnet_cifar.serve").joinpath("page.html").read_text(encoding="utf-8")
     limits = classifier.limits
-    in_flight = [0]  # bytes of request bodies being served (the event loop is one thread: no lock needed)
+    budget = BodyBudget(max(limits.max_bytes_in_flight, limits.request_bytes))  # any one allowed upload fits
 
     @app.exception_handler(UploadError)
     async def refused(request: Request, error: UploadError) -> JSONResponse:
@@ -224,36 +266,39 @@ def create_app(classifier: Classifier) -> FastAPI:
     async def health() -> dict:  # on the event loop itself: answers while every worker thread computes
         return health_of(classifier)
 
-    async def serve(request: Request, with_pictures: bool) -> JSONResponse:
-        top_k = parse_top_k(request.query_params.get("top_k", "5"))
-        size = declared_size(request, limits)
-        if in_flight[0] + size > limits.max_bytes_in_flight:
-            raise UploadError(503, "the server is busy with other uploads; try again in a moment")
-        in_flight[0] += size
-        try:
-            uploads = await read_uploads(request, limits)
-            entries, batch, readable = await _in_thread(classifier.decode, uploads)
-            del uploads  # the bytes are decoded: free them before waiting for the model
-        finally:
-            in_flight[0] -= size
-        if batch is not None and with_pictures:
-            await _in_thread(classifier.explain_into, entries, batch, readable, top_k)
-        elif batch is not None:
-            fill_top(entries, readable, await asyncio.wrap_future(classifier.batcher.submit(batch)), top_k)
-        if all(entry["error"] for entry in entries):
-            reasons = "; ".join(f"{e['file']}: {e['error']}" for e in entries)
-            return JSONResponse({"error": f"no readable image ({reasons})", "results": entries}, status_code=422)
-        return JSONResponse(entries)
-
     @app.post("/api/predict")
     async def predict(request: Request) -> JSONResponse:
-        return await serve(request, with_pictures=False)
+        return await answer(request, classifier, budget, with_pictures=False)
 
     @app.post("/api/explain")
     async def explain_images(request: Request) -> JSONResponse:
-        return await serve(request, with_pictures=True)
+        return await answer(request, classifier, budget, with_pictures=True)
 
     return app
+
+
+async def answer(request: Request, classifier: Classifier, budget: BodyBudget, with_pictures: bool) -> JSONResponse:
+    """One request: its body within the budget, decoded (its bytes freed at once), then predicted or explained."""
+    top_k = parse_top_k(request.query_params.get("top_k", "5"))
+    declared = declared_size(request, classifier.limits)
+    body = await receive_body(request, declared, budget, classifier.limits)
+    received = len(body)
+    try:
+        uploads = await parse_uploads(request, body, classifier.limits)
+        del body
+        entries, batch, readable = await _in_thread(classifier.decode, uploads)
+        del uploads  # the bytes are decoded: free them before waiting for the model
+    finally:
+        budget.give_back(received)
+        return_freed_memory()  # what decoding took goes back to the system (microseconds when there is nothing)
+    if batch is not None and with_pictures:
+        await _in_thread(classifier.explain_into, entries, batch, readable, top_k)
+    elif batch is not None:
+        fill_top(entries, readable, await asyncio.wrap_future(classifier.batcher.submit(batch)), top_k)
+    if all(entry["error"] for entry in entries):
+        reasons = "; ".join(f"{e['file']}: {e['error']}" for e in entries)
+        return JSONResponse({"error": f"no readable image ({reasons})", "results": entries}, status_code=422)
+    return JSONResponse(entries)
 
 
 def health_of(classifier: Classifier) -> dict:

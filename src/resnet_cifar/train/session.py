@@ -36,6 +36,7 @@ def resume_config(run_dir: Path, overrides: dict) -> tuple[TrainConfig, str | No
         raise ConfigError(f"{checkpoint} has no training state")
     config = dataclasses.replace(config_from_record(metadata["config"]), stop_after_epochs=None)
     check_config_file(run_dir, config)
+    run_folder.read_metrics(run_dir)  # a damaged metrics.csv is said now, before any work
     changed = {k: v for k, v in overrides.items() if getattr(config, k.replace("-", "_")) != v}
     if changed.get("precision") == "auto":  # the flag's default: the run keeps the precision it computes in
         del changed["precision"]

@@ -142,7 +142,7 @@ def test_depth_study_trains_whole_runs_and_keeps_finished_nets(cifar_dir, tmp_pa
     from resnet_cifar.experiments.settings import DepthSettings
     from resnet_cifar.train.batches import TrainingData
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     recipe = tmp_path / "tiny.yaml"  # the study's recipe on a small validation split, single-view test: quick
     recipe.write_text(f"base: {repo / 'configs' / 'paper-resnets.yaml'}\nval_size: 100\ntta: 0\n")
     settings = DepthSettings(
@@ -183,7 +183,7 @@ def test_an_interrupted_depth_study_continues_each_net_exactly(cifar_dir, tmp_pa
     from resnet_cifar.train.batches import TrainingData
     from tiny import StopAt
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(f"base: {repo / 'configs' / 'paper-resnets.yaml'}\nval_size: 100\ntta: 0\nthreads: 2\n")
     whole_test_set = TrainingData.load_test

@@ -157,7 +157,7 @@ def test_schedules_by_hand():
 
 
 def test_paper_schedule_from_its_config():
-    config = load_config(Path(__file__).parents[1] / "configs" / "archive" / "paper-resnet110.yaml")
+    config = load_config(Path(__file__).resolve().parents[2] / "configs" / "archive" / "paper-resnet110.yaml")
     schedule = build_schedule(config, config.steps, 351)
     assert config.steps == 64_000 and config.batch_size == 128 and config.weight_decay == 1e-4
     assert [schedule(s) for s in (0, 399, 400, 31_999, 32_000, 48_000)] == pytest.approx(
@@ -230,7 +230,7 @@ def test_bad_yaml_files(tmp_path):
 
 
 def test_every_shipped_config_is_valid():
-    for path in sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")):
+    for path in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")):
         load_config(path)
 
 

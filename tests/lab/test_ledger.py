@@ -8,7 +8,7 @@ from repo_scripts import load_script
 from resnet_cifar_lab.ledger import PUBLISHED as LEDGER
 from resnet_cifar_lab.ledger import append, read_ledger, record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 render_tables = load_script("tools/render_tables.py")
 
 NEEDED = {"benchmark", "command", "config_sha256", "git_commit", "machine", "precision", "torch", "seeds", "numbers"}

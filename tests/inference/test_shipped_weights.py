@@ -117,7 +117,7 @@ def test_pretrained_module_normalises_inside_and_calibrates(cifar_test):
     torch.testing.assert_close(probabilities, torch.softmax(expected / loaded.temperature, 1), rtol=1e-4, atol=1e-5)
 
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PAPER = [name for name in SHIPPED if name != "robust"]
 
 

@@ -126,7 +126,14 @@ def test_predict_explain_and_plot_explain_draw_their_pictures(tmp_path, capsys):
     assert code == 1  # the broken file is reported; the others are still predicted and drawn
     with Image.open(picture) as drawn:
         assert drawn.size[0] > 600 and drawn.size[1] > 400  # two rows of four panels
-    assert main(["predict", str(tmp_path / "img0.png"), "--explain", str(picture), "--cam-layer", "nope"]) == 2
+    capsys.readouterr()
+    assert (
+        main(["predict", str(tmp_path / "img0.png"), "--explain", str(picture)]) == 2
+    )  # it exists: not without asking
+    assert "exists; pass --force to replace it" in capsys.readouterr().err
+    assert (
+        main(["predict", str(tmp_path / "img0.png"), "--explain", str(picture), "--force", "--cam-layer", "nope"]) == 2
+    )
     assert "no layer 'nope'" in capsys.readouterr().err
 
 

@@ -16,7 +16,7 @@ from commands import run_cli
 from repo_scripts import load_script, run_script
 from resnet_cifar.runtime import choose_runtime
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def cli(
@@ -141,7 +141,7 @@ def test_bad_config_fails_at_once_with_one_line(tmp_path):
     (tmp_path / "bad.yaml").write_text("modle: resnet20\n")
     result = cli("train", "--config", "bad.yaml", cwd=tmp_path, check=False)
     assert result.returncode == 2
-    assert result.stderr.strip() == "resnet-cifar: error: unknown config key 'modle'; did you mean 'model'?"
+    assert result.stderr.strip() == "resnet-cifar: error: bad.yaml: unknown config key 'modle'; did you mean 'model'?"
     assert not (tmp_path / "outputs").exists()
 
 

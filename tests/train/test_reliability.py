@@ -17,7 +17,7 @@ from resnet_cifar.run_folder import TIMING_COLUMNS, read_metrics
 from resnet_cifar.train.loop import Callback
 from tiny import make_trainer, tiny_flags
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 TINY_FLAGS = tiny_flags(
     epochs=3, label_smoothing=0.0, deterministic=True, tta=0, progress="lines", checkpoint_every=1, test_at_end=True
 )
