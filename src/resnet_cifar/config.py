@@ -20,7 +20,7 @@ import yaml
 
 from resnet_cifar.choices import AUGMIX_MODES, PAD_MODES, PRECISIONS, TTA_LEVELS
 from resnet_cifar.errors import ConfigError
-from resnet_cifar.files import read_text_bounded
+from resnet_cifar.files import atomic_write_bytes, read_text_bounded
 from resnet_cifar.run_folder import OUTPUT_DIR
 from resnet_cifar.yaml_text import float_spelling, load_yaml
 
@@ -415,7 +415,7 @@ def _relative(path: Path | str, other: Any, key: str) -> Path:
 
 
 def save_config(config: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    atomic_write_bytes(path, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
 
 
 def parse_cli_value(text: str) -> Any:

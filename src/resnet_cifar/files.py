@@ -75,6 +75,7 @@ def _umask() -> int:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` so that readers see the old content or the new, never a mix; OutputError when `path`
     is something other than a regular file (a rename would replace a device or a FIFO with a file)."""
+    path = Path(path)
     kind = special_kind(path)
     if kind is not None:
         raise OutputError(f"{path} is {kind}; nothing is written over it")

@@ -91,3 +91,44 @@ def test_unknown_flags_suggest_only_the_subcommands_own():
     result = run_cli("train", "--foo")
     assert result.returncode == 2 and "--force" not in result.stderr
     assert "did you mean --force" in run_cli("export", "--format", "onnx", "--forse").stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["gradient-flow", "--norms", "foo"], "norms: each one of bn, none, got 'foo'"),
+        (["gradient-flow", "--lr", "nan"], "lr: must be a finite number"),
+        (["degradation", "--epochs", "inf"], "epochs: must be a finite number"),
+        (["depth", "--residual-depths", "21"], "not a CIFAR ResNet depth"),
+    ],
+)
+def test_experiment_settings_that_cannot_run_are_one_line_before_any_work(flags, message, capsys):
+    assert cli_code("experiment", *flags, "--quick") == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_world_size_that_is_no_number_is_one_line():
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "resnet_cifar", "models"], capture_output=True, text=True,
+                          env={**os.environ, "WORLD_SIZE": "abc"}, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "WORLD_SIZE must be a whole number" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_help_and_usage_errors_answer_before_pytorch_loads():
+    import subprocess
+    import sys
+
+    code = (
+        "import atexit, sys\n"
+        "atexit.register(lambda: print('torch loaded' if 'torch' in sys.modules else 'torch not loaded'))\n"
+        "from resnet_cifar.entry import main\n"
+        "sys.argv = ['resnet-cifar', *sys.argv[1:]]\n"
+        "main()"
+    )
+    for args in (["--help"], ["train", "--help"], ["train", "--no-such-flag"], ["predict"]):
+        done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+        assert done.returncode in (0, 2) and done.stdout.strip().endswith("torch not loaded"), done.stdout

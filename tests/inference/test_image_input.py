@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from commands import run_cli
+from commands import cli_code, run_cli
 from resnet_cifar.inference.classify import expand_inputs
 from resnet_cifar.inference.images import load_image
 
@@ -67,8 +67,8 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
 
 
 def test_decoding_a_huge_one_bit_png_costs_its_bytes_once(tmp_path):
-    """A 17 KB PNG of 12,000 x 12,000 one-bit pixels: 144 MB decoded. Made into RGB at full size and cropped, it
-    cost ~1.7 GB; reduced at once it costs the decoded bytes and one 8-bit copy."""
+    """A 17 KB PNG of 12,000 x 12,000 one-bit pixels: 144 MB decoded, reduced at once: it costs the decoded bytes
+    and one 8-bit copy, not an RGB copy at full size."""
     path = tmp_path / "huge.png"
     result = subprocess.run(
         [sys.executable, "-c", PEAK.format(side=12_000), str(path)], capture_output=True, text=True, timeout=120
@@ -89,3 +89,71 @@ def test_predict_names_what_is_not_a_file(tmp_path):
     assert "symbolic links" in answers["loop"]
     assert "named pipe" in answers["fifo"] and "named pipe" in answers["pipe"]
     assert "device" in answers["zero"]
+
+
+MADE = """
+import resource, sys
+import numpy as np
+from PIL import Image
+from resnet_cifar.inference.images import load_image
+kind, side, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if kind == "grey16":
+    pixels = np.zeros((side, side), dtype=np.uint16)
+    pixels[::7, :] = 40_000
+    Image.fromarray(pixels).save(path)
+else:
+    palette = Image.new("P", (side, side), 0)
+    palette.putpalette([255, 0, 0, 0, 255, 0] + [0] * 762)
+    palette.save(path, transparency=0)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+image = load_image(path)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, int(image.float().mean()))
+"""
+
+
+@pytest.mark.parametrize(("kind", "side", "limit_mb"), [("grey16", 13_300, 400), ("palette", 13_000, 250)])
+def test_sixteen_bit_and_transparent_palette_pngs_cost_their_decoded_bytes_once(kind, side, limit_mb, tmp_path):
+    """A few hundred KB of PNG that decode to 350 MB of 16-bit grey (177 megapixels) or 170 MB of palette with
+    transparency: read within about their decoded size (they once cost 5.8 and 3.4 GB), and read right (16-bit
+    values scaled from 65535, the transparent palette colour composited onto white)."""
+    path = tmp_path / f"{kind}.png"
+    result = subprocess.run([sys.executable, "-c", MADE, kind, str(side), str(path)], capture_output=True, text=True,
+                            timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    grown, mean = map(int, result.stdout.split())
+    assert path.stat().st_size < 400_000 and grown < limit_mb, f"decoding took {grown} MB more"
+    # transparent everywhere: white; one row in seven at 40,000 of 65,535: about 22 of 255 on average
+    assert mean == 255 if kind == "palette" else 15 < mean < 30
+
+
+def test_an_image_over_the_decoded_bytes_limit_is_refused_from_its_header(tmp_path, monkeypatch):
+    from resnet_cifar.errors import ImageError
+    from resnet_cifar.inference import images
+
+    Image.new("RGB", (300, 200)).save(tmp_path / "big.png")
+    monkeypatch.setattr(images, "MAX_DECODED_BYTES", 200_000)  # 300 x 200 RGB is 240,000 bytes decoded
+    with pytest.raises(ImageError, match="MiB decoded; at most"):
+        images.load_image(tmp_path / "big.png")
+
+
+def test_the_api_takes_uint8_pixels_or_floats_in_0_1_and_refuses_the_rest():
+    import torch
+
+    from resnet_cifar.inference.classify import classify
+    from resnet_cifar.inference.loading import Pretrained, load_pretrained
+
+    loaded = load_pretrained(device="cpu", precision="fp32")
+    pixels = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    assert classify(loaded.model, pixels) == classify(loaded.model, pixels.float() / 255)
+    hub = Pretrained(loaded)
+    assert torch.allclose(hub(pixels), hub(pixels.float() / 255))
+    for wrong in (pixels.float(), (pixels.float() / 255 - 0.5) / 0.25):  # [0, 255] floats, normalised floats
+        with pytest.raises(ValueError, match=r"scaled to \[0, 1\]"):
+            classify(loaded.model, wrong)
+        with pytest.raises(ValueError, match=r"scaled to \[0, 1\]"):
+            hub(wrong)
+
+
+def test_an_empty_name_is_refused_not_read_as_this_folder(tmp_path, capsys):
+    assert cli_code("predict", "", "--device", "cpu") == 2
+    assert "an empty name is no image, folder or pattern" in capsys.readouterr().err

@@ -53,3 +53,67 @@ def test_export_into_a_place_that_cannot_be_written_names_it(tmp_path):
     result = run_cli("export", "--format", "torchscript", "--output", str(blocker / "model.pt"))
     assert result.returncode == 2 and str(blocker / "model.pt") in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def picture(path):
+    from PIL import Image
+
+    Image.new("RGB", (40, 30), (200, 120, 40)).save(path)
+    return path
+
+
+def test_predict_never_draws_its_explanation_over_an_input(tmp_path, capsys):
+    photo = picture(tmp_path / "p.png")
+    before = photo.read_bytes()
+    for flags in (["--explain", photo], ["--explain", photo, "--force"]):
+        assert cli_code("predict", photo, *flags) == 2
+        assert "is one of this command's inputs" in capsys.readouterr().err
+    folder = tmp_path / "album"
+    folder.mkdir()
+    inside = picture(folder / "q.png")
+    assert cli_code("predict", folder, "--explain", inside, "--force") == 2  # an input found inside a folder too
+    assert photo.read_bytes() == before and inside.is_file()
+
+
+def test_predict_explain_takes_a_new_png_file_only(tmp_path, capsys):
+    photo = picture(tmp_path / "p.png")
+    for target, message in (
+        (tmp_path / "x.safetensors", "name the .png file"),
+        (tmp_path, "name the .png file"),
+        ("/dev/null", "name the .png file"),
+    ):
+        assert cli_code("predict", photo, "--explain", target, "--force") == 2
+        assert message in capsys.readouterr().err
+    (tmp_path / "kept.png").write_bytes(b"mine")
+    assert cli_code("predict", photo, "--explain", tmp_path / "kept.png") == 2
+    assert "exists; pass --force" in capsys.readouterr().err and (tmp_path / "kept.png").read_bytes() == b"mine"
+    assert cli_code("predict", photo, "--explain", tmp_path / "new.png") == 0
+    assert (tmp_path / "new.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("command", ["export", "import"])
+def test_export_and_import_never_replace_a_device_or_a_pipe_even_with_force(command, tmp_path, capsys):
+    import os
+    import stat
+
+    from resnet_cifar.inference.loading import DEFAULT_WEIGHTS
+
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    source = ["export", "--format", "onnx"] if command == "export" else ["import", DEFAULT_WEIGHTS]
+    for target in (pipe, "/dev/null"):
+        assert cli_code(*source, "--output", target, "--force") == 2
+        assert "not a file this command may write" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode) and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+def test_import_never_writes_over_the_file_it_reads(tmp_path, capsys):
+    import torch
+
+    from resnet_cifar.models import create_model
+
+    source = tmp_path / "resnet20.pt"
+    torch.save(create_model("resnet20").state_dict(), source)
+    before = source.read_bytes()
+    assert cli_code("import", source, "--output", source, "--force") == 2
+    assert "is one of this command's inputs" in capsys.readouterr().err and source.read_bytes() == before

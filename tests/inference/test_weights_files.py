@@ -106,3 +106,82 @@ def test_a_refused_pickle_is_named_and_weights_only_false_is_never_suggested(tmp
     result = run_cli("import", str(path), "--output", str(tmp_path / "out.safetensors"))
     assert result.returncode == 2 and "torch.optim.sgd.SGD" in result.stderr
     assert "weights_only" not in result.stderr and "False" not in result.stderr
+
+
+GIANT = """
+import resource, sys
+from pathlib import Path
+from resnet_cifar.checkpoint import load_checkpoint, save_checkpoint
+from resnet_cifar.inference.loading import DEFAULT_WEIGHTS, load_model
+from resnet_cifar.errors import ResnetCifarError
+tensors, metadata = load_checkpoint(DEFAULT_WEIGHTS)
+keep = {k: v for k, v in metadata.items() if k not in ("format", "tensor_sha256", "metadata_sha256")}
+keep["model_options"] = {**keep["model_options"], "widths": [int(sys.argv[2])] * 3}
+save_checkpoint(Path(sys.argv[1]), tensors, keep)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    load_model(sys.argv[1], device="cpu", precision="fp32")
+except ResnetCifarError as error:
+    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, "|", error)
+"""
+
+
+@pytest.mark.parametrize("width", [4000, 100_000])
+def test_metadata_naming_a_giant_model_is_refused_before_anything_is_allocated(width, tmp_path):
+    """A 4 MB weights file whose metadata says widths [4000, 4000, 4000] (a 4.8 GB model) or 100000: the shapes are
+    compared on PyTorch's meta device, so the refusal costs nothing and is one line."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "giant.safetensors"
+    done = subprocess.run([sys.executable, "-c", GIANT, str(path), str(width)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    grown, message = done.stdout.split("|", 1)
+    assert int(grown) < 100 and "does not fit model fastnet" in message and "shape of" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"tensor": ("running_var", -1.0)}, "holds negative variances"),
+        ({"temperature": 1e-300}, "calibration temperature must be in"),
+        ({"temperature": 1e300}, "calibration temperature must be in"),
+        ({"std": [1e-300, 0.2, 0.2]}, "normalization std must be in"),
+    ],
+)
+def test_finite_but_impossible_weights_and_metadata_are_refused_on_load(change, message, tmp_path, capsys):
+    tensors, metadata = shipped_parts()
+    if "tensor" in change:
+        suffix, value = change["tensor"]
+        name = next(key for key in tensors if key.endswith(suffix))
+        tensors[name] = torch.full_like(tensors[name], value)
+    if "temperature" in change:
+        metadata["card"] = {**metadata["card"], "calibration": {"temperature": change["temperature"]}}
+    if "std" in change:
+        metadata["normalization"] = {**metadata["normalization"], "std": change["std"]}
+    path = tmp_path / "odd.safetensors"
+    save_checkpoint(path, tensors, metadata)
+    with pytest.raises(CheckpointError, match=message):
+        load_model(path, device="cpu")
+    assert cli_code("predict", DEFAULT_WEIGHTS.parent / "robust.json", "--weights", path, "--json") == 2
+    assert message in capsys.readouterr().err  # not "ship nan%", not bare NaN in the JSON
+
+
+def test_model_options_that_contradict_the_files_are_refused(capsys):
+    flags = ["--weights", "resnet20", "--model-options", "{shortcut: A, shortcut_padding: split}"]
+    assert cli_code("evaluate", *flags) == 2
+    assert "contradicts it" in capsys.readouterr().err
+    assert cli_code("export", "--format", "onnx", "--weights", "resnet20", "--model", "resnet32") == 2
+    assert "holds model 'resnet20'" in capsys.readouterr().err
+
+
+def test_json_predictions_are_always_valid_json(tmp_path, capsys):
+    Image.new("RGB", (40, 30), (10, 200, 40)).save(tmp_path / "p.png")
+    assert cli_code("predict", tmp_path / "p.png", tmp_path / "missing.png", "--json") == 1
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    answer = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert answer[0]["top"][0]["probability"] > 0 and answer[1]["error"] == "no such file or folder"

@@ -46,7 +46,7 @@ def _wait_until_torch_is_mapped(process: subprocess.Popen, limit: float = 30.0) 
     """Block until the process maps PyTorch's libraries: the command's own code runs and its imports are under way.
 
     A Ctrl-C in the interpreter's first milliseconds, before any of the project's code runs, is Python's own
-    business; what the issue asks for is the second or so of imports that follows.
+    business; what matters is the second or so of imports that follows.
     """
     deadline = time.monotonic() + limit
     maps = Path(f"/proc/{process.pid}/maps")

@@ -165,3 +165,44 @@ def test_resume_refuses_an_edited_config_and_says_when_it_rewrites_a_deleted_one
     resumed = run_cli("train", "--resume", str(run))
     assert resumed.returncode == 0 and "was missing" in resumed.stderr
     assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
+
+
+def test_a_finished_run_without_its_last_checkpoint_is_told_what_is_left_never_to_overwrite(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "done"
+    shutil.copytree(finished_run, run)
+    (run / "last.safetensors").unlink()
+    refused = run_cli("train", "--resume", run)
+    assert refused.returncode == 2 and "--overwrite" not in refused.stderr.split("(--overwrite would")[0]
+    assert "best.safetensors" in refused.stderr and f"resnet-cifar evaluate {run} --checkpoint best" in refused.stderr
+    evaluated = run_cli("evaluate", run, "--checkpoint", "best")  # the advice works and loses nothing
+    assert evaluated.returncode == 0 and (run / "best.safetensors").is_file() and (run / "metrics.csv").is_file()
+
+
+def test_a_run_killed_in_its_first_checkpoint_write_leaves_its_name_free(tmp_path):
+    """A SIGKILL inside the first atomic write leaves `.last.safetensors.<random>.tmp`; the next run of that name
+    reclaims the folder (not NAME-2), and --overwrite removes what was half-written."""
+    from resnet_cifar import run_folder
+
+    run = tmp_path / "outputs" / "r"
+    run.mkdir(parents=True)
+    (run / run_folder.LOCK).write_text(f"pid {dead_pid()}")
+    (run / ".last.safetensors.k3j9_x.tmp").write_bytes(b"half")
+    (run / ".metrics.csv.q1w2e3.tmp").write_bytes(b"half")
+    assert run_folder.claim_new(tmp_path / "outputs" / "r") == run and not list(run.glob(".*.tmp"))
+    (run / ".last.json.z9.tmp").write_bytes(b"half")
+    (run / "notes.txt").write_text("mine")
+    run_folder.clear_run(run)
+    assert not list(run.glob(".*.tmp")) and (run / "notes.txt").read_text() == "mine"
+
+
+def test_a_damaged_metrics_csv_is_one_line_on_resume(finished_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "done"
+    shutil.copytree(finished_run, run)
+    for damage in (b"\xff\xfe\x00 garbage", b"epoch,step\nx,y\n"):
+        (run / "metrics.csv").write_bytes(damage)
+        result = run_cli("train", "--resume", run)
+        assert result.returncode == 2 and "metrics.csv is damaged" in result.stderr and "Traceback" not in result.stderr

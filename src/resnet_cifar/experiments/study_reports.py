@@ -7,7 +7,6 @@ an empty report is refused, and so is one that would replace a report holding mo
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -58,14 +57,7 @@ def write_report(
         atomic_write_bytes(out / name, (json.dumps(content, indent=1) + "\n").encode())
         written.append(out / name)
     for name, plot in (pictures or {}).items():
-        final = out / name
-        partial = final.with_name(f".{final.stem}.part{final.suffix}")  # same format, by the same extension
-        try:
-            plot(results, partial)
-            os.replace(partial, final)
-        finally:
-            partial.unlink(missing_ok=True)
-        written.append(final)
+        written.append(plot(results, out / name))  # written whole (viz.pictures.save_png)
     return written
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from resnet_cifar.data.cifar10 import CLASSES
 from resnet_cifar.inference.explain import Explanation
-from resnet_cifar.viz.pictures import RIGHT, WRONG, choose_examples, upsample
+from resnet_cifar.viz.pictures import RIGHT, WRONG, choose_examples, save_png, upsample
 
 ALPHA = 0.5  # how much of the map covers the image
 MAX_ROWS = 48  # predict --explain draws at most this many images (a taller picture is unreadable)
@@ -80,8 +80,7 @@ def _short(name: str, width: int = 22) -> str:
 
 def write_explanations(images: torch.Tensor, explanation: Explanation, names: list[str], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    explanation_figure(images, explanation, names).savefig(path)
-    return path
+    return save_png(explanation_figure(images, explanation, names), path, fast=False)
 
 
 def cam_grid_figure(
@@ -121,5 +120,4 @@ def inference_cam_grid(
     """inference_cam.png: the same test images as inference.png (same seed), each with its map. `explain_images`
     maps a uint8 batch to its Explanation (the caller holds the model)."""
     index = choose_examples(labels, per_class, seed)
-    cam_grid_figure(images, labels, explain_images(images[index]), index).savefig(path)
-    return path
+    return save_png(cam_grid_figure(images, labels, explain_images(images[index]), index), path, fast=False)

@@ -8,7 +8,7 @@ import torch
 from matplotlib.figure import Figure
 
 from resnet_cifar.data.corruptions import CORRUPTIONS, corrupt
-from resnet_cifar.viz.pictures import upsample
+from resnet_cifar.viz.pictures import save_png, upsample
 
 SHOWN = (1, 3, 5)
 
@@ -38,5 +38,4 @@ def corruption_examples_figure(
 
 
 def write_corruption_examples(image: torch.Tensor, path: Path, corruptions: tuple[str, ...], seed: int) -> Path:
-    corruption_examples_figure(image, corruptions, seed).savefig(path)
-    return path
+    return save_png(corruption_examples_figure(image, corruptions, seed), path, fast=False)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
 from resnet_cifar.errors import ConfigError
 from resnet_cifar.evaluate.metrics import confusion_matrix
+from resnet_cifar.files import atomic_write_bytes
 from resnet_cifar.run_folder import CONFIG, OUTPUT_DIR, load_logits, read_metrics
 from resnet_cifar.viz.pictures import confusion_picture, inference_grid, training_curves
 
@@ -37,8 +37,7 @@ def write_run_pictures(
     confusion = confusion_matrix(logits.argmax(1), labels, logits.shape[1])
     written.append(confusion_picture(confusion, run_dir / "confusion_matrix.png", which))
     if publish_to is not None:
-        publish_to.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(run_dir / "inference.png", publish_to)
+        atomic_write_bytes(publish_to, (run_dir / "inference.png").read_bytes())
         written.append(publish_to)
     return written
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from resnet_cifar.viz.pictures import save_png
+
 DEPTH_COLORS = {20: "#1f77b4", 32: "#2ca02c", 44: "#ff7f0e", 56: "#d62728", 110: "#9467bd"}
 
 
@@ -47,8 +49,7 @@ def plot_gradient_flow(results: dict, path: Path) -> Path:
     axes[1][0].set_ylabel("||dL/da|| per block output")
     fig.suptitle("Gradient flow on a fixed batch: residual (solid) vs plain (dashed)")
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_png(fig, path, fast=False)
 
 
 def plot_degradation(results: dict, path: Path) -> Path:
@@ -99,13 +100,11 @@ def _plain_beside_residual(results: dict, path: Path, title: str, ylim: tuple[fl
     axes[0].set_ylabel("error (%)   thin dashed: training, bold: test")
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return save_png(fig, path, fast=False)
 
 
 def plot_data_efficiency(results: dict, path: Path) -> Path:
-    data_efficiency_figure(results).savefig(path)
-    return path
+    return save_png(data_efficiency_figure(results), path, fast=False)
 
 
 def data_efficiency_figure(results: dict) -> Figure:

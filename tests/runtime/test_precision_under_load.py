@@ -1,0 +1,41 @@
+"""The precision decision does not bend under load: on a machine kept busy for real (a CPU-bound process per core and
+one more, and a process holding and touching 1.5 GB), `precision: auto` resolves as it does on the idle machine.
+Where the facts say native bf16 (an AVX-512 bf16 or AMX CPU) the veto probe really runs here, warmed up."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+DECIDE = "from resnet_cifar import runtime; chosen = runtime.choose_runtime('cpu', 'auto'); print(chosen.precision)"
+SPIN = "while True: pass"
+HOG = (
+    "import time\n"
+    "block = bytearray(1536 * 2**20)\n"
+    "while True:\n"
+    "    for i in range(0, len(block), 4096):\n"
+    "        block[i] = (block[i] + 1) % 256\n"
+    "    time.sleep(0.01)\n"
+)
+
+
+def decision() -> str:
+    done = subprocess.run([sys.executable, "-c", DECIDE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_the_same_precision_on_a_busy_machine_as_on_an_idle_one():
+    idle = decision()
+    load = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range((os.cpu_count() or 1) + 1)]
+    load.append(subprocess.Popen([sys.executable, "-c", HOG]))
+    try:
+        time.sleep(1.0)  # the load is under way
+        busy = [decision() for _ in range(3)]
+    finally:
+        for process in load:
+            process.kill()
+            process.wait()
+    assert busy == [idle] * 3, f"idle: {idle}, busy: {busy}"
