@@ -74,8 +74,7 @@ class TrainConfig:
     data_seed: int = _opt(0, "seed for the validation split and the training subset (fixed across seeds)", bound=SEEDS)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
     accumulate: int = _opt(
-        1,
-        "micro-batches per step and process, gradients summed (same step in less memory; BN sees micro-batches)",
+        1, "micro-batches per step and process, gradients summed (same step in less memory; BN sees micro-batches)",
         bound=POSITIVE,
     )
     threads: int = _opt(0, "CPU threads for PyTorch (0: one per core)", bound=NON_NEGATIVE)
@@ -101,8 +100,7 @@ class TrainConfig:
     lr: float = _opt(0.1, "peak learning rate (for the global batch)", bound=POSITIVE)
     momentum: float = _opt(0.9, "SGD momentum", bound=FRACTION)
     optimizer: str = _opt(
-        "sgd",
-        "sgd, or muon: Muon for the convolution filters and SGD for the rest (see train/muon.py)",
+        "sgd", "sgd, or muon: Muon for the convolution filters and SGD for the rest (see train/muon.py)",
         choices=("sgd", "muon"),
     )
     muon_lr: float = _opt(0.24, "optimizer muon: the filters' peak lr (scheduled like lr)", bound=POSITIVE)
@@ -166,8 +164,7 @@ class TrainConfig:
     # --- evaluation and outputs ----------------------------------------------------------------------------------
     tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=TTA_LEVELS)
     tta_share: float = _opt(
-        1.0,
-        "share of the evaluated images, least confident as is first, that get the TTA views (the rest: one view)",
+        1.0, "share of the evaluated images, least confident as is first, that get the TTA views (the rest: one view)",
         bound=Bound(0, 1, low_open=True),
     )
     eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)", bound=POSITIVE)
@@ -195,15 +192,7 @@ FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 # (micro-batches), not what it computes. The precision is not among them: a resumed run computes in the one it began
 # in (its checkpoint records the answer).
 RUNTIME_KEYS = (
-    "threads",
-    "device",
-    "accumulate",
-    "progress",
-    "data_dir",
-    "download",
-    "compile",
-    "plots",
-    "stop_after_epochs",
+    "threads", "device", "accumulate", "progress", "data_dir", "download", "compile", "plots", "stop_after_epochs",
 )
 _TYPES = typing.get_type_hints(TrainConfig)
 
@@ -241,24 +230,10 @@ def _coerce(key: str, value: Any) -> Any:
 
 # Names other trainers use for our keys, suggested when they are given (difflib finds typos, not synonyms).
 ALIASES = {
-    "learning_rate": "lr",
-    "base_lr": "lr",
-    "max_lr": "lr",
-    "lr_schedule": "schedule",
-    "scheduler": "schedule",
-    "wd": "weight_decay",
-    "bs": "batch_size",
-    "num_epochs": "epochs",
-    "max_epochs": "epochs",
-    "max_steps": "steps",
-    "smoothing": "label_smoothing",
-    "arch": "model",
-    "network": "model",
-    "amp": "precision",
-    "bf16": "precision",
-    "workers": "threads",
-    "out_dir": "output_dir",
-    "data_root": "data_dir",
+    "learning_rate": "lr", "base_lr": "lr", "max_lr": "lr", "lr_schedule": "schedule", "scheduler": "schedule",
+    "wd": "weight_decay", "bs": "batch_size", "num_epochs": "epochs", "max_epochs": "epochs", "max_steps": "steps",
+    "smoothing": "label_smoothing", "arch": "model", "network": "model", "amp": "precision", "bf16": "precision",
+    "workers": "threads", "out_dir": "output_dir", "data_root": "data_dir",
 }
 
 

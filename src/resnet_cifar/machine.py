@@ -71,10 +71,7 @@ def cpu_facts() -> dict:
     family = int(info["cpu family"]) if info.get("cpu family", "").isdigit() else None
     model = int(info["model"]) if info.get("model", "").isdigit() else None
     return {
-        "cpu": name,
-        "vendor": vendor,
-        "family": family,
-        "model": model,
+        "cpu": name, "vendor": vendor, "family": family, "model": model,
         "generation": GENERATIONS.get((vendor, family, model)),
     }
 

@@ -226,16 +226,7 @@ class RunLock:
 # --- metrics.csv: one row per epoch --------------------------------------------------------------------------------
 
 METRIC_COLUMNS = (
-    "epoch",
-    "step",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "seconds",
-    "images_per_s",
-    "val_seconds",
+    "epoch", "step", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds", "images_per_s", "val_seconds",
 )
 TIMING_COLUMNS = ("seconds", "images_per_s", "val_seconds")  # the only columns that differ between identical runs
 

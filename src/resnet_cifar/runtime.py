@@ -66,13 +66,8 @@ class Runtime:
     def as_dict(self) -> dict:
         facts = machine_facts(self.device)
         return {
-            "device": str(self.device),
-            "precision": self.precision,
-            "reason": self.reason,
-            "threads": self.threads,
-            "machine": machine.describe(facts),
-            "facts": facts,
-            "allocator": allocator_state(),
+            "device": str(self.device), "precision": self.precision, "reason": self.reason, "threads": self.threads,
+            "machine": machine.describe(facts), "facts": facts, "allocator": allocator_state(),
         }
 
 
@@ -292,10 +287,7 @@ def _choose_cuda(device: torch.device, requested: str, given: str) -> tuple[str,
 
 
 def choose_runtime(
-    device: str | torch.device = "auto",
-    precision: str = "auto",
-    threads: int = 0,
-    recorded: str | None = None,
+    device: str | torch.device = "auto", precision: str = "auto", threads: int = 0, recorded: str | None = None,
     given: str = "as asked",
 ) -> Runtime:
     """Resolve the device, set the thread count (0: leave PyTorch's default, one per core) and pick the precision

@@ -64,12 +64,7 @@ class Parser(argparse.ArgumentParser):
 # --- entry point -------------------------------------------------------------------------------------------------
 
 SUBCOMMANDS = (
-    train_commands,
-    evaluate_commands,
-    use_commands,
-    serve_command,
-    experiment_commands,
-    info_commands,
+    train_commands, evaluate_commands, use_commands, serve_command, experiment_commands, info_commands,
 )  # each module's register() adds its subcommands
 
 

@@ -32,14 +32,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"--checkpoint {args.weights}"
         )
     loaded, dataset = weights_and_data(
-        source,
-        args.checkpoint,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        device=args.device,
-        precision=args.precision,
-        model_name=args.model,
-        model_options=args.model_options,
+        source, args.checkpoint, data_dir=args.data_dir, download=not args.no_download, device=args.device,
+        precision=args.precision, model_name=args.model, model_options=args.model_options,
     )
     if args.corruptions:
         return _corruption_benchmark(args, loaded, dataset)
@@ -59,14 +53,8 @@ def _corruption_benchmark(args: argparse.Namespace, loaded, dataset) -> int:
 
     corruptions = parse_corruptions(args.corruptions)
     report, example = corruption_benchmark(
-        loaded,
-        dataset,
-        corruptions=corruptions,
-        images=args.corruption_images,
-        seed=args.corruption_seed,
-        tta=args.tta,
-        batch_size=args.batch_size,
-        split=args.corruption_split,
+        loaded, dataset, corruptions=corruptions, images=args.corruption_images, seed=args.corruption_seed,
+        tta=args.tta, batch_size=args.batch_size, split=args.corruption_split,
     )
     folder = loaded.run_dir if loaded.in_run else Path(args.output_dir)
     stem = ("corruptions" if loaded.in_run else f"{loaded.path.stem}-corruptions") + (
@@ -92,9 +80,7 @@ def _evaluate_parser(sub) -> None:
     )
     add_output_dir(parser, "where the results of a weights file outside a run folder go (a run's go into it)")
     parser.add_argument(
-        "--corruptions",
-        default=None,
-        metavar="all|NAME,...",
+        "--corruptions", default=None, metavar="all|NAME,...",
         help="instead: the corruption benchmark (14 CIFAR-10-C corruptions x 5 severities; all, or names)",
     )
     parser.add_argument(
@@ -102,9 +88,7 @@ def _evaluate_parser(sub) -> None:
     )
     parser.add_argument("--corruption-seed", type=int, default=0, help="seed of the corruptions and the sample")
     parser.add_argument(
-        "--corruption-split",
-        choices=("test", "val"),
-        default="test",
+        "--corruption-split", choices=("test", "val"), default="test",
         help="the test set, or the weights' own validation split (to tune robust recipes on; default test)",
     )
     add_runtime(parser)
@@ -116,14 +100,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from resnet_cifar.viz.run_pictures import plot_run
 
     for path in plot_run(
-        args.run,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        device=args.device,
-        precision=args.precision,
-        output_dir=args.output_dir,
-        explain=args.explain,
-        cam_layer=args.cam_layer,
+        args.run, data_dir=args.data_dir, download=not args.no_download, device=args.device, precision=args.precision,
+        output_dir=args.output_dir, explain=args.explain, cam_layer=args.cam_layer,
     ):
         print(f"wrote {path}")
     return 0

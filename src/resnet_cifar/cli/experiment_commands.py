@@ -178,9 +178,7 @@ def _experiment_parser(sub) -> None:
         command.set_defaults(func=func)
         commands[name] = command
     commands["degradation"].add_argument(
-        "--schedule",
-        choices=("onecycle", "step"),
-        default="onecycle",
+        "--schedule", choices=("onecycle", "step"), default="onecycle",
         help="onecycle (default: warm-up to lr 0.1, then down) or step (the paper's, compressed; lr 0.1 at once)",
     )
     for name in ("data-efficiency", "depth"):

@@ -30,10 +30,7 @@ def add_weights(parser: argparse.ArgumentParser, default_help: str) -> None:
     )
     parser.add_argument("--model", default=None, help="model name, for weights files without metadata")
     parser.add_argument(
-        "--model-options",
-        type=yaml_mapping,
-        default=None,
-        metavar="YAML",
+        "--model-options", type=yaml_mapping, default=None, metavar="YAML",
         help="builder options for --model, e.g. '{widths: [32, 64, 128]}' (default: the file's, else the model's)",
     )
 
@@ -43,11 +40,7 @@ def load_weights(args: argparse.Namespace, precision: str):
     from resnet_cifar.inference.loading import load_model
 
     return load_model(
-        args.weights,
-        args.checkpoint,
-        model_name=args.model,
-        model_options=args.model_options,
-        device=args.device,
+        args.weights, args.checkpoint, model_name=args.model, model_options=args.model_options, device=args.device,
         precision=precision,
     )
 
@@ -93,9 +86,7 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
     """--device and --precision for the commands that run a model (default: chosen from the hardware)."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (cuda when available)")
     parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=PRECISIONS,
+        "--precision", default="auto", choices=PRECISIONS,
         help="bf16 (autocast) or fp32; auto: as the weights were tested, where this machine computes that natively",
     )
 
@@ -103,10 +94,7 @@ def add_runtime(parser: argparse.ArgumentParser) -> None:
 def add_tta(parser: argparse.ArgumentParser, default: int | None, default_help: str) -> None:
     """--tta LEVEL, one of TTA_LEVELS."""
     parser.add_argument(
-        "--tta",
-        type=int,
-        choices=TTA_LEVELS,
-        default=default,
+        "--tta", type=int, choices=TTA_LEVELS, default=default,
         help=f"test-time augmentation: 0 none, 1 flip, 2 flip + translate ({default_help})",
     )
 
@@ -115,9 +103,7 @@ def add_explain(parser: argparse.ArgumentParser, flag: str, **kwargs) -> None:
     """`flag` (predict: --explain OUT.png; plot: --explain) and --cam-layer, the layer the maps are taken at."""
     parser.add_argument(flag, default=None, **kwargs)
     parser.add_argument(
-        "--cam-layer",
-        default=None,
-        metavar="NAME",
+        "--cam-layer", default=None, metavar="NAME",
         help="layer for the class-activation maps, as in model.named_modules() (default: the last stage)",
     )
 

@@ -20,8 +20,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     loaded = load_weights(args, precision=args.precision)
     find_layer(loaded.model, args.cam_layer or default_layer(loaded.model))  # a wrong layer fails now, not per image
     limits = Limits(
-        max_files=args.max_files,
-        max_file_bytes=int(args.max_file_mb * MB),
+        max_files=args.max_files, max_file_bytes=int(args.max_file_mb * MB),
         max_image_pixels=int(args.max_image_mp * 1e6),
     )
     batching = Batching(max_images=args.max_batch, max_delay=args.batch_delay_ms / 1000)
@@ -116,15 +115,11 @@ def register(sub) -> None:
         "--max-image-mp", type=_megapixels, default=40.0, help="megapixels an image may have (default 40, at most 179)"
     )
     parser.add_argument(
-        "--max-batch",
-        type=positive_int,
-        default=64,
+        "--max-batch", type=positive_int, default=64,
         help="images of concurrent requests classified in one forward pass (default 64; 1: batching off)",
     )
     parser.add_argument(
-        "--batch-delay-ms",
-        type=_milliseconds,
-        default=5.0,
+        "--batch-delay-ms", type=_milliseconds, default=5.0,
         help="how long a forward pass waits for more requests to join it (default 5)",
     )
     add_runtime(parser)

@@ -20,12 +20,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         find_layer(loaded.model, args.cam_layer or default_layer(loaded.model))  # a wrong layer fails now
     predictions = predict_files(
-        loaded.model,
-        entries,
-        top_k=args.top_k,
-        tta=args.tta,
-        runtime=loaded.runtime,
-        temperature=loaded.temperature,
+        loaded.model, entries, top_k=args.top_k, tta=args.tta, runtime=loaded.runtime, temperature=loaded.temperature,
         normalization=loaded.normalization,
     )
     print(format_json(predictions) if args.json else format_table(predictions, args.top_k))
@@ -87,12 +82,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     output = output_path(args.output, loaded.name, args.format)
     refuse_overwrite(output, args.force, inputs=[loaded.path])
     export_model(
-        loaded.model,
-        args.format,
-        output,
-        opset=args.opset,
-        metadata=export_metadata(loaded.temperature, loaded.normalization),
-        normalization=loaded.normalization,
+        loaded.model, args.format, output, opset=args.opset,
+        metadata=export_metadata(loaded.temperature, loaded.normalization), normalization=loaded.normalization,
     )
     print(
         f"exported {loaded.name} ({loaded.path}) to {output}: input float32 N x 3 x 32 x 32 in [0, 1], "
@@ -126,11 +117,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     source = Path(args.source)
     output = Path(args.output) if args.output else Path(OUTPUT_DIR) / "imported" / f"{source.stem}.safetensors"
     done = import_checkpoint(
-        source,
-        output,
-        model_name=args.model,
-        shortcut_padding=args.shortcut_padding,
-        normalization=normalization,
+        source, output, model_name=args.model, shortcut_padding=args.shortcut_padding, normalization=normalization,
         overwrite=args.force,
     )
     options = ", ".join(f"{k}={v}" for k, v in done.options.items())
@@ -156,9 +143,7 @@ def _import_parser(sub) -> None:
     )
     parser.add_argument("--model", default=None, help="the model name (default: told from the tensors)")
     parser.add_argument(
-        "--shortcut-padding",
-        choices=SHORTCUT_PADDINGS,
-        default=None,
+        "--shortcut-padding", choices=SHORTCUT_PADDINGS, default=None,
         help="where option A's zero channels go (default: split for akamaster's layout, else after)",
     )
     parser.add_argument("--mean", type=float, nargs=3, default=None, metavar=("R", "G", "B"), help="input mean")

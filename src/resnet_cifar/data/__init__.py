@@ -15,21 +15,7 @@ from resnet_cifar.data.locate import Dataset, find_dataset, load_cifar10, safe_e
 from resnet_cifar.data.splits import balanced_subset, subset, train_val_split
 
 __all__ = [
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "CLASSES",
-    "Augmentation",
-    "Dataset",
-    "Split",
-    "balanced_subset",
-    "cutout",
-    "find_dataset",
-    "load_cifar10",
-    "load_split",
-    "normalize",
-    "random_crop",
-    "random_flip",
-    "safe_extract",
-    "subset",
+    "CIFAR10_MEAN", "CIFAR10_STD", "CLASSES", "Augmentation", "Dataset", "Split", "balanced_subset", "cutout",
+    "find_dataset", "load_cifar10", "load_split", "normalize", "random_crop", "random_flip", "safe_extract", "subset",
     "train_val_split",
 ]

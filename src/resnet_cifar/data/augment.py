@@ -15,17 +15,8 @@ from resnet_cifar.data.augmix import augmix, sample_augmix
 from resnet_cifar.data.normalization import CIFAR10_MEAN, CIFAR10_STD, normalize
 
 __all__ = [
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "AugmentParams",
-    "Augmentation",
-    "apply_flip",
-    "cutout",
-    "cutout_mask",
-    "normalize",
-    "random_crop",
-    "random_flip",
-    "shift",
+    "CIFAR10_MEAN", "CIFAR10_STD", "AugmentParams", "Augmentation", "apply_flip", "cutout", "cutout_mask", "normalize",
+    "random_crop", "random_flip", "shift",
 ]
 
 

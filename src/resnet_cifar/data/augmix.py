@@ -19,15 +19,7 @@ import torch
 import torch.nn.functional as F
 
 OPS = (
-    "autocontrast",
-    "equalize",
-    "posterize",
-    "rotate",
-    "solarize",
-    "shear_x",
-    "shear_y",
-    "translate_x",
-    "translate_y",
+    "autocontrast", "equalize", "posterize", "rotate", "solarize", "shear_x", "shear_y", "translate_x", "translate_y",
 )
 WIDTH, MAX_DEPTH = 3, 3
 

@@ -25,8 +25,7 @@ from PIL import Image
 SEVERITIES = (1, 2, 3, 4, 5)
 FAMILIES = {
     "noise": ("gaussian_noise", "shot_noise", "impulse_noise"),
-    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
-    "weather": ("snow", "fog"),
+    "blur": ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur"), "weather": ("snow", "fog"),
     "digital": ("brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression"),
 }
 CORRUPTIONS = tuple(name for names in FAMILIES.values() for name in names)

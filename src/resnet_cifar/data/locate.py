@@ -69,12 +69,8 @@ def find_in(root: Path, archives: dict[str, FileCheck] = ARCHIVES) -> Dataset | 
 
 
 def find_dataset(
-    data_dir: Path | str | None = None,
-    *,
-    download: bool = True,
-    url: str | None = None,
-    archives: dict[str, FileCheck] = ARCHIVES,
-    fallback: Path | str | None = None,
+    data_dir: Path | str | None = None, *, download: bool = True, url: str | None = None,
+    archives: dict[str, FileCheck] = ARCHIVES, fallback: Path | str | None = None,
 ) -> Dataset:
     """Locate CIFAR-10, downloading the official binary archive into the first candidate root if needed."""
     roots = candidate_roots(data_dir, fallback)

@@ -4,11 +4,5 @@ from resnet_cifar.evaluate.metrics import accuracy, confusion_matrix, per_class_
 from resnet_cifar.inference.tta import predict_logits, tta_views
 
 __all__ = [
-    "accuracy",
-    "confusion_matrix",
-    "per_class_accuracy",
-    "predict_logits",
-    "summarize",
-    "topk_correct",
-    "tta_views",
+    "accuracy", "confusion_matrix", "per_class_accuracy", "predict_logits", "summarize", "topk_correct", "tta_views",
 ]

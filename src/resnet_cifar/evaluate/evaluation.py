@@ -76,14 +76,8 @@ class TestSetting:
     def logits(self, model: nn.Module, images: torch.Tensor, runtime: Runtime) -> torch.Tensor:
         """float32 test logits of uint8 images."""
         return predict_logits(
-            model,
-            images,
-            tta=self.tta,
-            batch_size=self.batch_size,
-            runtime=runtime,
-            channels_last=self.channels_last,
-            normalization=self.normalization,
-            tta_share=self.tta_share,
+            model, images, tta=self.tta, batch_size=self.batch_size, runtime=runtime, channels_last=self.channels_last,
+            normalization=self.normalization, tta_share=self.tta_share,
         )
 
 
@@ -97,11 +91,7 @@ def weights_and_data(
 
 
 def evaluate_weights(
-    loaded: LoadedModel,
-    dataset: Dataset,
-    *,
-    tta: int | None = None,
-    batch_size: int | None = None,
+    loaded: LoadedModel, dataset: Dataset, *, tta: int | None = None, batch_size: int | None = None,
     output_dir: str | Path = run_folder.OUTPUT_DIR,
 ) -> dict:
     """Test `loaded` on the full test set and write its results JSON: into the run folder for a run, else into
@@ -138,16 +128,8 @@ def evaluate_weights(
 
 
 def corruption_benchmark(
-    loaded: LoadedModel,
-    dataset: Dataset,
-    *,
-    corruptions: tuple[str, ...],
-    images: int | None = None,
-    seed: int = 0,
-    tta: int | None = None,
-    batch_size: int | None = None,
-    split: str = "test",
-    progress=print,
+    loaded: LoadedModel, dataset: Dataset, *, corruptions: tuple[str, ...], images: int | None = None, seed: int = 0,
+    tta: int | None = None, batch_size: int | None = None, split: str = "test", progress=print,
 ) -> tuple[dict, torch.Tensor]:
     """The corruption benchmark of `loaded` on the test set, or on the validation split the weights were trained
     beside (`split="val"`: what robust recipes are tuned on, so that the corrupted test set is only ever measured);
@@ -159,13 +141,8 @@ def corruption_benchmark(
     pool = benchmark_images(dataset, split, loaded.config)
     chosen = sample(images, len(pool.labels), seed)
     report = run_benchmark(
-        lambda batch: setting.logits(loaded.model, batch, loaded.runtime),
-        pool.images[chosen],
-        pool.labels[chosen],
-        corruptions=corruptions,
-        temperature=loaded.temperature,
-        seed=seed,
-        progress=progress,
+        lambda batch: setting.logits(loaded.model, batch, loaded.runtime), pool.images[chosen], pool.labels[chosen],
+        corruptions=corruptions, temperature=loaded.temperature, seed=seed, progress=progress,
     )
     report |= {"split": split, "weights": str(loaded.path), "model": loaded.name, "tta": setting.tta,
                "runtime": loaded.runtime.as_dict()}  # fmt: skip

@@ -35,9 +35,7 @@ def summarize(logits: torch.Tensor, labels: torch.Tensor, class_names: tuple[str
     confusion = confusion_matrix(logits.argmax(1), labels, num_classes)
     per_class = per_class_accuracy(confusion)
     return {
-        "images": len(labels),
-        "top1": accuracy(logits, labels, 1),
-        "top5": accuracy(logits, labels, 5),
+        "images": len(labels), "top1": accuracy(logits, labels, 1), "top5": accuracy(logits, labels, 5),
         "loss": torch.nn.functional.cross_entropy(logits.float(), labels).item(),
         "per_class": {name: round(float(acc), 6) for name, acc in zip(class_names, per_class, strict=True)},
         "confusion_matrix": confusion.tolist(),

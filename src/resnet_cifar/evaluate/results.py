@@ -15,26 +15,14 @@ from resnet_cifar.runtime import machine_description
 
 
 def write_results(
-    run_dir: Path,
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    tta: int,
-    weights: str,
-    seconds: float,
-    filename: str = "results.json",
-    **extra,
+    run_dir: Path, logits: torch.Tensor, labels: torch.Tensor, *, tta: int, weights: str, seconds: float,
+    filename: str = "results.json", **extra,
 ) -> dict:
     """Summarise test logits, write them as JSON into the run folder, and return them."""
     results = {
-        "split": "test",
-        "weights": weights,
-        "tta": tta,
-        **summarize(logits, labels, CLASSES),
-        "eval_seconds": round(seconds, 3),
-        "machine": machine_description(),
-        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        **extra,
+        "split": "test", "weights": weights, "tta": tta, **summarize(logits, labels, CLASSES),
+        "eval_seconds": round(seconds, 3), "machine": machine_description(),
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra,
     }
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / filename, (json.dumps(results, indent=2) + "\n").encode())

@@ -47,13 +47,8 @@ def sample(count: int | None, total: int, seed: int) -> torch.Tensor:
 
 
 def run_benchmark(
-    predict: Callable[[torch.Tensor], torch.Tensor],
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    corruptions: tuple[str, ...] = CORRUPTIONS,
-    temperature: float = 1.0,
-    seed: int = 0,
+    predict: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, labels: torch.Tensor, *,
+    corruptions: tuple[str, ...] = CORRUPTIONS, temperature: float = 1.0, seed: int = 0,
     progress: Callable[[str], None] = lambda line: None,
 ) -> dict:
     """Accuracy and ECE of `predict` (uint8 images -> logits) on the images clean and under every corruption and
@@ -101,11 +96,8 @@ def summary(clean: float, table: dict[str, dict[str, float]]) -> dict:
         if any(n in means for n in names)
     }
     return {
-        "clean_accuracy": clean,
-        "mean_corruption_accuracy": mca,
-        "relative_drop": (clean - mca) / clean if clean else None,
-        "per_family": families,
-        "per_corruption": means,
+        "clean_accuracy": clean, "mean_corruption_accuracy": mca,
+        "relative_drop": (clean - mca) / clean if clean else None, "per_family": families, "per_corruption": means,
     }
 
 

@@ -70,20 +70,11 @@ def train_point(kind: str, size: int, seed: int, settings: DataEfficiencySetting
     test_acc = accuracy(trainer.predict(images, tta=config.tta), labels)
     batch = config.batch_size
     return {
-        "kind": kind,
-        "model": model,
-        "model_options": options,
-        "train_size": size,
-        "seed": seed,
-        "steps": settings.steps,
-        "images_seen": settings.steps * batch,
-        "epochs": settings.steps * batch / size,
-        "val_acc": trainer.history[-1]["val_acc"],
-        "test_acc": test_acc,
-        "train_seconds": training_seconds(trainer.history),
-        "seconds": time.perf_counter() - started,
-        "runtime": trainer.runtime.describe(),
-        "precision": trainer.runtime.precision,
+        "kind": kind, "model": model, "model_options": options, "train_size": size, "seed": seed,
+        "steps": settings.steps, "images_seen": settings.steps * batch, "epochs": settings.steps * batch / size,
+        "val_acc": trainer.history[-1]["val_acc"], "test_acc": test_acc,
+        "train_seconds": training_seconds(trainer.history), "seconds": time.perf_counter() - started,
+        "runtime": trainer.runtime.describe(), "precision": trainer.runtime.precision,
         "settings": settings.fingerprint(),
     }
 
@@ -182,9 +173,7 @@ def stored_report(settings: DataEfficiencySettings, out: Path, log: Callable[[st
         f"{fingerprint['model_options']}"
     )
     described = {
-        **fingerprint,
-        "sizes": sorted({p["train_size"] for p in points}),
-        "seeds": sorted({p["seed"] for p in points}),
+        **fingerprint, "sizes": sorted({p["train_size"] for p in points}), "seeds": sorted({p["seed"] for p in points}),
         "note": "reported from the points found in the folder; not the settings of the reporting command",
     }
     return _results(described, fingerprint, points, missing=[])
@@ -213,14 +202,9 @@ def summarize(points: list[dict]) -> dict:
             accs = [p["test_acc"] for p in sorted(group, key=lambda p: p["seed"])]
             rows.append(
                 {
-                    "train_size": size,
-                    "epochs": round(group[0]["epochs"], 2),
-                    "images_seen": group[0]["images_seen"],
-                    "mean": statistics.fmean(accs),
-                    "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
-                    "n": len(accs),
-                    "test_acc": accs,
-                    "val_acc_mean": statistics.fmean(p["val_acc"] for p in group),
+                    "train_size": size, "epochs": round(group[0]["epochs"], 2), "images_seen": group[0]["images_seen"],
+                    "mean": statistics.fmean(accs), "std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+                    "n": len(accs), "test_acc": accs, "val_acc_mean": statistics.fmean(p["val_acc"] for p in group),
                 }
             )
         summary[kind] = rows

@@ -86,9 +86,7 @@ def train_one(net: str, settings: DegradationSettings, out: Path, test_images, t
     clean_train_error = 1 - accuracy(logits, trainer.data.train_labels[sample])
     return {
         "train_error_per_epoch": [1 - row["train_acc"] for row in trainer.history],
-        "test_error_per_epoch": tracker.errors,
-        "train_error": clean_train_error,
-        "test_error": tracker.errors[-1],
+        "test_error_per_epoch": tracker.errors, "train_error": clean_train_error, "test_error": tracker.errors[-1],
         "seconds": time.perf_counter() - started,
     }
 
@@ -143,10 +141,6 @@ def write_degradation(results: dict, out: Path) -> list[Path]:
     from resnet_cifar.viz.study_plots import plot_degradation
 
     return write_report(
-        out,
-        "degradation_curves.json",
-        results,
-        "nets",
-        extra={"degradation.json": table(results)},
+        out, "degradation_curves.json", results, "nets", extra={"degradation.json": table(results)},
         pictures={"degradation.png": plot_degradation},
     )

@@ -81,20 +81,12 @@ def train_net(settings: DepthSettings, net: str, seed: int, out: Path, test, run
     results = trainer.fit()
     test_calibration = results["calibration"]["test"]
     return {
-        "net": net,
-        "seed": seed,
-        "epochs": trainer.epochs,
-        "steps_per_epoch": trainer.steps_per_epoch,
+        "net": net, "seed": seed, "epochs": trainer.epochs, "steps_per_epoch": trainer.steps_per_epoch,
         "train_error_per_epoch": [1 - row["train_acc"] for row in trainer.history],
-        "test_error_per_epoch": tracker.errors,
-        "test_error": tracker.errors[-1],
-        "test_error_tta": 1 - results["top1"],
-        "ece_before": test_calibration["ece_before"],
-        "ece_after": test_calibration["ece_after"],
-        "temperature": test_calibration["temperature"],
-        "train_seconds": training_seconds(trainer.history),
-        "precision": trainer.runtime.precision,
-        "machine": results["runtime"]["machine"],
+        "test_error_per_epoch": tracker.errors, "test_error": tracker.errors[-1], "test_error_tta": 1 - results["top1"],
+        "ece_before": test_calibration["ece_before"], "ece_after": test_calibration["ece_after"],
+        "temperature": test_calibration["temperature"], "train_seconds": training_seconds(trainer.history),
+        "precision": trainer.runtime.precision, "machine": results["runtime"]["machine"],
     }
 
 

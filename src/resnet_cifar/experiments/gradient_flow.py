@@ -45,10 +45,7 @@ class Measurement:
 
 
 def measure(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    loss_fn: LossFn = F.cross_entropy,
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, loss_fn: LossFn = F.cross_entropy,
     blocks: list[nn.Module] | None = None,
 ) -> Measurement:
     """One forward/backward pass on a fixed batch; gradients are read, nothing is updated.
@@ -82,11 +79,9 @@ def measure(
         for handle in handles:
             handle.remove()
     return Measurement(
-        loss=loss.item(),
-        conv_names=[name for name, _ in conv_order],
+        loss=loss.item(), conv_names=[name for name, _ in conv_order],
         conv_grad_norms=[float(conv.weight.grad.norm()) for _, conv in conv_order],
-        block_names=[names[b] for b in blocks],
-        activation_grad_norms=[float(a.grad.norm()) for a in activations],
+        block_names=[names[b] for b in blocks], activation_grad_norms=[float(a.grad.norm()) for a in activations],
         activation_rms=[float(a.detach().pow(2).mean().sqrt()) for a in activations],
     )
 
@@ -154,9 +149,7 @@ def run_gradient_flow(settings: GradientFlowSettings, log: Callable[[str], None]
         finite = train_steps(model, pool_images, pool_labels, settings)
         after = measure(model, batch, batch_labels)
         results["nets"][label] = {
-            "model": name,
-            "norm": norm,
-            "trained_steps_finite": finite,
+            "model": name, "norm": norm, "trained_steps_finite": finite,
             "init": asdict(at_init) | {"first_to_last": at_init.first_to_last},
             "trained": asdict(after) | {"first_to_last": after.first_to_last},
         }

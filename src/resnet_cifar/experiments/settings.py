@@ -91,19 +91,9 @@ def _paper_recipe() -> dict:
     ResNet-56 collapse to a constant prediction in its first hundred steps (an independent reference implementation
     does the same), the instability He et al. warm up ResNet-110 for. See the README."""
     return {
-        "batch_size": 128,
-        "lr": 0.1,
-        "momentum": 0.9,
-        "nesterov": False,
-        "weight_decay": 1e-4,
-        "schedule": "onecycle",
-        "warmup_start": 0.1,
-        "crop_padding": 4,
-        "pad_mode": "zeros",
-        "flip": True,
-        "label_smoothing": 0.0,
-        "precision": "auto",
-        "channels_last": True,
+        "batch_size": 128, "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4, "schedule": "onecycle",
+        "warmup_start": 0.1, "crop_padding": 4, "pad_mode": "zeros", "flip": True, "label_smoothing": 0.0,
+        "precision": "auto", "channels_last": True,
     }
 
 
@@ -122,11 +112,7 @@ class DegradationSettings(WhereToRun):
         """The paper's step schedule compressed to the budget: lr 0.1 from the first step, divided by 10 after 50%
         and 75% of it (the run kept in docs/experiments/paper-step-schedule/)."""
         self.recipe = {
-            **self.recipe,
-            "schedule": "step",
-            "milestones": [0.5, 0.75],
-            "milestone_unit": "fraction",
-            "gamma": 0.1,
+            **self.recipe, "schedule": "step", "milestones": [0.5, 0.75], "milestone_unit": "fraction", "gamma": 0.1,
         }
 
     def validate(self) -> None:
@@ -185,20 +171,9 @@ def _fast80() -> dict:
     crops; `make train` has since dropped the crop for its 1.2 epochs), as training options: kept so that stored
     points stay comparable."""
     return {
-        "batch_size": 128,
-        "lr": 0.6,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 5e-4,
-        "schedule": "onecycle",
-        "label_smoothing": 0.2,
-        "crop_padding": 2,
-        "pad_mode": "reflect",
-        "flip": True,
-        "tta": 1,
-        "eval_batch_size": 250,
-        "precision": "auto",
-        "channels_last": True,
+        "batch_size": 128, "lr": 0.6, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
+        "label_smoothing": 0.2, "crop_padding": 2, "pad_mode": "reflect", "flip": True, "tta": 1,
+        "eval_batch_size": 250, "precision": "auto", "channels_last": True,
     }
 
 

@@ -31,12 +31,7 @@ def _count_in(path: Path, key: str) -> int:
 
 
 def write_report(
-    out: Path,
-    main: str,
-    results: dict,
-    key: str,
-    *,
-    extra: dict[str, object] | None = None,
+    out: Path, main: str, results: dict, key: str, *, extra: dict[str, object] | None = None,
     pictures: dict[str, Callable[[dict, Path], Path]] | None = None,
 ) -> list[Path]:
     """Write `results` as OUT/MAIN (JSON; `key` names its list or mapping of results), `extra` JSON files beside it

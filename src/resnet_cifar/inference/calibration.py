@@ -74,10 +74,8 @@ def calibration_report(logits: torch.Tensor, labels: torch.Tensor, temperature: 
     """ECE, NLL and mean top-1 confidence of `logits` as they are and divided by `temperature`."""
     scaled = logits.float() / temperature
     return {
-        "temperature": temperature,
-        "ece_before": expected_calibration_error(logits, labels),
-        "ece_after": expected_calibration_error(scaled, labels),
-        "nll_before": negative_log_likelihood(logits, labels),
+        "temperature": temperature, "ece_before": expected_calibration_error(logits, labels),
+        "ece_after": expected_calibration_error(scaled, labels), "nll_before": negative_log_likelihood(logits, labels),
         "nll_after": negative_log_likelihood(scaled, labels),
         "confidence_before": logits.float().softmax(1).max(1).values.mean().item(),
         "confidence_after": scaled.softmax(1).max(1).values.mean().item(),

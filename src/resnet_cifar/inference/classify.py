@@ -73,14 +73,8 @@ def expand_inputs(inputs: list[str]) -> list[Path | Prediction]:
 
 
 def classify(
-    model: nn.Module,
-    images: torch.Tensor,
-    top_k: int = 3,
-    tta: int = 0,
-    class_names: tuple[str, ...] = CLASSES,
-    batch_size: int = 256,
-    runtime: Runtime | None = None,
-    temperature: float = 1.0,
+    model: nn.Module, images: torch.Tensor, top_k: int = 3, tta: int = 0, class_names: tuple[str, ...] = CLASSES,
+    batch_size: int = 256, runtime: Runtime | None = None, temperature: float = 1.0,
     normalization: Normalization = CIFAR10,
 ) -> list[list[tuple[str, float]]]:
     """Top-k (class, probability) for each image N x 3 x 32 x 32 (uint8 pixels, or floats in [0, 1]; anything else
@@ -103,13 +97,8 @@ def classify(
 
 
 def predict_files(
-    model: nn.Module,
-    inputs: list[str | Path | Prediction],
-    top_k: int = 3,
-    tta: int = 0,
-    runtime: Runtime | None = None,
-    temperature: float = 1.0,
-    normalization: Normalization = CIFAR10,
+    model: nn.Module, inputs: list[str | Path | Prediction], top_k: int = 3, tta: int = 0,
+    runtime: Runtime | None = None, temperature: float = 1.0, normalization: Normalization = CIFAR10,
 ) -> list[Prediction]:
     """Predict every readable image; unreadable ones come back with their error, in input order."""
     runtime = runtime or choose_runtime(model_device(model))
@@ -129,12 +118,7 @@ def predict_files(
         for index, top in zip(
             readable,
             classify(
-                model,
-                torch.stack(tensors),
-                top_k,
-                tta,
-                runtime=runtime,
-                temperature=temperature,
+                model, torch.stack(tensors), top_k, tta, runtime=runtime, temperature=temperature,
                 normalization=normalization,
             ),
             strict=True,
@@ -160,8 +144,7 @@ def format_json(predictions: list[Prediction]) -> str:
     return json.dumps(
         [
             {
-                "file": p.path,
-                "top": [{"class": c, "probability": q} for c, q in p.top] if p.top else None,
+                "file": p.path, "top": [{"class": c, "probability": q} for c, q in p.top] if p.top else None,
                 "error": p.error,
             }
             for p in predictions

@@ -58,15 +58,8 @@ def find_layer(model: nn.Module, name: str) -> nn.Module:
 
 
 def explain(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    top: int = 2,
-    layer: str | None = None,
-    normalization: Normalization = CIFAR10,
-    temperature: float = 1.0,
-    tta: int = 0,
-    runtime: Runtime | None = None,
+    model: nn.Module, images: torch.Tensor, *, top: int = 2, layer: str | None = None,
+    normalization: Normalization = CIFAR10, temperature: float = 1.0, tta: int = 0, runtime: Runtime | None = None,
     batch_size: int = 64,
 ) -> Explanation:
     """The probabilities (at TTA level `tta`, in `runtime`'s precision, calibrated by `temperature`: what `predict`
@@ -102,14 +95,8 @@ def explain(
 def explain_loaded(loaded, images: torch.Tensor, *, tta: int, layer: str | None = None, top: int = 2) -> Explanation:
     """`explain` with the normalisation, temperature and runtime a LoadedModel carries (what predict uses)."""
     return explain(
-        loaded.model,
-        images,
-        top=top,
-        layer=layer,
-        normalization=loaded.normalization,
-        temperature=loaded.temperature,
-        tta=tta,
-        runtime=loaded.runtime,
+        loaded.model, images, top=top, layer=layer, normalization=loaded.normalization, temperature=loaded.temperature,
+        tta=tta, runtime=loaded.runtime,
     )
 
 

@@ -60,11 +60,7 @@ class Deployable(nn.Module):
 
 
 def export_model(
-    model: nn.Module,
-    fmt: str,
-    path: Path,
-    opset: int = 17,
-    metadata: dict[str, str] | None = None,
+    model: nn.Module, fmt: str, path: Path, opset: int = 17, metadata: dict[str, str] | None = None,
     normalization: Normalization = CIFAR10,
 ) -> Path:
     if fmt not in FORMATS:
@@ -94,9 +90,7 @@ def export_model(
 def export_metadata(temperature: float, normalization: Normalization = CIFAR10) -> dict[str, str]:
     """What an exported file says about its inputs and outputs (strings: both formats store text)."""
     return {
-        "temperature": repr(float(temperature)),
-        "classes": json.dumps(list(CLASSES)),
-        "output": "logits",
+        "temperature": repr(float(temperature)), "classes": json.dumps(list(CLASSES)), "output": "logits",
         "input": "float32 RGB in [0, 1], N x 3 x 32 x 32; normalised inside the graph",
         "normalization": json.dumps(normalization.as_dict()),
     }
@@ -109,14 +103,8 @@ def _export(
         warnings.simplefilter("ignore")  # exporter chatter about deprecations; the parity test is the check
         if fmt == "onnx":
             torch.onnx.export(
-                wrapped,
-                (example,),
-                str(path),
-                input_names=["images"],
-                output_names=["logits"],
-                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                opset_version=opset,
-                dynamo=False,
+                wrapped, (example,), str(path), input_names=["images"], output_names=["logits"],
+                dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset, dynamo=False,
             )
             if metadata:
                 import onnx

@@ -36,11 +36,8 @@ from resnet_cifar.models import create_model, list_models, model_spec
 # The containers the repositories save their state dict in, in the order they are looked for.
 STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "state")
 RENAMES = (
-    (r"^conv1\.", "stem.0."),
-    (r"^bn1\.", "stem.1."),
-    (r"^(linear|fc|classifier)\.", "fc."),
-    (r"^(bn|bn_final|final_bn)\.", "final_act.0."),
-    (r"\.downsample\.", ".shortcut."),
+    (r"^conv1\.", "stem.0."), (r"^bn1\.", "stem.1."), (r"^(linear|fc|classifier)\.", "fc."),
+    (r"^(bn|bn_final|final_bn)\.", "final_act.0."), (r"\.downsample\.", ".shortcut."),
 )
 SHORTCUT_FAMILIES = ("cifar-resnet", "preact-cifar", "resnet", "preact-resnet")  # builders taking `shortcut`
 IMAGENET_LAYOUTS = {(2, 2, 2, 2): 18, (3, 4, 6, 3): 34, (3, 4, 23, 3): 101, (3, 8, 36, 3): 152}
@@ -174,13 +171,8 @@ def fit_to_model(state: dict[str, torch.Tensor], sources: dict[str, str], model:
 
 
 def import_checkpoint(
-    source: Path | str,
-    output: Path | str,
-    *,
-    model_name: str | None = None,
-    shortcut_padding: str | None = None,
-    normalization: Normalization | None = None,
-    overwrite: bool = False,
+    source: Path | str, output: Path | str, *, model_name: str | None = None, shortcut_padding: str | None = None,
+    normalization: Normalization | None = None, overwrite: bool = False,
 ) -> Imported:
     """Read a published checkpoint, fit it to one of our models, and write it as our weights file at `output`."""
     source, output = Path(source), Path(output)

@@ -161,15 +161,8 @@ def state_mismatch(expected: dict[str, torch.Tensor], given: dict[str, torch.Ten
 
 
 def load_model(
-    source: Path | str,
-    which: str = "last",
-    *,
-    model_name: str | None = None,
-    model_options: dict | None = None,
-    prefer_ema: bool = True,
-    device: torch.device | str = "auto",
-    precision: str = "auto",
-    threads: int = 0,
+    source: Path | str, which: str = "last", *, model_name: str | None = None, model_options: dict | None = None,
+    prefer_ema: bool = True, device: torch.device | str = "auto", precision: str = "auto", threads: int = 0,
 ) -> LoadedModel:
     """The model of a run folder or weights file, in eval mode, with the runtime it is to run in: `device` (auto:
     CUDA when available) and `precision` (auto: as the weights were tested where this machine runs that natively, see

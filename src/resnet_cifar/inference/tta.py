@@ -62,15 +62,8 @@ def predict_logits(model: nn.Module, images: torch.Tensor, **options) -> torch.T
 
 
 def predict_logits_and_single_view(
-    model: nn.Module,
-    images: torch.Tensor,
-    *,
-    tta: int = 0,
-    batch_size: int = 1000,
-    runtime: Runtime | None = None,
-    channels_last: bool = False,
-    normalization: Normalization = CIFAR10,
-    tta_share: float = 1.0,
+    model: nn.Module, images: torch.Tensor, *, tta: int = 0, batch_size: int = 1000, runtime: Runtime | None = None,
+    channels_last: bool = False, normalization: Normalization = CIFAR10, tta_share: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`predict_logits` and, from the same pass, the logits of the image as is (TTA level 0, bit for bit): the
     first view of every level, so a caller that needs both pays for the views once. `tta_share` in (0, 1]: the

@@ -7,14 +7,6 @@ from resnet_cifar.models.resnet import ResNet
 from resnet_cifar.models.summary import count_macs, count_parameters, format_table, model_table
 
 __all__ = [
-    "ModelSpec",
-    "ResNet",
-    "count_macs",
-    "count_parameters",
-    "create_model",
-    "format_table",
-    "list_models",
-    "model_spec",
-    "model_table",
-    "register_model",
+    "ModelSpec", "ResNet", "count_macs", "count_parameters", "create_model", "format_table", "list_models",
+    "model_spec", "model_table", "register_model",
 ]

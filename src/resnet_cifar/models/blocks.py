@@ -29,12 +29,7 @@ class BasicBlock(nn.Module):
     preact = False
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        shortcut: str = "A",
-        norm: str = "bn",
+        self, in_channels: int, width: int, stride: int = 1, shortcut: str = "A", norm: str = "bn",
         shortcut_padding: str = "after",
     ):
         super().__init__()
@@ -64,12 +59,7 @@ class Bottleneck(nn.Module):
     preact = False
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        shortcut: str = "B",
-        norm: str = "bn",
+        self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B", norm: str = "bn",
         shortcut_padding: str = "after",
     ):
         super().__init__()
@@ -112,12 +102,7 @@ class PreActBasicBlock(nn.Module):
     preact = True
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        shortcut: str = "B",
-        norm: str = "bn",
+        self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B", norm: str = "bn",
         shortcut_padding: str = "after",
     ):
         super().__init__()
@@ -148,12 +133,7 @@ class PreActBottleneck(nn.Module):
     preact = True
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        shortcut: str = "B",
-        norm: str = "bn",
+        self, in_channels: int, width: int, stride: int = 1, shortcut: str = "B", norm: str = "bn",
         shortcut_padding: str = "after",
     ):
         super().__init__()

@@ -29,13 +29,7 @@ class ConvBN(nn.Sequential):
     """conv3x3 - (optional 2x2 max-pool) - norm - activation."""
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        *,
-        pool: bool,
-        norm: str,
-        act: str,
+        self, in_channels: int, out_channels: int, *, pool: bool, norm: str, act: str,
     ):
         layers: list[nn.Module] = [conv3x3(in_channels, out_channels, bias=norm == "none")]
         if pool:
@@ -55,14 +49,7 @@ class ResidualBlock(nn.Module):
     """
 
     def __init__(
-        self,
-        channels: int,
-        *,
-        norm: str,
-        act: str,
-        convs: int = 2,
-        shortcut: bool = True,
-        gate: bool = False,
+        self, channels: int, *, norm: str, act: str, convs: int = 2, shortcut: bool = True, gate: bool = False,
         post_act: bool = False,
     ):
         super().__init__()
@@ -144,25 +131,11 @@ class FastResNet(nn.Module):
     """
 
     def __init__(
-        self,
-        widths: Sequence[int] = (128, 256, 512),
-        blocks: Sequence[int] = (1, 0, 1),
-        *,
-        stem_width: int = 64,
-        num_classes: int = 10,
-        norm: str = "bn",
-        act: str = "relu",
-        head_scale: float = 0.125,
-        zero_init_residual: bool = False,
-        residual_convs: int = 2,
-        stem: str = "conv",
-        residual: bool = True,
-        train_stem_bias: bool = True,
-        bn_scale: bool = True,
-        bn_momentum: float = 0.1,
-        dirac_init: bool = False,
-        residual_gate: bool = False,
-        post_act: bool = False,
+        self, widths: Sequence[int] = (128, 256, 512), blocks: Sequence[int] = (1, 0, 1), *, stem_width: int = 64,
+        num_classes: int = 10, norm: str = "bn", act: str = "relu", head_scale: float = 0.125,
+        zero_init_residual: bool = False, residual_convs: int = 2, stem: str = "conv", residual: bool = True,
+        train_stem_bias: bool = True, bn_scale: bool = True, bn_momentum: float = 0.1, dirac_init: bool = False,
+        residual_gate: bool = False, post_act: bool = False,
     ):
         super().__init__()
         changes_sum = residual_gate or post_act

@@ -39,18 +39,9 @@ class ResNet(nn.Module):
     """
 
     def __init__(
-        self,
-        block: BlockType,
-        stage_blocks: Sequence[int],
-        stage_widths: Sequence[int],
-        *,
-        stem_width: int,
-        num_classes: int = 10,
-        shortcut: str = "A",
-        shortcut_padding: str = "after",
-        norm: str = "bn",
-        zero_init_residual: bool = False,
-        in_channels: int = 3,
+        self, block: BlockType, stage_blocks: Sequence[int], stage_widths: Sequence[int], *, stem_width: int,
+        num_classes: int = 10, shortcut: str = "A", shortcut_padding: str = "after", norm: str = "bn",
+        zero_init_residual: bool = False, in_channels: int = 3,
     ):
         super().__init__()
         if len(stage_blocks) != len(stage_widths):
@@ -153,9 +144,7 @@ def resnet_with_cifar_stem(depth: int, *, preact: bool = False, shortcut: str = 
         raise ValueError(f"depth must be one of {sorted(IMAGENET_LAYOUTS)}, got {depth}")
     bottleneck = depth >= 50
     block = {
-        (False, False): BasicBlock,
-        (False, True): PreActBasicBlock,
-        (True, False): Bottleneck,
+        (False, False): BasicBlock, (False, True): PreActBasicBlock, (True, False): Bottleneck,
         (True, True): PreActBottleneck,
     }[bottleneck, preact]
     return ResNet(block, IMAGENET_LAYOUTS[depth], (64, 128, 256, 512), stem_width=64, shortcut=shortcut, **kwargs)

@@ -26,13 +26,8 @@ VARIANTS = {
         "fastnet",
         # configs/cpu94.yaml (the options that change the parameters: one gate per residual block)
         {
-            "widths": [64, 256, 256],
-            "blocks": [1, 1, 1],
-            "residual_convs": 1,
-            "stem_width": 24,
-            "stem": "whiten",
-            "train_stem_bias": False,
-            "residual_gate": True,
+            "widths": [64, 256, 256], "blocks": [1, 1, 1], "residual_convs": 1, "stem_width": 24, "stem": "whiten",
+            "train_stem_bias": False, "residual_gate": True,
         },
     ),
 }
@@ -90,13 +85,8 @@ def model_table(names: list[str] | None = None, variants: bool = True) -> list[d
         macs = count_macs(model)
         rows.append(
             {
-                "name": label,
-                "model": name,
-                "family": spec.family,
-                "depth": spec.depth,
-                "params": count_parameters(model),
-                "paper_params_m": spec.paper_params_m,
-                "mmacs": macs / 1e6,
+                "name": label, "model": name, "family": spec.family, "depth": spec.depth,
+                "params": count_parameters(model), "paper_params_m": spec.paper_params_m, "mmacs": macs / 1e6,
                 "mflops": 2 * macs / 1e6,
             }
         )

@@ -85,11 +85,7 @@ class Classifier:
     """The loaded weights behind the page: decodes uploads, batches predictions, explains on request."""
 
     def __init__(
-        self,
-        loaded: LoadedModel,
-        tta: int = 1,
-        cam_layer: str | None = None,
-        limits: Limits = Limits(),
+        self, loaded: LoadedModel, tta: int = 1, cam_layer: str | None = None, limits: Limits = Limits(),
         batching: Batching = Batching(),
     ):
         self.loaded, self.tta, self.cam_layer, self.limits = loaded, tta, cam_layer, limits
@@ -305,15 +301,9 @@ def health_of(classifier: Classifier) -> dict:
     """What `GET /api/health` answers: the weights, where and how they run, the limits and the batching so far."""
     loaded, limits = classifier.loaded, classifier.limits
     return {
-        "status": "ok",
-        "weights": str(loaded.path),
-        "model": loaded.name,
-        "device": str(loaded.runtime.device),
-        "precision": loaded.runtime.precision,
-        "tta": classifier.tta,
-        "temperature": loaded.temperature,
-        "normalization": loaded.normalization.as_dict(),
-        "classes": list(CLASSES),
+        "status": "ok", "weights": str(loaded.path), "model": loaded.name, "device": str(loaded.runtime.device),
+        "precision": loaded.runtime.precision, "tta": classifier.tta, "temperature": loaded.temperature,
+        "normalization": loaded.normalization.as_dict(), "classes": list(CLASSES),
         "limits": {**asdict(limits), "request_bytes": limits.request_bytes},
         "batching": {**asdict(classifier.batching), "forward_passes": classifier.batcher.batches},
     }

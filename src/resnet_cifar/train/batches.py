@@ -44,25 +44,16 @@ def prepare_data(config: TrainConfig) -> TrainingData:
     if config.train_size is not None:
         train_index = balanced_subset(train.labels, config.train_size, config.data_seed, pool=train_index)
     return TrainingData(
-        train.images[train_index],
-        train.labels[train_index],
-        train.images[val_index],
-        train.labels[val_index],
-        dataset.folder,
-        dataset.format,
+        train.images[train_index], train.labels[train_index], train.images[val_index], train.labels[val_index],
+        dataset.folder, dataset.format,
     )
 
 
 def augmentation_of(config: TrainConfig) -> Augmentation:
     """The config's training augmentation (its crop size is set per epoch by BatchStream.plan)."""
     return Augmentation(
-        crop_padding=config.crop_padding,
-        pad_mode=config.pad_mode,
-        flip=config.flip,
-        cutout=config.cutout,
-        augmix=config.augmix,
-        augmix_severity=config.augmix_severity,
-        brightness=config.brightness,
+        crop_padding=config.crop_padding, pad_mode=config.pad_mode, flip=config.flip, cutout=config.cutout,
+        augmix=config.augmix, augmix_severity=config.augmix_severity, brightness=config.brightness,
         contrast=config.contrast,
     )
 

@@ -18,16 +18,8 @@ from resnet_cifar.train.batches import TrainingData
 
 
 def final_test(
-    run_dir: Path,
-    config: TrainConfig,
-    data: TrainingData,
-    model: nn.Module,
-    runtime: Runtime,
-    *,
-    history: list[dict],
-    timings: dict[str, float],
-    calibration: dict | None = None,
-    ema: bool = False,
+    run_dir: Path, config: TrainConfig, data: TrainingData, model: nn.Module, runtime: Runtime, *, history: list[dict],
+    timings: dict[str, float], calibration: dict | None = None, ema: bool = False,
 ) -> dict:
     """Test-set evaluation of the final weights: logits, pictures, results.json; returns the results.
 
@@ -52,17 +44,8 @@ def final_test(
     timings["train_s"] = run_folder.training_seconds(history)
     timings["validation_s"] = sum(row["val_seconds"] or 0.0 for row in history)
     return write_results(
-        run_dir,
-        logits,
-        test.labels,
-        tta=config.tta,
-        weights="last",
-        seconds=timings["test_s"],
-        model=config.model,
-        ema=ema,
-        train_images=len(data.train_labels),
-        train_seconds=timings["train_s"],
-        runtime=runtime.as_dict(),
+        run_dir, logits, test.labels, tta=config.tta, weights="last", seconds=timings["test_s"], model=config.model,
+        ema=ema, train_images=len(data.train_labels), train_seconds=timings["train_s"], runtime=runtime.as_dict(),
         timings={key: round(value, 3) for key, value in timings.items()},
         calibration={**(calibration or {}), "test": calibration_report(logits, test.labels, temperature)},
     )

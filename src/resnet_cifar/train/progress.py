@@ -73,14 +73,8 @@ class RunProgress:
         self.epoch = epoch
         if self.mode == "bar":
             self.bar = tqdm(
-                total=steps,
-                initial=initial,
-                desc=f"epoch {epoch}/{self.epochs}",
-                unit="step",
-                leave=False,
-                dynamic_ncols=False,
-                ncols=110,
-                file=sys.stderr,
+                total=steps, initial=initial, desc=f"epoch {epoch}/{self.epochs}", unit="step", leave=False,
+                dynamic_ncols=False, ncols=110, file=sys.stderr,
             )
 
     def update(self, step: int, stats: Stats) -> None:

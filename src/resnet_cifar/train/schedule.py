@@ -50,12 +50,6 @@ def build_schedule(config: TrainConfig, total_steps: int, steps_per_epoch: int) 
         round(m * steps_per_epoch) if config.milestone_unit == "epoch" else int(m) for m in config.milestones
     )
     return Schedule(
-        kind=config.schedule,
-        peak=config.lr,
-        total_steps=total_steps,
-        warmup_steps=warmup_steps,
-        warmup_start=config.warmup_start,
-        final=config.final_lr,
-        milestones=milestones,
-        gamma=config.gamma,
+        kind=config.schedule, peak=config.lr, total_steps=total_steps, warmup_steps=warmup_steps,
+        warmup_start=config.warmup_start, final=config.final_lr, milestones=milestones, gamma=config.gamma,
     )

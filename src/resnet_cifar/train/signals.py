@@ -35,8 +35,7 @@ class StopSignal:
         else:
             print(
                 "finishing the current step to write a checkpoint; press Ctrl-C once more to quit without one",
-                file=sys.stderr,
-                flush=True,
+                file=sys.stderr, flush=True,
             )
 
     def __exit__(self, *exc):

@@ -34,12 +34,8 @@ class EpochTotals:
     def row(self, epoch: int, step: int, lr: float) -> dict:
         """The epoch's metrics.csv row, validation columns empty."""
         return run_folder.metrics_row(
-            epoch=epoch,
-            step=step,
-            lr=lr,
-            train_loss=self.loss_sum / max(self.count, 1),
-            train_acc=self.correct / max(self.count, 1),
-            seconds=self.seconds,
+            epoch=epoch, step=step, lr=lr, train_loss=self.loss_sum / max(self.count, 1),
+            train_acc=self.correct / max(self.count, 1), seconds=self.seconds,
             images_per_s=self.count / max(self.seconds, 1e-9),
         )
 
@@ -55,12 +51,8 @@ class Position:
 
     def as_metadata(self) -> dict:
         return {
-            "epoch": self.epoch,
-            "epoch_step": self.epoch_step,
-            "step": self.step,
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
-            "epoch_totals": self.totals.as_dict(),
+            "epoch": self.epoch, "epoch_step": self.epoch_step, "step": self.step, "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch, "epoch_totals": self.totals.as_dict(),
         }
 
     @classmethod
@@ -83,10 +75,7 @@ def pack_state(model: nn.Module, ema: nn.Module | None, optimizer: torch.optim.O
 
 
 def unpack_state(
-    tensors: dict[str, torch.Tensor],
-    model: nn.Module,
-    ema: nn.Module | None,
-    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor], model: nn.Module, ema: nn.Module | None, optimizer: torch.optim.Optimizer,
     device: torch.device,
 ) -> None:
     """The inverse of `pack_state`, in place."""
@@ -104,12 +93,8 @@ def checkpoint_metadata(config: TrainConfig, position: Position, parts, runtime:
     """The JSON half of a checkpoint: the config (the precision as requested), the position, the runtime (the
     precision the run computes in, stored here once), and what a reader needs to use or judge the weights."""
     optimizer = {
-        "name": config.optimizer,
-        "lr": parts.schedule(position.step),
-        "momentum": config.momentum,
-        "nesterov": config.nesterov,
-        "weight_decay": config.weight_decay,
-        "bias_lr_scale": config.bias_lr_scale,
+        "name": config.optimizer, "lr": parts.schedule(position.step), "momentum": config.momentum,
+        "nesterov": config.nesterov, "weight_decay": config.weight_decay, "bias_lr_scale": config.bias_lr_scale,
     }
     if config.optimizer == "muon":
         optimizer |= {"muon_lr": config.muon_lr, "muon_momentum": config.muon_momentum}

@@ -21,13 +21,8 @@ def validate(model: nn.Module, data: TrainingData, setting: TestSetting, runtime
     TTA views (what evaluate and predict use), and the temperature is fitted on them: its calibration record."""
     started = time.perf_counter()
     tta_logits, logits = predict_logits_and_single_view(
-        model,
-        data.val_images,
-        tta=setting.tta if calibrate else 0,
-        batch_size=setting.batch_size,
-        runtime=runtime,
-        channels_last=setting.channels_last,
-        tta_share=setting.tta_share,
+        model, data.val_images, tta=setting.tta if calibrate else 0, batch_size=setting.batch_size, runtime=runtime,
+        channels_last=setting.channels_last, tta_share=setting.tta_share,
     )
     labels = data.val_labels
     row["val_loss"] = F.cross_entropy(logits, labels).item()

@@ -84,12 +84,7 @@ def write_explanations(images: torch.Tensor, explanation: Explanation, names: li
 
 
 def cam_grid_figure(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    explanation: Explanation,
-    index: torch.Tensor,
-    *,
-    columns: int = 8,
+    images: torch.Tensor, labels: torch.Tensor, explanation: Explanation, index: torch.Tensor, *, columns: int = 8,
 ) -> Figure:
     """The inference grid's images (`index`, explained in that order) with the map of the predicted class over each;
     captioned like inference.png, mistakes in red."""
@@ -104,9 +99,7 @@ def cam_grid_figure(
         ax.imshow(overlay(images[i], explanation.maps[position, 0]))
         ok = predicted == true
         ax.set_title(
-            f"{CLASSES[predicted]} {confidence:.0%}\ntrue: {CLASSES[true]}",
-            fontsize=9,
-            color=RIGHT if ok else WRONG,
+            f"{CLASSES[predicted]} {confidence:.0%}\ntrue: {CLASSES[true]}", fontsize=9, color=RIGHT if ok else WRONG,
             fontweight="normal" if ok else "bold",
         )
     fig.suptitle(f"Where the network looks for its prediction (Grad-CAM, {explanation.layer}; red = hot)", fontsize=12)

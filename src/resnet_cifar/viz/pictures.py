@@ -54,14 +54,8 @@ HEADING = 45  # pixels above the grid for the figure's title
 
 
 def inference_figure(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    logits: torch.Tensor,
-    *,
-    per_class: int = 4,
-    columns: int = 8,
-    seed: int = 0,
-    title: str | None = None,
+    images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, *, per_class: int = 4, columns: int = 8,
+    seed: int = 0, title: str | None = None,
 ) -> Figure:
     """A grid of test images captioned with predicted class, confidence and true class; mistakes in red.
 
@@ -83,14 +77,9 @@ def inference_figure(
         mosaic[top - border : top + TILE + border, left - border : left + TILE + border] = colour
         mosaic[top : top + TILE, left : left + TILE] = upsample(images[i], TILE)
         fig.text(
-            (left + TILE / 2) / width,
-            (height - top + border + 4) / (height + HEADING),
-            f"{CLASSES[pred]} {conf:.0%}\ntrue: {CLASSES[true]}",
-            ha="center",
-            va="bottom",
-            fontsize=9,
-            color=RIGHT if ok else WRONG,
-            fontweight="normal" if ok else "bold",
+            (left + TILE / 2) / width, (height - top + border + 4) / (height + HEADING),
+            f"{CLASSES[pred]} {conf:.0%}\ntrue: {CLASSES[true]}", ha="center", va="bottom", fontsize=9,
+            color=RIGHT if ok else WRONG, fontweight="normal" if ok else "bold",
         )
     fig.figimage(mosaic, origin="upper")  # at the bottom left, pixel for pixel: no resampling
     correct = int((predicted == labels[index]).sum())
@@ -113,9 +102,7 @@ def training_curves_figure(rows: list[dict], title: str = "", label_smoothing: f
         val = [(r["epoch"], r[f"val_{key}"]) for r in rows if r[f"val_{key}"] is not None]
         if val:
             ax.plot(
-                *zip(*val, strict=True),
-                marker="s",
-                ms=3,
+                *zip(*val, strict=True), marker="s", ms=3,
                 label="validation" + (" (plain cross-entropy)" if key == "loss" and smoothing else ""),
             )
         ax.set_xlabel("epoch")

@@ -14,15 +14,8 @@ from resnet_cifar.viz.pictures import confusion_picture, inference_grid, trainin
 
 
 def write_run_pictures(
-    run_dir: Path,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    logits: torch.Tensor,
-    *,
-    seed: int = 0,
-    publish_to: Path | None = None,
-    label_smoothing: float = 0.0,
-    which: str = "",
+    run_dir: Path, images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, *, seed: int = 0,
+    publish_to: Path | None = None, label_smoothing: float = 0.0, which: str = "",
 ) -> list[Path]:
     """inference.png, curves.png (when metrics.csv exists) and confusion_matrix.png in `run_dir`.
 
@@ -51,15 +44,8 @@ def describe_predictions(weights: str, tta: int, ema: bool = False) -> str:
 
 
 def plot_run(
-    run: str | Path,
-    *,
-    data_dir=None,
-    download: bool = True,
-    device: str = "auto",
-    precision: str = "auto",
-    output_dir: str | Path = OUTPUT_DIR,
-    explain: bool = False,
-    cam_layer: str | None = None,
+    run: str | Path, *, data_dir=None, download: bool = True, device: str = "auto", precision: str = "auto",
+    output_dir: str | Path = OUTPUT_DIR, explain: bool = False, cam_layer: str | None = None,
 ) -> list[Path]:
     """Write the run's pictures from its saved test logits (or by testing its final weights). A weights file outside
     a run (shipped, imported) gets its inference grid and confusion matrix in `output_dir/<stem>-pictures/`.

@@ -118,14 +118,8 @@ def data_efficiency_figure(results: dict) -> Figure:
         xs = [row["train_size"] for row in rows]
         sizes.update(xs)
         ax.errorbar(
-            xs,
-            [100 * row["mean"] for row in rows],
-            yerr=[100 * row["std"] for row in rows],
-            fmt=fmt,
-            color=color,
-            capsize=4,
-            lw=1.8,
-            label=f"{label}, {rows[0]['n'] if rows else 0} seeds",
+            xs, [100 * row["mean"] for row in rows], yerr=[100 * row["std"] for row in rows], fmt=fmt, color=color,
+            capsize=4, lw=1.8, label=f"{label}, {rows[0]['n'] if rows else 0} seeds",
         )
     ax.set_xscale("log")
     ax.set_xticks(sorted(sizes), [f"{n:,}" for n in sorted(sizes)])
