@@ -1,15 +1,7 @@
-"""Keep freed memory inside the process, so a training step does not map and unmap its big tensors every step.
-
-glibc's malloc serves every allocation above a threshold (at most 32 MiB) with a fresh `mmap` and returns it to the
-kernel at `free`; the next step's tensor of the same size is then mapped again and its pages faulted in and zeroed
-one by one. A `cpu94` step at batch 1000 allocates gigabytes that way: on the 2-core Intel Xeon with AMX (bf16) the
-kernel's share of the process's CPU time was 5.8 of 40 s (`benchmarks/allocator.py`). With mmap off and no trimming
-the heap keeps what it once held and reuses it, as tcmalloc does by design. The other allocators (tcmalloc, jemalloc,
-macOS's) are left as they are.
-
-Set once per process at the entry point (`cli.run_reporting_errors`, which the benchmarks use too);
-`RESNET_CIFAR_MALLOC=system` keeps glibc's defaults. What was done is recorded with every run (`Runtime.as_dict`).
-"""
+"""Keep freed memory inside the process, so a training step does not map, fault in and zero its big tensors again
+every step (glibc serves large allocations with a fresh `mmap` and returns them at `free`; with mmap off and no
+trimming the heap reuses what it held, as tcmalloc does). Set once per process by the command line, recorded with
+every run (`Runtime.as_dict`); `RESNET_CIFAR_MALLOC=system` keeps glibc's defaults, other allocators are left alone."""
 
 from __future__ import annotations
 

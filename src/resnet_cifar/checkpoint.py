@@ -1,12 +1,6 @@
-"""Checkpoints as one safetensors file: the tensors (model, EMA, optimizer buffers, RNG state) and, in its header,
-JSON metadata (config, position in training, a SHA-256 of every tensor, and a SHA-256 of the metadata itself, so
-that neither a tensor nor a header value such as the temperature can be altered unnoticed). Nothing is ever
-unpickled.
-
-Writes go to a temporary file in the same folder, are flushed and fsynced, then atomically renamed over the old
-file, so a crash at any moment leaves either the previous checkpoint or the new one, never a torn one. A readable
-copy of the metadata is written beside it as `<name>.json`; the copy inside the safetensors file is authoritative.
-"""
+"""Checkpoints as one safetensors file: the tensors (model, EMA, optimizer buffers, RNG state) and JSON metadata in its
+header, with a SHA-256 of every tensor and of the metadata itself, so neither can be altered unnoticed. Nothing is
+ever unpickled; writes are atomic (files.atomic_write_bytes); a readable copy of the metadata sits beside it."""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The training configuration: one typed dataclass. Defaults < YAML file (`--config`) < command-line flags.
-
-Every field carries its help text (shown by `resnet-cifar train --help`) and, where it has a fixed set of values,
-its choices. `load_config` validates everything before any work starts: unknown keys (with a did-you-mean), wrong
-types and impossible values each raise ConfigError with one clear line.
-"""
+"""The training configuration: one typed dataclass; defaults < YAML file (`--config`) < command-line flags. Every field
+carries its help text and, where it has them, its choices and bounds; `load_config` validates everything before any
+work starts, each problem one line."""
 
 from __future__ import annotations
 
@@ -56,6 +53,9 @@ POSITIVE = Bound(0, low_open=True)
 NON_NEGATIVE = Bound(0)
 FRACTION = Bound(0, 1, high_open=True)  # [0, 1)
 SEEDS = Bound(0, 2**63 - 1)  # what torch.manual_seed takes
+SHARE = Bound(0, 1, low_open=True)  # (0, 1]
+SCHEDULES = ("onecycle", "cosine", "linear", "step", "constant")
+PROGRESS = ("auto", "bar", "lines", "none")
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, bound: Bound | None = None, **kwargs) -> Any:
@@ -73,50 +73,32 @@ class TrainConfig:
     seed: int = _opt(0, "seed for weight init, data order and augmentation", bound=SEEDS)
     data_seed: int = _opt(0, "seed for the validation split and the training subset (fixed across seeds)", bound=SEEDS)
     device: str = _opt("auto", "cpu, cuda, cuda:N or auto (cuda when available)")
-    accumulate: int = _opt(
-        1, "micro-batches per step and process, gradients summed (same step in less memory; BN sees micro-batches)",
-        bound=POSITIVE,
-    )
+    accumulate: int = _opt(1, "micro-batches per step and process, gradients summed (BN sees each)", bound=POSITIVE)
     threads: int = _opt(0, "CPU threads for PyTorch (0: one per core)", bound=NON_NEGATIVE)
     deterministic: bool = _opt(False, "use deterministic algorithms only (bit-identical reruns on CPU)")
     # --- data ----------------------------------------------------------------------------------------------------
     data_dir: str | None = _opt(None, "CIFAR-10 folder or archive (default: $RESNET_CIFAR_DATA, then ./data)")
     download: bool = _opt(True, "download the official archive when no data is found")
-    train_size: int | None = _opt(
-        None, "class-balanced training subset size (default: every non-validation image)", bound=POSITIVE
-    )
-    val_size: int = _opt(
-        5000, "stratified validation images carved from the training set (0: none)", bound=Bound(0, 49_990)
-    )
+    train_size: int | None = _opt(None, "class-balanced training subset (default: all but validation)", bound=POSITIVE)
+    val_size: int = _opt(5000, "validation images carved from the training set (0: none)", bound=Bound(0, 49_990))
     # --- model ---------------------------------------------------------------------------------------------------
     model: str = _opt("resnet20", "registered model name (see `resnet-cifar models`)")
     model_options: dict = _opt({}, "keyword arguments for the model builder, e.g. {shortcut: B}")
     # --- optimisation --------------------------------------------------------------------------------------------
     epochs: float = _opt(30, "training length in epochs (ignored when steps is set)", bound=POSITIVE)
     steps: int | None = _opt(None, "training length in optimizer steps (overrides epochs)", bound=POSITIVE)
-    batch_size: int = _opt(
-        128, "images per optimizer step (global batch; per-rank batch x world size under DDP)", bound=POSITIVE
-    )
+    batch_size: int = _opt(128, "images per optimizer step (all processes together under DDP)", bound=POSITIVE)
     lr: float = _opt(0.1, "peak learning rate (for the global batch)", bound=POSITIVE)
     momentum: float = _opt(0.9, "SGD momentum", bound=FRACTION)
-    optimizer: str = _opt(
-        "sgd", "sgd, or muon: Muon for the convolution filters and SGD for the rest (see train/muon.py)",
-        choices=("sgd", "muon"),
-    )
+    optimizer: str = _opt("sgd", "sgd, or muon: Muon for the filters, SGD for the rest", choices=("sgd", "muon"))
     muon_lr: float = _opt(0.24, "optimizer muon: the filters' peak lr (scheduled like lr)", bound=POSITIVE)
     muon_momentum: float = _opt(0.6, "optimizer muon: the filters' Nesterov momentum", bound=FRACTION)
     nesterov: bool = _opt(True, "Nesterov momentum")
     weight_decay: float = _opt(5e-4, "L2 weight decay", bound=NON_NEGATIVE)
     decay_norm_and_bias: bool = _opt(True, "apply weight decay to norm scales and biases too (the paper does)")
-    bias_lr_scale: float = _opt(
-        1.0, "batch norms' shifts learn at lr x this (weight decay / this: the same decay per step)", bound=POSITIVE
-    )
-    schedule: str = _opt(
-        "onecycle", "learning-rate schedule", choices=("onecycle", "cosine", "linear", "step", "constant")
-    )
-    warmup_epochs: float = _opt(
-        0.0, "warmup length: linear from lr * warmup_start to lr (constant for step)", bound=NON_NEGATIVE
-    )
+    bias_lr_scale: float = _opt(1.0, "batch norms' shifts learn at lr x this (decay / this)", bound=POSITIVE)
+    schedule: str = _opt("onecycle", "learning-rate schedule", choices=SCHEDULES)
+    warmup_epochs: float = _opt(0.0, "warmup: linear from lr * warmup_start to lr (step: constant)", bound=NON_NEGATIVE)
     warmup_steps: int | None = _opt(None, "warmup length in steps (overrides warmup_epochs)", bound=NON_NEGATIVE)
     warmup_start: float = _opt(0.1, "warmup starts at this fraction of lr", bound=Bound(0, 1, low_open=True))
     final_lr: float = _opt(0.0, "the decay ends at this fraction of lr (cosine/linear/onecycle)", bound=Bound(0, 1))
@@ -125,63 +107,36 @@ class TrainConfig:
     gamma: float = _opt(0.1, "step schedule: factor at each milestone", bound=Bound(0, 1, low_open=True))
     label_smoothing: float = _opt(0.0, "label smoothing of the cross-entropy loss", bound=FRACTION)
     grad_clip: float = _opt(0.0, "clip the global gradient norm to this value (0: off)", bound=NON_NEGATIVE)
-    ema: float = _opt(
-        0.0, "exponential moving average of the weights, decay per step (0: off; e.g. 0.999)", bound=FRACTION
-    )
-    ema_warmup: float = _opt(
-        0.0, "epochs before the average starts (it copies the weights until then)", bound=NON_NEGATIVE
-    )
+    ema: float = _opt(0.0, "moving average of the weights, decay per step (0: off; e.g. 0.999)", bound=FRACTION)
+    ema_warmup: float = _opt(0.0, "epochs before the average starts (it copies the weights)", bound=NON_NEGATIVE)
     # --- augmentation --------------------------------------------------------------------------------------------
     crop_padding: int = _opt(4, "random crop: pixels of padding on each side (0: no crop)", bound=Bound(0, 16))
     pad_mode: str = _opt("reflect", "random crop padding", choices=PAD_MODES)
     flip: bool = _opt(True, "random horizontal flip")
-    alternate_flips: bool = _opt(
-        False, "flip each image in every other epoch (from a random first epoch) instead of at random (airbench)"
-    )
+    alternate_flips: bool = _opt(False, "flip each image every other epoch instead of at random (airbench)")
     cutout: int = _opt(0, "cutout square side in pixels (0: off)", bound=Bound(0, 32))
-    augmix: str = _opt(
-        "off", "AugMix: off, mix (one mixed view) or jsd (clean + two views, Jensen-Shannon loss)", choices=AUGMIX_MODES
-    )
+    augmix: str = _opt("off", "AugMix: off, mix (one view) or jsd (clean + two views)", choices=AUGMIX_MODES)
     augmix_severity: int = _opt(3, "AugMix operations' magnitude, of 10", bound=Bound(1, 10))
-    brightness: float = _opt(
-        0.0, "brightness jitter: add U(-b, b) to each normalised training image (0: off)", bound=Bound(0, 1)
-    )
-    contrast: float = _opt(
-        0.0, "contrast jitter: multiply each normalised training image by U(1-c, 1+c) (0: off)", bound=FRACTION
-    )
-    crop_size: int = _opt(
-        32, "side of the random training crop in pixels (< 32: cheaper steps, see full_size_epochs)", bound=Bound(8, 32)
-    )
-    full_size_epochs: int = _opt(
-        1, "with crop_size < 32: the last epochs train on full 32-pixel crops", bound=NON_NEGATIVE
-    )
+    brightness: float = _opt(0.0, "add U(-b, b) to each normalised training image (0: off)", bound=Bound(0, 1))
+    contrast: float = _opt(0.0, "multiply each normalised training image by U(1-c, 1+c) (0: off)", bound=FRACTION)
+    crop_size: int = _opt(32, "side of the random training crop (< 32: see full_size_epochs)", bound=Bound(8, 32))
+    full_size_epochs: int = _opt(1, "with crop_size < 32: the last epochs on whole images", bound=NON_NEGATIVE)
     # --- speed ---------------------------------------------------------------------------------------------------
-    precision: str = _opt(
-        "auto", "bf16 (autocast) or fp32; auto: bf16 where the hardware computes it natively", choices=PRECISIONS
-    )
+    precision: str = _opt("auto", "bf16 or fp32; auto: bf16 where the hardware runs it natively", choices=PRECISIONS)
     channels_last: bool = _opt(True, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model (pays a one-off compile time)")
     # --- evaluation and outputs ----------------------------------------------------------------------------------
     tta: int = _opt(1, "test-time augmentation: 0 none, 1 flip, 2 flip + translate", choices=TTA_LEVELS)
-    tta_share: float = _opt(
-        1.0, "share of the evaluated images, least confident as is first, that get the TTA views (the rest: one view)",
-        bound=Bound(0, 1, low_open=True),
-    )
+    tta_share: float = _opt(1.0, "share of the images, least confident first, given the TTA views", bound=SHARE)
     eval_every: int = _opt(1, "validate every N epochs (the last epoch is always validated)", bound=POSITIVE)
     eval_batch_size: int = _opt(1000, "images per evaluation forward pass", bound=POSITIVE)
     checkpoint_every: int = _opt(1, "write the `last` checkpoint every N epochs (and at the end)", bound=POSITIVE)
-    stop_after_epochs: int | None = _opt(
-        None, "checkpoint and exit after this many epochs, to --resume later", bound=POSITIVE
-    )
+    stop_after_epochs: int | None = _opt(None, "checkpoint and exit after N epochs, to --resume later", bound=POSITIVE)
     test_at_end: bool = _opt(True, "evaluate on the test set after training and print test_accuracy=")
     plots: bool = _opt(True, "write inference.png, curves.png and confusion_matrix.png at the end")
-    publish_picture: bool = _opt(
-        False, "also copy inference.png to OUTPUT_DIR/inference.png (the default run's picture, shown in the README)"
-    )
+    publish_picture: bool = _opt(False, "also copy inference.png to OUTPUT_DIR/inference.png (make train's picture)")
     sync_bn: bool = _opt(False, "SyncBatchNorm under DDP (batch statistics over all ranks)")
-    progress: str = _opt(
-        "auto", "progress display: bar, lines (one line per epoch) or auto", choices=("auto", "bar", "lines", "none")
-    )
+    progress: str = _opt("auto", "progress: bar, lines (one per epoch), none or auto", choices=PROGRESS)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,11 +1,6 @@
-"""What machine this is, as data: the CPU's brand, family/model, the generation users know it by, the vector ISA
-PyTorch's kernels use, the cores; and one formatter that names it the way users know it, e.g.
-`AMD EPYC Zen 5 (family 26 model 2), AVX-512 bf16, 2 cores`.
-
-The generations are a small table of family/model numbers, not guesses: a family/model missing from it is printed
-as its numbers. Virtual machines often report a vague brand ("AMD EPYC", "Intel(R) Xeon(R) Processor"), which is why
-the numbers are always shown.
-"""
+"""What machine this is, as data (brand, family/model, the generation users know it by, ISA, cores), and one formatter
+that names it as users know it: `AMD EPYC Zen 5 (family 26 model 2), AVX-512 bf16, 2 cores`. Generations come from
+a small table; a family/model missing from it prints as its numbers."""
 
 from __future__ import annotations
 

@@ -1,12 +1,6 @@
-"""The run folder, `OUTPUT_DIR/NAME/`: the names of the files a run writes, claiming a fresh folder, and one run at a
-time inside it.
-
-    config.yaml               the resolved configuration            metrics.csv       one row per epoch
-    last.safetensors          weights + training state (resume)     best.safetensors  best validation accuracy
-    last.json, best.json      each checkpoint's metadata, readable
-    test_logits.safetensors   the final test logits                 results*.json     test-set results
-    inference.png, curves.png, confusion_matrix.png                 .lock             held while a run writes here
-"""
+"""The run folder, OUTPUT_DIR/NAME/: the names of the files a run writes (config.yaml, metrics.csv, last and best
+checkpoints with their readable .json, test logits, results*.json, pictures, .lock), claiming a fresh folder, and
+one run at a time inside it."""
 
 from __future__ import annotations
 

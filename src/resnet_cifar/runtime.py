@@ -1,14 +1,8 @@
-"""Where and in what precision to compute: requested as `auto`, `bf16` or `fp32`, decided once at the entry point from
-the machine's facts, and passed down as a frozen `Runtime` that every run records.
-
-bf16 autocast is ~1.6-2.5x faster than fp32 on CPUs with native bf16 (AVX512_BF16, AMX) and 10-400x *slower* where
-oneDNN emulates it (AVX2-only CPUs, or an AVX-512 CPU whose kernels are capped by `ONEDNN_MAX_CPU_ISA`). The question
-is therefore native or emulated, and it is answered from facts that do not change with the machine's load: the
-vector ISA PyTorch uses, oneDNN's bf16 support and its ISA cap, a GPU's compute capability. Where the facts say
-native, a probe may still *veto* bf16, from warmed-up timings only: one convolution in each precision, interleaved,
-the fastest of several calls each, and a veto only at five times slower. A busy machine slows both precisions alike
-and never moves the fastest calls' ratio that far; an emulated kernel is ten times slower or more.
-"""
+"""Where and in what precision to compute: requested as auto, bf16 or fp32, decided once at the entry point from the
+machine's facts, passed down as a frozen `Runtime` that every run records. bf16 is ~2x faster where the CPU has it
+natively (AVX512_BF16, AMX) and 10-400x slower where oneDNN emulates it, so the facts decide: PyTorch's vector ISA,
+oneDNN's bf16 support and ISA cap, a GPU's compute capability. Where they say native, a probe may still veto bf16,
+from warmed-up, interleaved timings only and at five times slower: load slows both precisions alike."""
 
 from __future__ import annotations
 

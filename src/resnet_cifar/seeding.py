@@ -1,8 +1,5 @@
-"""Seeds for the independent random streams of a run (weight init, data order, augmentation, the whitening sample).
-
-Each stream gets its own seed derived from the run's seed and a stream number, so changing one stream (say, more
-augmentation draws) never shifts another, and a resumed or multi-process run can recreate any of them exactly.
-"""
+"""Seeds for a run's independent random streams (weights, data order, augmentation, the whitening sample), each derived
+from the run's seed and a stream number, so that no stream shifts another and any can be recreated after a resume."""
 
 from __future__ import annotations
 

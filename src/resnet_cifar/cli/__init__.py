@@ -1,8 +1,5 @@
-"""The `resnet-cifar` command: one entry point, one subcommand per job (one module per group of subcommands here).
-
-Heavy modules are imported inside each command, so `resnet-cifar --help` answers at once. Every error the user can
-cause is a ResnetCifarError and is printed as one line (exit code 2), never as a stack trace.
-"""
+"""The `resnet-cifar` command: one entry point, one subcommand per job. Heavy modules are imported inside each command,
+so `--help` answers before PyTorch loads; every error a user can cause is printed as one line, never a traceback."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""`resnet-cifar experiment ...`: the measurements of why residual connections work.
-
-Each experiment's flags are generated from its settings dataclass (resnet_cifar/experiments/settings.py), so a
-setting is declared, documented and defaulted in one place.
-"""
+"""`resnet-cifar experiment ...`: the measurements of why residual connections work. Each experiment's flags are
+generated from its settings dataclass (experiments/settings.py): each setting declared, documented and defaulted
+once."""
 
 from __future__ import annotations
 

@@ -1,15 +1,8 @@
-"""AugMix (Hendrycks et al., ICLR 2020) on whole batches of tensors: each image becomes a random convex mix of
-`WIDTH` augmentation chains of 1 to `MAX_DEPTH` operations, mixed again with the image itself.
-
-The operations are AugMix's: autocontrast, equalize, posterize, rotate, solarize, shear and translate; those that
-overlap the corruption benchmark (contrast, colour, brightness, sharpness; noise, blur) are left out, as in the paper,
-so the benchmark measures generalisation to unseen corruptions. Magnitudes are drawn up to `severity` (of 10), as
-the paper's code draws them (severity 3 by default). Chain weights are Dirichlet(1, 1, 1), the final mix Beta(1, 1):
-the paper's alpha = 1, drawn as normalised exponentials and a uniform so that every draw comes from the caller's
-`torch.Generator` (exact resume, and DDP ranks slicing one global batch's draws).
-
-Images are floats in 0..255 (after crop and flip, before normalisation), N x 3 x H x W.
-"""
+"""AugMix (Hendrycks et al., ICLR 2020) on whole batches: each image a random convex mix of `WIDTH` chains of 1 to
+`MAX_DEPTH` operations, mixed again with the image itself. The operations are the paper's (those that overlap the
+corruption benchmark are left out, so it measures unseen corruptions), magnitudes up to `severity` of 10, chain
+weights Dirichlet(1, 1, 1), final mix Beta(1, 1), every draw from the caller's generator (exact resume, DDP).
+Images are floats in 0..255, N x 3 x H x W."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Readers for the two official CIFAR-10 formats, returning the whole split as one uint8 tensor.
-
-Binary version (`cifar-10-batches-bin`): records of 1 label byte + 3072 pixel bytes (R, G, B planes, row-major).
-Python version (`cifar-10-batches-py`): pickled dicts with b"data" (N x 3072 uint8) and b"labels". They are only
-unpickled after their MD5 matches the published one, and then with an unpickler that accepts nothing but the
-handful of numpy constructors those files need, so a tampered file cannot run code.
-"""
+"""Readers for the two official CIFAR-10 formats, each split as one uint8 tensor. The python version's pickles are read
+only after their MD5 matches, by an unpickler that accepts only the numpy constructors they need."""
 
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
-"""Common corruptions of CIFAR-10 images at five severities, after Hendrycks & Dietterich (ICLR 2019, CIFAR-10-C).
-
-Written here from the paper's descriptions, with CIFAR-10-C's published per-severity constants, on whole batches of
-tensors (no per-image Python loop except Pillow's JPEG and box resampling, which are the reference behaviour). Every
-random draw comes from a generator seeded by (seed, corruption, severity): the same seed gives the same bytes.
-
-14 of the 15 are here. Frost is left out: it blends crops of six photographs of frost, which are not ours to ship,
-and a synthetic texture would measure something else. Motion blur (and the streaks of snow) follow ImageMagick's
-description (a one-sided Gaussian-weighted line kernel at a random angle), which CIFAR-10-C called through Wand;
-the exact pixels of the released files therefore differ, the kind and amount of corruption does not.
-"""
+"""Common corruptions of CIFAR-10 images at five severities, after Hendrycks & Dietterich (ICLR 2019, CIFAR-10-C):
+written from the paper with CIFAR-10-C's per-severity constants, on whole batches, every draw seeded by
+(seed, corruption, severity). 14 of the 15: frost needs photographs that are not ours to ship. Motion blur follows
+ImageMagick's description, so the released files' exact pixels differ, not the kind and amount of corruption."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""Find CIFAR-10 on disk (flag, then RESNET_CIFAR_DATA, then ./data), or download and safely extract it.
-
-A folder counts when it holds either official version, directly or in the official sub-folder, or one of the
-official archives (verified by MD5, then extracted next to it). When nothing is found the official binary archive
-is downloaded (MD5-checked) into the first location asked for; with no network the error says where we looked and
-how to provide the data.
-"""
+"""Find CIFAR-10 on disk (--data-dir, then RESNET_CIFAR_DATA, then ./data) in either official version or archive, or
+download the official binary archive (MD5-checked) and extract it safely; with no network the error says where it
+looked and how to provide the data."""
 
 from __future__ import annotations
 

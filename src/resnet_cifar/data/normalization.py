@@ -1,10 +1,6 @@
-"""Per-channel input normalisation, and the record of it that travels with every checkpoint and weights file.
-
-Weights only work with the statistics they were trained with: CIFAR-10's own for everything trained here, ImageNet's
-for akamaster/pytorch_resnet_cifar10's published files, others for other repositories. So a checkpoint says which
-(`"normalization": {"mean": [...], "std": [...]}` in its metadata) and every consumer reads it from there; files
-written before it was recorded were all trained here, with CIFAR-10's.
-"""
+"""Per-channel input normalisation, and its record in every checkpoint and weights file: weights work only with the
+statistics they were trained with (CIFAR-10's here, ImageNet's for akamaster's files), so every consumer reads them
+from the file; files without the record are CIFAR-10's."""
 
 from __future__ import annotations
 

@@ -1,9 +1,5 @@
-"""Seeded, class-balanced subsets and a stratified validation split carved from the training set.
-
-The validation images are removed from the pool before the training subset is drawn, so the two never overlap;
-the test set is not touched here at all (it is for final reporting only). Subsets are nested: with the same seed,
-the first k images of each class are the same whatever n is, so a 10k subset contains the 5k one.
-"""
+"""Seeded, class-balanced subsets and a stratified validation split carved from the training set, never overlapping
+(the test set is not touched). Subsets are nested: with one seed a 10k subset contains the 5k one."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The corruption benchmark (`resnet-cifar evaluate RUN_OR_WEIGHTS --corruptions all`): accuracy and calibration of a
-model on the test set under the common corruptions of resnet_cifar.data.corruptions, at five severities.
-
-Reported as CIFAR-10-C results are: accuracy per corruption and severity, the mean corruption accuracy over all of
-them (mCA), and the relative drop from clean accuracy, (clean - mCA) / clean; also per family (noise, blur, weather,
-digital) and the expected calibration error before and after the weights' temperature, clean and corrupted.
-"""
+"""The corruption benchmark (`evaluate --corruptions`): accuracy per corruption and severity, the mean corruption
+accuracy (mCA), the relative drop (clean - mCA) / clean, per family, and calibration before and after the weights'
+temperature, as CIFAR-10-C results are reported."""
 
 from __future__ import annotations
 

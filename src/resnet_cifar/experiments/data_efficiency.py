@@ -1,16 +1,8 @@
-"""How much data does a residual network need? Test accuracy against the size of a class-balanced training subset,
-for a residual network and its plain twin (the same layers with the identity shortcuts removed).
-
-Every point gets the same optimizer budget: `steps` steps of `batch_size` images, so every net sees the same number
-of images and a small subset is simply seen more often (500 images: 256 epochs; 45,000: 2.8). The recipe is the
-project's default recipe of the time (`configs/fast80.yaml` with 2-pixel crops), chosen before this experiment and
-not tuned per size. Subsets are nested per seed (a 1,000-image subset contains the 500-image one) and differ between
-seeds, so the spread over seeds includes the luck of which images were drawn. The validation split (5,000 images) is
-carved out first and recorded per point; the test set is measured once per point, at the end.
-
-Each finished point is written to `OUT/points/` at once, so an interrupted experiment continues where it stopped,
-and several processes (say, one per seed) can fill the same folder side by side.
-"""
+"""How much data does a residual network need? Test accuracy against the size of a class-balanced training subset, for
+a residual net and its plain twin, every point with the same budget of steps (a small subset is seen more often).
+Subsets are nested per seed and differ between seeds, so the spread includes which images were drawn. Each finished
+point is written to OUT/points/ at once: an interrupted experiment continues, and several processes can fill one
+folder side by side."""
 
 from __future__ import annotations
 

@@ -1,10 +1,6 @@
-"""The degradation problem (He et al. 2015, Fig. 6): plain nets get worse with depth, residual nets do not.
-
-Plain-20/32/44/56 and ResNet-20/32/44/56 are trained with one identical recipe and budget on the same data;
-training error (running, on the augmented batches of each epoch) and test error (after each epoch, single view)
-are recorded, and at the end the training error is measured again cleanly: eval mode, no augmentation, on a fixed
-class-balanced sample of the training images.
-"""
+"""The degradation problem (He et al. 2015, Fig. 6): plain nets get worse with depth, residual nets do not. Plain and
+residual 20/32/44/56 train with one recipe and budget; training error (running) and test error (each epoch) are
+recorded, then the training error once more cleanly (eval mode, no augmentation, a fixed sample)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,7 @@
 """Depth at the paper's scale (He et al. 2015, Table 6 and Fig. 6): plain and residual nets of growing depth, each a
-whole training run of one recipe (configs/paper-resnets.yaml) on 45,000 images.
-
-Every net is an ordinary run folder (OUT/runs/NET-seedS: checkpoint after every epoch, metrics.csv, results.json with
-the test accuracy, flip TTA and the validation-fitted temperature), so a finished ResNet can be shipped as weights and
-an interrupted one continues exactly where it stopped when the command runs again. A finished net's result is kept in
-OUT/nets/NET-seedS.json with the configuration it ran, and is not trained again for that configuration. The test error
-after every epoch (single view) draws Fig. 6 (OUT/figure6.png); OUT/depth.json holds every net's numbers.
-"""
+whole run of one recipe (configs/paper-resnets.yaml) in OUT/runs/NET-seedS, continued where it stopped when the
+command runs again. A finished net's result is kept in OUT/nets/ with the configuration it ran; OUT/depth.json holds
+every net's numbers and OUT/figure6.png draws Fig. 6."""
 
 from __future__ import annotations
 

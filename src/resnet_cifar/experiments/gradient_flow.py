@@ -1,9 +1,6 @@
-"""Gradient flow in plain vs residual nets, with and without batch norm, at initialisation and after K steps.
-
-For each net, on one fixed batch of real training images: the L2 norm of the loss gradient with respect to every
-convolution's weight, and with respect to the output of the stem and of every block (the "activation gradient"),
-listed from input to output. If gradients vanish, the norms fall towards the input; if they explode, they grow.
-"""
+"""Gradient flow in plain vs residual nets, with and without batch norm, at initialisation and after K steps: on one
+fixed batch, the gradient norm of every convolution's weight and of the stem's and every block's output, input to
+output (vanishing gradients fall towards the input, exploding ones grow)."""
 
 from __future__ import annotations
 

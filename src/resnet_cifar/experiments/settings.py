@@ -1,8 +1,5 @@
-"""The settings of each experiment: one dataclass per experiment, each field with its help text.
-
-The command line is generated from these (`resnet-cifar experiment NAME --help` lists exactly these fields), so a
-setting is declared once. This module imports nothing heavy, so building the parser stays instant.
-"""
+"""The settings of each experiment, one dataclass each, every field with its help text: the command line is generated
+from them. Nothing heavy is imported here, so building the parser stays instant."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""What every experiment shares around its measurements: progress per net, and a report that never loses data.
-
-A report (its JSON files and pictures) is written whole and renamed into place, so a reader never sees half of one;
-an empty report is refused, and so is one that would replace a report holding more results than it does.
-"""
+"""What every experiment shares: progress per net, and a report written whole that is never emptier than the one it
+would replace."""
 
 from __future__ import annotations
 

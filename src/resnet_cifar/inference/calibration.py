@@ -1,9 +1,5 @@
-"""Probabilities that mean what they say: expected calibration error, negative log-likelihood, temperature scaling.
-
-Temperature scaling (Guo et al. 2017, "On Calibration of Modern Neural Networks") divides the logits by one number T
-fitted on held-out data (the validation split, never the test set) to minimise the NLL; it changes no prediction,
-only how sure each is. A net trained with label smoothing 0.2 is underconfident (T < 1 sharpens it).
-"""
+"""Probabilities that mean what they say: expected calibration error, NLL, and temperature scaling (Guo et al. 2017):
+the logits divided by one number fitted on the validation split, which changes no prediction, only how sure each is."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
-"""Class-activation maps: where in the image the evidence for a class lies (Grad-CAM, Selvaraju et al. 2017).
-
-Computed with Captum's `LayerGradCam` (PyTorch's interpretability library) on the last residual stage by default
-(`stages.<last>` in every registered model), or any named layer: the layer's feature maps weighted by the spatially
-averaged gradient of the class score, summed over channels, negative evidence clipped, upsampled bilinearly to the
-input's 32x32 and scaled to [0, 1] per image. The maps are computed in fp32 with gradients on, whatever the caller's
-context (`no_grad`, `inference_mode`), because Grad-CAM needs them.
-"""
+"""Class-activation maps (Grad-CAM, Selvaraju et al. 2017) with Captum's LayerGradCam, at the last stage or a named
+layer: feature maps weighted by the pooled gradient of the class score, negative evidence clipped, upsampled to
+32x32 and scaled to [0, 1] per image; computed in fp32 with gradients on, whatever the caller's context."""
 
 from __future__ import annotations
 

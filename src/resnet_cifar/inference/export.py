@@ -1,11 +1,6 @@
-"""Export a trained model to ONNX or TorchScript, with the normalisation its weights were trained with built in.
-
-The exported graph takes float32 RGB images in [0, 1], shape N x 3 x 32 x 32 with any N (dynamic batch), and returns
-logits N x 10, so a user elsewhere needs nothing but the file. The file's metadata carries the temperature fitted on
-the validation split (`temperature`: probabilities are softmax(logits / temperature)), the class names and the
-normalisation inside the graph (`normalization`, for the record: inputs stay [0, 1]): ONNX `metadata_props`,
-TorchScript `extra_files` (`metadata.json`).
-"""
+"""Export to ONNX or TorchScript with the weights' normalisation inside: the graph takes float32 RGB in [0, 1],
+N x 3 x 32 x 32 (any N), and returns logits N x 10; its metadata carries the temperature, the class names and the
+normalisation."""
 
 from __future__ import annotations
 

@@ -1,18 +1,8 @@
-"""Read image files of any common format, size and mode into CIFAR-sized uint8 tensors.
-
-The rule: the first frame (GIF, animated WebP); turned upright as its EXIF orientation says (phone photos are stored
-sideways with a tag); transparency composited onto white; 16-bit and float images scaled to 8 bits; palette,
-grayscale and CMYK converted to RGB; then the largest centred square is cropped and resized to 32x32 with Lanczos
-filtering (antialiased), which keeps the aspect ratio of the object the way CIFAR-10 does.
-
-Size: anything a camera makes is read. A JPEG is decoded at a reduced scale (1/2 to 1/8, by the decoder itself) when
-that still leaves 256 pixels on its short side, so a 60-megapixel photo costs what a 1-megapixel one does. The limit
-is Pillow's own decompression-bomb threshold, 2 x Image.MAX_IMAGE_PIXELS (179 megapixels; a 150 MP medium-format
-back makes 151), checked from the header before anything is decoded.
-
-Every failure is an ImageError naming the file: not an image, an unsupported format, an empty or truncated file,
-or absurd dimensions.
-"""
+"""Image files of any common format, size and mode as CIFAR-sized uint8 tensors: the first frame, turned upright by its
+EXIF tag, transparency composited onto white, 16-bit and float scaled to 8 bits, the centred square resized to 32x32
+(Lanczos). Decoding is bounded before it starts: by pixels (Pillow's bomb limit, checked from the header) and by
+decoded bytes for every mode; big images are reduced before any copy is made, JPEGs by the decoder itself. Every
+failure is an ImageError naming the file."""
 
 from __future__ import annotations
 

@@ -1,19 +1,7 @@
-"""`resnet-cifar import`: published CIFAR ResNet checkpoints of other repositories -> our safetensors weights.
-
-Read with `torch.load(weights_only=True)` only: tensors and plain containers, never an arbitrary unpickle. The key
-layouts of the popular CIFAR ResNet repositories map onto ours by a few renames:
-
-* akamaster/pytorch_resnet_cifar10 (`{"state_dict", "best_prec1"}`, `module.conv1`, `module.layer1.0.bn2`,
-  `module.linear`; option A shortcuts padding half the zeros on each side; trained with ImageNet's mean/std),
-* kuangliu/pytorch-cifar style (`conv1`, `layer1.0.shortcut.0`, `linear`; pre-activation nets end in `bn`),
-* torchvision style, as chenyaofo/pytorch-cifar-models writes (`conv1`, `layer2.0.downsample.0`, `fc`),
-
-with DataParallel's `module.` and torch.compile's `_orig_mod.` prefixes removed. The model is told from the tensors
-(stages, blocks, widths, bottleneck or not, pre-activation or not, shortcut kind) unless named; every shape is
-checked, and the first key that does not fit is named. The written file records the model, its shortcut padding, the
-normalisation its weights expect and where it came from, so `evaluate`, `predict`, `plot` and `export` use it like
-our own weights.
-"""
+"""`resnet-cifar import`: other repositories' CIFAR ResNet checkpoints as our weights, read with
+`torch.load(weights_only=True)` only. akamaster's, kuangliu's and torchvision-style (chenyaofo's) key layouts map onto
+ours by a few renames; the model is told from the tensors unless named, every shape is checked, and the written file
+records the model, its shortcut padding, its normalisation and where it came from."""
 
 from __future__ import annotations
 

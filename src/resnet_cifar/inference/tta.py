@@ -1,13 +1,6 @@
-"""Batched inference on uint8 images with test-time augmentation (TTA): the core that training, evaluation,
-prediction and the pictures share.
-
-TTA levels: 0 the image as is; 1 the mean of the logits of the image and its mirror; 2 level 1 at three positions
-(as is, and shifted by one pixel up-left and down-right with reflected borders): six views in all.
-
-`tta_share` < 1 spends the views only where they can matter: every image is first seen as is, and only that share of
-them, the least confident first, gets the level's other views (the hiverge CIFAR-10 record's test pass: 20%, 2.0
-views an image instead of 6). A confident single-view prediction is rarely changed by averaging.
-"""
+"""Batched inference on uint8 images with test-time augmentation: level 0 the image, 1 the mean with its mirror, 2 that
+at three positions (as is, one pixel up-left and down-right): six views. `tta_share` < 1 gives the views only to that
+share of the images, least confident first; a confident single view is rarely changed by averaging."""
 
 from __future__ import annotations
 

@@ -1,11 +1,7 @@
-"""Residual blocks: post-activation (He et al. 2015) and pre-activation (He et al. 2016), basic and bottleneck.
-
-Every block takes `shortcut` ("A", "B" or "none" for the plain twin), `norm` ("bn" or "none") and, for option A,
-`shortcut_padding` (where its zero channels go: resnet_cifar.models.layers.PADDINGS), so the same
-code builds a ResNet, its plain counterpart, and both without batch norm. `zero_init_last()` zeroes the last
-scaling of the residual branch so each block starts as the identity (Goyal et al. 2017, "Accurate, Large
-Minibatch SGD", section 5.1).
-"""
+"""Residual blocks, post-activation (He et al. 2015) and pre-activation (2016), basic and bottleneck. Every block takes
+`shortcut` ("A", "B", or "none" for the plain twin), `norm` and option A's `shortcut_padding`, so one code path builds a
+ResNet, its plain twin and both without batch norm; `zero_init_last()` starts a block as the identity (Goyal et al.
+2017, section 5.1)."""
 
 from __future__ import annotations
 

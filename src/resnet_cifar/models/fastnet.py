@@ -1,10 +1,6 @@
-"""Fast residual networks for CIFAR-10 on small hardware, in the line of Page's ResNet-9 (DAWNBench 2018) and
-Keller Jordan's airbench: few, wide stages, each a convolution followed by 2x2 max-pooling, with identity-shortcut
-residual blocks after it; a global max-pool and a scaled linear head.
-
-They trade depth for width because width is what a CPU's matrix units run efficiently; the residual blocks are what
-make the deeper variants train in a few epochs.
-"""
+"""Fast residual networks for small hardware, in the line of Page's ResNet-9 and Keller Jordan's airbench: few wide
+stages, each a convolution with 2x2 max-pooling and residual blocks after it, a global max-pool and a scaled linear
+head (width is what a CPU's matrix units run efficiently)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,5 @@
-"""Build models by name: `create_model("resnet56")`, `list_models("plain*")`.
-
-Each public builder registers itself with `@register_model`, carrying the metadata tests and tables need (depth,
-family, the parameter count the paper reports), so tests and the model table cover every variant for free.
-"""
+"""Models built by name (`create_model("resnet56")`, `list_models("plain*")`); each builder registers itself with the
+metadata the tests and the model table need, so both cover every variant."""
 
 from __future__ import annotations
 

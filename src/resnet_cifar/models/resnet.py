@@ -1,15 +1,10 @@
-"""One ResNet class for every depth, and the registered builders of the whole family.
-
-* He et al. 2015 §4.2 CIFAR ResNets: 6n+2 layers, 16/32/64 channels, option A shortcuts (`resnet20` ... `resnet1202`)
-  and their plain twins without shortcuts (`plain20` ... `plain110`).
-* He et al. 2016 pre-activation CIFAR ResNets (`preact_resnet20` ... `preact_resnet1001`, bottleneck from 164 on).
-* ResNet-18 ... 152 (BasicBlock / Bottleneck, 64-512 channels) and their pre-activation versions with a CIFAR stem:
-  one 3x3 stride-1 convolution and no max-pool, because the ImageNet stem (7x7/2 conv + max-pool) would shrink a
-  32x32 image to 8x8 before the first block.
-"""
+"""One ResNet class for every depth, and the registered builders: He et al. 2015's CIFAR ResNets (6n+2, 16/32/64,
+option A) and their plain twins, He et al. 2016's pre-activation nets (bottleneck from 164 layers), and ResNet-18
+to 152 with a CIFAR stem (one 3x3 stride-1 convolution, no max-pool)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -150,160 +145,23 @@ def resnet_with_cifar_stem(depth: int, *, preact: bool = False, shortcut: str = 
     return ResNet(block, IMAGENET_LAYOUTS[depth], (64, 128, 256, 512), stem_width=64, shortcut=shortcut, **kwargs)
 
 
-# --- the registered builders, one per name (as torchvision writes them: `grep "def resnet56"` finds it) ---
+# --- the registered builders, one per name: `create_model("resnet56")`, `resnet.resnet56()` ---------------------
 
-
-@register_model("resnet20", family="cifar-resnet", depth=20, paper_params_m=0.27)
-def resnet20(**kwargs) -> ResNet:
-    """He et al. 2015 CIFAR ResNet-20 (option A shortcuts; shortcut='B' for projections)"""
-    return cifar_resnet(20, **kwargs)
-
-
-@register_model("resnet32", family="cifar-resnet", depth=32, paper_params_m=0.46)
-def resnet32(**kwargs) -> ResNet:
-    """He et al. 2015 CIFAR ResNet-32 (option A shortcuts; shortcut='B' for projections)"""
-    return cifar_resnet(32, **kwargs)
-
-
-@register_model("resnet44", family="cifar-resnet", depth=44, paper_params_m=0.66)
-def resnet44(**kwargs) -> ResNet:
-    """He et al. 2015 CIFAR ResNet-44 (option A shortcuts; shortcut='B' for projections)"""
-    return cifar_resnet(44, **kwargs)
-
-
-@register_model("resnet56", family="cifar-resnet", depth=56, paper_params_m=0.85)
-def resnet56(**kwargs) -> ResNet:
-    """He et al. 2015 CIFAR ResNet-56 (option A shortcuts; shortcut='B' for projections)"""
-    return cifar_resnet(56, **kwargs)
-
-
-@register_model("resnet110", family="cifar-resnet", depth=110, paper_params_m=1.7)
-def resnet110(**kwargs) -> ResNet:
-    """He et al. 2015 CIFAR ResNet-110 (option A shortcuts; shortcut='B' for projections)"""
-    return cifar_resnet(110, **kwargs)
-
-
-@register_model("resnet1202", family="cifar-resnet", depth=1202, paper_params_m=19.4)
-def resnet1202(**kwargs) -> ResNet:
-    """He et al. 2015 CIFAR ResNet-1202 (option A shortcuts; shortcut='B' for projections)"""
-    return cifar_resnet(1202, **kwargs)
-
-
-@register_model("plain20", family="plain", depth=20, paper_params_m=0.27)
-def plain20(**kwargs) -> ResNet:
-    """plain twin of resnet20: the same layers without shortcuts"""
-    return plain_net(20, **kwargs)
-
-
-@register_model("plain32", family="plain", depth=32, paper_params_m=0.46)
-def plain32(**kwargs) -> ResNet:
-    """plain twin of resnet32: the same layers without shortcuts"""
-    return plain_net(32, **kwargs)
-
-
-@register_model("plain44", family="plain", depth=44, paper_params_m=0.66)
-def plain44(**kwargs) -> ResNet:
-    """plain twin of resnet44: the same layers without shortcuts"""
-    return plain_net(44, **kwargs)
-
-
-@register_model("plain56", family="plain", depth=56, paper_params_m=0.85)
-def plain56(**kwargs) -> ResNet:
-    """plain twin of resnet56: the same layers without shortcuts"""
-    return plain_net(56, **kwargs)
-
-
-@register_model("plain110", family="plain", depth=110, paper_params_m=1.7)
-def plain110(**kwargs) -> ResNet:
-    """plain twin of resnet110: the same layers without shortcuts"""
-    return plain_net(110, **kwargs)
-
-
-@register_model("preact_resnet20", family="preact-cifar", depth=20, paper_params_m=None)
-def preact_resnet20(**kwargs) -> ResNet:
-    """He et al. 2016 pre-activation CIFAR ResNet-20"""
-    return preact_cifar_resnet(20, **kwargs)
-
-
-@register_model("preact_resnet56", family="preact-cifar", depth=56, paper_params_m=None)
-def preact_resnet56(**kwargs) -> ResNet:
-    """He et al. 2016 pre-activation CIFAR ResNet-56"""
-    return preact_cifar_resnet(56, **kwargs)
-
-
-@register_model("preact_resnet110", family="preact-cifar", depth=110, paper_params_m=1.7)
-def preact_resnet110(**kwargs) -> ResNet:
-    """He et al. 2016 pre-activation CIFAR ResNet-110"""
-    return preact_cifar_resnet(110, **kwargs)
-
-
-@register_model("preact_resnet164", family="preact-cifar", depth=164, paper_params_m=1.7)
-def preact_resnet164(**kwargs) -> ResNet:
-    """He et al. 2016 pre-activation CIFAR ResNet-164"""
-    return preact_cifar_resnet(164, **kwargs)
-
-
-@register_model("preact_resnet1001", family="preact-cifar", depth=1001, paper_params_m=10.2)
-def preact_resnet1001(**kwargs) -> ResNet:
-    """He et al. 2016 pre-activation CIFAR ResNet-1001"""
-    return preact_cifar_resnet(1001, **kwargs)
-
-
-@register_model("resnet18", family="resnet", depth=18)
-def resnet18(**kwargs) -> ResNet:
-    """ResNet-18 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(18, **kwargs)
-
-
-@register_model("resnet34", family="resnet", depth=34)
-def resnet34(**kwargs) -> ResNet:
-    """ResNet-34 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(34, **kwargs)
-
-
-@register_model("resnet50", family="resnet", depth=50)
-def resnet50(**kwargs) -> ResNet:
-    """ResNet-50 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(50, **kwargs)
-
-
-@register_model("resnet101", family="resnet", depth=101)
-def resnet101(**kwargs) -> ResNet:
-    """ResNet-101 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(101, **kwargs)
-
-
-@register_model("resnet152", family="resnet", depth=152)
-def resnet152(**kwargs) -> ResNet:
-    """ResNet-152 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(152, **kwargs)
-
-
-@register_model("preact_resnet18", family="preact-resnet", depth=18)
-def preact_resnet18(**kwargs) -> ResNet:
-    """pre-activation ResNet-18 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(18, preact=True, **kwargs)
-
-
-@register_model("preact_resnet34", family="preact-resnet", depth=34)
-def preact_resnet34(**kwargs) -> ResNet:
-    """pre-activation ResNet-34 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(34, preact=True, **kwargs)
-
-
-@register_model("preact_resnet50", family="preact-resnet", depth=50)
-def preact_resnet50(**kwargs) -> ResNet:
-    """pre-activation ResNet-50 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(50, preact=True, **kwargs)
-
-
-@register_model("preact_resnet101", family="preact-resnet", depth=101)
-def preact_resnet101(**kwargs) -> ResNet:
-    """pre-activation ResNet-101 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(101, preact=True, **kwargs)
-
-
-@register_model("preact_resnet152", family="preact-resnet", depth=152)
-def preact_resnet152(**kwargs) -> ResNet:
-    """pre-activation ResNet-152 (64-512 channels) with a CIFAR stem"""
-    return resnet_with_cifar_stem(152, preact=True, **kwargs)
+HE_2015 = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}  # parameters (millions) as the papers print
+HE_2016 = {20: None, 56: None, 110: 1.7, 164: 1.7, 1001: 10.2}
+IMAGENET = dict.fromkeys((18, 34, 50, 101, 152))
+FAMILIES = (  # family, name prefix, {depth: the paper's parameters}, builder, description
+    ("cifar-resnet", "resnet", HE_2015, cifar_resnet,
+     "He et al. 2015 CIFAR ResNet (option A shortcuts; shortcut='B' for projections)"),
+    ("plain", "plain", {d: p for d, p in HE_2015.items() if d < 1000}, plain_net,
+     "plain twin of the CIFAR ResNet: the same layers, no shortcuts"),
+    ("preact-cifar", "preact_resnet", HE_2016, preact_cifar_resnet, "He et al. 2016 pre-activation CIFAR ResNet"),
+    ("resnet", "resnet", IMAGENET, resnet_with_cifar_stem, "ResNet (64-512 channels) with a CIFAR stem"),
+    ("preact-resnet", "preact_resnet", IMAGENET, functools.partial(resnet_with_cifar_stem, preact=True),
+     "pre-activation ResNet (64-512 channels) with a CIFAR stem"),
+)  # fmt: skip
+for family, prefix, papers, build, description in FAMILIES:
+    for depth, paper in papers.items():
+        register = register_model(f"{prefix}{depth}", family=family, depth=depth, paper_params_m=paper,
+                                  description=description)  # fmt: skip
+        globals()[f"{prefix}{depth}"] = register(functools.partial(build, depth))

@@ -1,18 +1,8 @@
-"""The web application: a self-contained page (`GET /`), `POST /api/predict` (the JSON of `predict --json`),
-`POST /api/explain` (that, plus each image's 32x32 view and its class-activation map as PNG data URLs) and
-`GET /api/health` (weights, model, device, precision, limits).
-
-Uploads are multipart/form-data files. They are read into memory only (the request size is bounded before parsing,
-and the parser never spools to disk), decoded by the same rule as `predict` (inference/images.py: decompression
-bombs refused from the header), and each bad file is answered with its reason beside the good ones. A request that
-cannot be served at all (too big, too many files, no file, nothing readable) gets a 4xx JSON `{"error": ...}`; the
-server keeps serving.
-
-Memory stays bounded whatever is uploaded: at most `max_decodes` images are decoded at once, none larger than
-`max_image_pixels` (refused from its header, unread), and the bodies of all requests in flight together hold at most
-`max_bytes_in_flight` (beyond it: 503, try again). Predictions of concurrent requests are batched into one forward
-pass (serve/batcher.py); explanations run one request at a time (Captum's hooks are per model), under the same lock.
-"""
+"""The web application: the page (`GET /`), `POST /api/predict` (the JSON of `predict --json`), `POST /api/explain`
+(with each image's view and class-activation map) and `GET /api/health`. Uploads are read into memory only, decoded by
+predict's rule, each bad file answered beside the good ones; a request that cannot be served gets a 4xx JSON
+`{"error"}`, and the server keeps serving. Memory is bounded: a few images decoded at once, none over the limits, the
+bodies of all requests counted as they arrive against one budget (503 beyond it), a stalled body dropped (408)."""
 
 from __future__ import annotations
 

@@ -1,13 +1,6 @@
-"""Dynamic batching: the images of requests that arrive together are classified in one forward pass.
-
-One worker thread owns the model for predictions. It waits for a first request, then gathers whatever else arrives
-within `max_delay` seconds, up to `max_images`, runs one forward pass (at the server's TTA level, in its precision)
-and hands each request its own rows of probabilities. Under load a 2-core CPU then spends its time in large
-convolutions instead of in per-request overhead; with one client alone a request waits at most `max_delay`.
-`max_images=1` is batching off: each request is one forward pass of its own images, one at a time, in arrival order.
-
-Eval-mode batch norm treats every image alone, so a batched answer is the unbatched one (the tests compare them).
-"""
+"""Dynamic batching: one worker thread owns the model, waits for a first request, gathers what else arrives within
+`max_delay` (up to `max_images`), runs one forward pass and hands each request its rows; `max_images=1` turns it off.
+Eval-mode batch norm treats every image alone, so a batched answer is the unbatched one."""
 
 from __future__ import annotations
 

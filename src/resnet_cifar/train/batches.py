@@ -1,9 +1,6 @@
-"""The training run's data in memory: the (sub)set to train on, the validation split, and the batch stream.
-
-Batches are defined by counters, not by stateful iterators: the permutation of epoch e and the augmentation of
-batch k are drawn from generators seeded by (seed, e) and (seed, e, k). Any step can therefore be reproduced exactly
-after a resume, and under DDP each rank takes its slice of the same global batch.
-"""
+"""The run's data in memory and its batches, defined by counters rather than stateful iterators: epoch e's order and
+batch k's augmentation are drawn from generators seeded by (seed, e) and (seed, e, k), so any step is reproduced
+exactly after a resume, and each DDP rank takes its slice of the same global batch."""
 
 from __future__ import annotations
 

@@ -1,14 +1,7 @@
-"""Muon (Jordan et al. 2024) for convolution filters, with SGD for every other parameter, as one optimizer.
-
-Muon keeps SGD's (Nesterov) momentum but steps along the nearest semi-orthogonal matrix to it: the update of a
-filter bank, seen as an out_channels x (in_channels * k * k) matrix, has all its singular values near 1, so every
-direction the batch's gradient points in moves at the same rate. As airbench94_muon does, each filter bank is also
-rescaled to a fixed norm before its step; the batch norm after it makes the scale irrelevant to the output, and
-the fixed norm keeps the step size meaningful (no weight decay needed there).
-
-One optimizer with per-group `orthogonalize` flags (rather than two optimizers) keeps the training loop, the
-learning-rate schedule and the checkpoint's `momentum_buffer` per parameter exactly as they are for SGD.
-"""
+"""Muon (Jordan et al. 2024) for convolution filters, SGD for the rest, as one optimizer: the filters step along the
+nearest semi-orthogonal matrix to their Nesterov momentum (every direction at the same rate), each filter bank kept at
+a fixed norm as airbench94_muon does. Per-group flags keep the loop, the schedule and the checkpoint's momentum
+buffers as they are for SGD."""
 
 from __future__ import annotations
 

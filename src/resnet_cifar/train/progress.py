@@ -1,11 +1,6 @@
-"""Progress output that reads well in a terminal (a tqdm bar per epoch) and in a file or CI log (plain lines: one
-after the first few steps, then at least every 30 s with step/total, images/s and the ETA at the last ten minutes'
-speed, and one summary line per epoch). The choice uses `isatty()` only; nothing probes the terminal (no `stty`, no
-size queries).
-
-Statistics come from a callable that reads the loop's device counters (a host sync on a GPU), so they are read only
-when something is shown: at most every `REFRESH_S` for the bar, every `EVERY_S` for lines.
-"""
+"""Progress that reads well in a terminal (a tqdm bar per epoch) and in a log (a line after the first steps, then every
+30 s with the ETA at the last ten minutes' speed, and a summary line per epoch), chosen by `isatty()` alone. The
+loop's device counters are read only when something is shown."""
 
 from __future__ import annotations
 
