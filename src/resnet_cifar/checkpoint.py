@@ -87,7 +87,7 @@ def load_checkpoint(path: Path | str, verify: bool = True) -> tuple[dict[str, to
             raise CheckpointError(
                 f"{path}: checksum mismatch, the checkpoint's metadata (config, calibration, normalisation) was altered"
             )
-    return tensors, migrate_metadata(metadata)
+    return tensors, metadata
 
 
 def other_file_kind(path: Path) -> str | None:
@@ -117,17 +117,6 @@ def recorded_precision(metadata: dict[str, Any]) -> str | None:
     """The precision (bf16 or fp32) a checkpoint's weights were trained and tested in, as its runtime records it
     (stored there once); None where the file records none (weights from elsewhere, shipped weights)."""
     return metadata.get("runtime", {}).get("precision")
-
-
-def migrate_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint's metadata as an older version wrote it, in today's form: the precision a run computed in was
-    its config's resolved `bf16: true/false`; it is now the runtime's `precision`, the config keeping the request."""
-    config = metadata.get("config")
-    if not isinstance(config, dict) or not isinstance(config.get("bf16"), bool):
-        return metadata
-    runtime = {**metadata.get("runtime", {}), "precision": "bf16" if config["bf16"] else "fp32"}
-    config = {**{k: v for k, v in config.items() if k != "bf16"}, "precision": runtime["precision"]}
-    return {**metadata, "config": config, "runtime": runtime}
 
 
 def split_prefix(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

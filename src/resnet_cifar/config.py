@@ -356,19 +356,9 @@ def parse_cli_value(text: str) -> Any:
         return text
 
 
-def migrate(recorded: dict[str, Any]) -> dict[str, Any]:
-    """A configuration as an older version recorded it (config.yaml, a checkpoint, a model card), in today's keys:
-    `bf16: true/false/auto` is `precision: bf16/fp32/auto`."""
-    recorded = dict(recorded)
-    if "bf16" in recorded:
-        old = recorded.pop("bf16")
-        recorded.setdefault("precision", {True: "bf16", False: "fp32"}.get(old, old))
-    return recorded
-
-
 def config_from_record(recorded: dict[str, Any]) -> TrainConfig:
     """The TrainConfig a run recorded (its checkpoint's or config.yaml's keys, a model card's `config`)."""
-    return apply_overrides(TrainConfig(), migrate(recorded))
+    return apply_overrides(TrainConfig(), recorded)
 
 
 def add_config_flags(parser) -> None:

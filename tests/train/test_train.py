@@ -283,11 +283,10 @@ def test_precision_auto_is_decided_once_recorded_as_the_answer_and_kept_on_resum
         resume_config(tmp_path / "resumed", {"precision": other})
 
 
-def test_a_checkpoint_of_an_older_version_reads_in_todays_form():
-    """Older checkpoints stored the answer in the config (`bf16: true`); they read as precision request and answer."""
-    from resnet_cifar.checkpoint import migrate_metadata
+def test_a_record_with_a_key_that_is_not_todays_is_refused_with_the_key_it_means():
+    """A recorded configuration is read by the one typed reader: a key of another trainer or version names ours."""
+    from resnet_cifar.config import config_from_record
 
-    old = {"config": {"bf16": True, "seed": 3}, "runtime": {"device": "cpu"}}
-    new = migrate_metadata(old)
-    assert new["config"] == {"seed": 3, "precision": "bf16"} and new["runtime"]["precision"] == "bf16"
-    assert migrate_metadata(new) == new
+    assert config_from_record({"precision": "bf16", "seed": 3}).precision == "bf16"
+    with pytest.raises(ConfigError, match="unknown config key 'bf16'; did you mean 'precision'"):
+        config_from_record({"bf16": True, "seed": 3})

@@ -145,9 +145,8 @@ def run_reporting_errors(command: Callable[[], int | None]) -> int:
 def _exit_without_teardown(code: int) -> None:
     """End a torchrun worker without running destructors. Freeing DDP's reducer drops the last reference to the gloo
     process group, whose destructor joins its worker thread while holding the GIL; if that thread is still freeing a
-    finished collective's tensors it needs the GIL too, and the process hangs for ever (seen here under load; the
-    same family as pytorch#75097 and pytorch#179291). Everything has been written (checkpoints are fsynced and renamed),
-    so only the output streams are flushed."""
+    finished collective's tensors it needs the GIL too, and the process hangs for ever under load (the family of
+    pytorch#75097). Everything has been written (checkpoints are fsynced and renamed): only the streams are flushed."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -16,6 +16,7 @@ from resnet_cifar.experiments.settings import (
     DepthSettings,
     GradientFlowSettings,
 )
+from resnet_cifar.run_folder import OUTPUT_DIR
 
 
 def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) -> None:
@@ -31,9 +32,8 @@ def add_settings_flags(parser: argparse.ArgumentParser, settings_class: type) ->
             text += f" (default: {default})"
         if typing.get_origin(kind) is tuple:
             item = typing.get_args(kind)[0]
-            parser.add_argument(
-                flag, type=item, nargs="+", default=None, metavar="N" if item is int else "V", help=text
-            )
+            metavar = "N" if item is int else "V"
+            parser.add_argument(flag, type=item, nargs="+", default=None, metavar=metavar, help=text)
         elif kind is dict:
             parser.add_argument(flag, type=yaml_mapping, default=None, metavar="YAML", help=text)
         else:
@@ -124,10 +124,8 @@ def cmd_depth(args: argparse.Namespace) -> int:
             if args.report_only:
                 raise
             # some nets of a study run into its folder: they are finished and kept, the fuller report stays
-            print(
-                f"{refusal}\nthe nets of this run are finished and kept: the same command without its choice of "
-                "nets and with --report-only redraws the whole study"
-            )
+            print(f"{refusal}\nthe nets of this run are finished and kept: the same command without its choice of nets "
+                  "and with --report-only redraws the whole study")
             return 0
         for path in written:
             print(f"wrote {path}")
@@ -136,31 +134,15 @@ def cmd_depth(args: argparse.Namespace) -> int:
     return 0
 
 
-EXPERIMENTS = {
-    "gradient-flow": (
-        GradientFlowSettings,
-        cmd_gradient_flow,
-        "per-layer gradient norms, plain vs residual, +/- batch norm",
-        "depths 20 and 56, 25 steps from 1,000 images: 8 nets, 97 s on 2 Zen 4 cores (the full study ~15 min)",
-    ),
-    "degradation": (
-        DegradationSettings,
-        cmd_degradation,
-        "plain vs residual 20/32/44/56, same recipe and budget",
-        "2 epochs of 5,000 images, 2,000 test images: 219 s on 2 Zen 4 cores (bf16)",
-    ),
-    "data-efficiency": (
-        DataEfficiencySettings,
-        cmd_data_efficiency,
-        "test accuracy vs training-set size, residual vs plain twin, same step budget",
-        "4 sizes, 1 seed, 150 steps: 99 s on 2 Zen 4 cores (bf16), 217 s on 2 Zen 3 cores (fp32)",
-    ),
-    "depth": (
-        DepthSettings,
-        cmd_depth,
-        "Table 6 and Fig. 6 at the paper's scale: plain-20..56 and ResNet-20..110, whole runs of one recipe",
-        "plain-20 and ResNet-20/32, 1 epoch of 2,000 images, 1,000 test images",
-    ),
+EXPERIMENTS = {  # name: (settings, command, what it measures, what --quick runs)
+    "gradient-flow": (GradientFlowSettings, cmd_gradient_flow, "per-layer gradient norms, plain vs residual, +/- batch "
+                      "norm", "depths 20 and 56, 25 steps drawn from 1,000 images: 8 nets"),
+    "degradation": (DegradationSettings, cmd_degradation, "plain vs residual 20/32/44/56, same recipe and budget",
+                    "2 epochs of 5,000 images, 2,000 test images"),
+    "data-efficiency": (DataEfficiencySettings, cmd_data_efficiency, "test accuracy vs training-set size, residual vs "
+                        "plain twin, same step budget", "4 sizes, 1 seed, 150 steps"),
+    "depth": (DepthSettings, cmd_depth, "Table 6 and Fig. 6 at the paper's scale: plain-20..56 and ResNet-20..110, "
+              "whole runs of one recipe", "plain-20 and ResNet-20/32, 1 epoch of 2,000 images, 1,000 test images"),
 }
 
 
@@ -170,7 +152,7 @@ def _experiment_parser(sub) -> None:
     commands = {}
     for name, (settings_class, func, help_text, quick_text) in EXPERIMENTS.items():
         command = experiments.add_parser(name, help=help_text, description=help_text)
-        command.add_argument("--out", default=f"outputs/{name}", help="folder for the results (JSON, plots)")
+        command.add_argument("--out", default=f"{OUTPUT_DIR}/{name}", help="folder for the results (JSON, plots)")
         command.add_argument("--quick", action="store_true", help=quick_text)
         add_settings_flags(command, settings_class)
         command.set_defaults(func=func)

@@ -169,15 +169,10 @@ def extract_archive(archive: Path, destination: Path, check: FileCheck) -> Datas
     return Dataset(folder, fmt)
 
 
-def load_cifar10(
-    data_dir: Path | str | None = None, split: str = "train", *, download: bool = True, root: Path | str | None = None
-) -> Split:
-    """The whole CIFAR-10 split as (images N x 3 x 32 x 32 uint8, labels N int64), checksums verified.
-
-    `data_dir` (the CLI's --data-dir; `root` is its old name) is a folder holding either version or its archive
-    (`None`: RESNET_CIFAR_DATA, then ./data); missing data is downloaded when `download` is true.
-    """
-    dataset = find_dataset(data_dir if data_dir is not None else root, download=download)
+def load_cifar10(data_dir: Path | str | None = None, split: str = "train", *, download: bool = True) -> Split:
+    """The whole CIFAR-10 split as (images N x 3 x 32 x 32 uint8, labels N int64), checksums verified. `data_dir` holds
+    either version or its archive (None: RESNET_CIFAR_DATA, then ./data); missing data is downloaded if `download`."""
+    dataset = find_dataset(data_dir, download=download)
     return load_split(dataset.folder, split, fmt=dataset.format)
 
 

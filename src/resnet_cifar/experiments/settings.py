@@ -71,8 +71,7 @@ class GradientFlowSettings(WhereToRun):
 
     @classmethod
     def quick(cls, **kwargs) -> GradientFlowSettings:
-        """Depths 20 and 56 only, 25 steps drawn from 1,000 images: 8 nets (the full study's 110-layer nets and 100
-        steps cost ~15 minutes on 2 CPU cores)."""
+        """Depths 20 and 56 only, 25 steps drawn from 1,000 images: 8 nets."""
         return cls(**{"depths": (20, 56), "steps": 25, "train_pool": 1000, **kwargs})
 
 
@@ -84,7 +83,7 @@ DEPTHS = (20, 32, 44, 56)
 def _paper_recipe() -> dict:
     """He et al. §4.2 (SGD lr 0.1, momentum 0.9, weight decay 1e-4, batch 128, zero-padded crop + flip) with a
     one-cycle schedule in place of the step schedule: linear warm-up over the first quarter from 0.01 to 0.1, then
-    linear decay to 0. Measured here: the step schedule compressed to this budget, which starts at lr 0.1, makes
+    linear decay to 0. The step schedule compressed to this budget, which starts at lr 0.1, makes
     ResNet-56 collapse to a constant prediction in its first hundred steps (an independent reference implementation
     does the same), the instability He et al. warm up ResNet-110 for. See the README."""
     return {
@@ -97,7 +96,7 @@ def _paper_recipe() -> dict:
 @dataclass
 class DegradationSettings(WhereToRun):
     depths: tuple[int, ...] = setting(DEPTHS, "depths of the plain and residual nets")
-    epochs: float = setting(6, "the budget: epochs of train_size images per net (~45 minutes for all 8 here)")
+    epochs: float = setting(6, "the budget: epochs of train_size images per net")
     train_size: int = setting(45_000, "class-balanced training images")
     test_images: int = setting(10_000, "test images evaluated after every epoch (the full test set by default)")
     clean_train_sample: int = setting(10_000, "training images for the final clean training error")
@@ -163,10 +162,9 @@ SIZES = (500, 1000, 2500, 5000, 10_000, 20_000, 45_000)
 KINDS = ("residual", "plain")
 
 
-def _fast80() -> dict:
-    """The recipe of configs/fast80.yaml as it was when the experiment was run (1.5 epochs' schedule shape with 2-pixel
-    crops; `make train` has since dropped the crop for its 1.2 epochs), as training options: kept so that stored
-    points stay comparable."""
+def _fast_recipe() -> dict:
+    """The fast net's recipe every point trains with (lr 0.6 one-cycle over the step budget, label smoothing 0.2,
+    2-pixel reflected crops, flip TTA): the study's own, fixed so that stored points stay comparable."""
     return {
         "batch_size": 128, "lr": 0.6, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "onecycle",
         "label_smoothing": 0.2, "crop_padding": 2, "pad_mode": "reflect", "flip": True, "tta": 1,
@@ -187,11 +185,11 @@ class DataEfficiencySettings(WhereToRun):
     test_images: int = setting(10_000, "test images per point (a class-balanced sample when fewer than 10,000)")
     val_size: int = setting(5000, "validation images carved from the training set before the subsets are drawn")
     device: str = setting("auto", "cpu, cuda, cuda:N or auto")
-    recipe: dict = field(default_factory=_fast80, metadata={"help": "training options", "flag": False})
+    recipe: dict = field(default_factory=_fast_recipe, metadata={"help": "training options", "flag": False})
 
     @classmethod
     def quick(cls, **kwargs) -> DataEfficiencySettings:
-        """About 4 minutes on 2 CPU cores (Zen 3, fp32: 217 s): 4 sizes, one seed, 150 steps, 2,000 test images."""
+        """4 sizes, one seed, 150 steps, 2,000 test images: a few minutes."""
         return cls(**{"sizes": (500, 2500, 10_000, 45_000), "seeds": (0,), "steps": 150, "test_images": 2000, **kwargs})
 
     def validate(self) -> None:

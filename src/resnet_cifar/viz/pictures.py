@@ -57,10 +57,8 @@ def inference_figure(
     images: torch.Tensor, labels: torch.Tensor, logits: torch.Tensor, *, per_class: int = 4, columns: int = 8,
     seed: int = 0, title: str | None = None,
 ) -> Figure:
-    """A grid of test images captioned with predicted class, confidence and true class; mistakes in red.
-
-    One mosaic image placed pixel for pixel (not one axes per image): creating, laying out and drawing 40 axes was
-    most of the time of this picture, ~1 s of every `make train`."""
+    """A grid of test images captioned with predicted class, confidence and true class; mistakes in red. One mosaic
+    image placed pixel for pixel, not one axes per image: laying out and drawing 40 axes would cost most of its time."""
     index = choose_examples(labels, per_class, seed)
     probabilities = logits[index].float().softmax(dim=1)
     confidence, predicted = probabilities.max(dim=1)
