@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from resnet_cifar.machine import describe
 from resnet_cifar_lab.ledger import LEDGER, read_ledger
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,11 +32,8 @@ MARKER = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.
 
 
 def machine(entry: dict) -> str:
-    facts = entry["machine"]
-    if "gpu" in facts:
-        return f"one {facts['gpu']}"
-    kernels = " kernels" if "ATEN_CPU_CAPABILITY" in facts.get("note", "") else ""
-    return f"{facts['cpu']}, {facts['isa']}{kernels}, {facts['cores']} cores"
+    """The record's machine as users know it (resnet_cifar.machine.describe: one formatter for every page)."""
+    return describe(entry["machine"])
 
 
 def mean_std(values: list[float | None], scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
@@ -603,7 +601,8 @@ def inference(records: list[dict]) -> list[str]:
     ]
     for entry in latest_per_machine(records, "inference"):
         numbers = entry["numbers"]
-        where = f"| {machine(entry)}, {numbers['threads']} threads | {numbers['weights']} "
+        threads = f"{numbers['threads']} thread{'' if numbers['threads'] == 1 else 's'}"
+        where = f"| {machine(entry)}, {threads} | {numbers['weights']} "
         for name in sorted(numbers["runtimes"], key=list(RUNTIME_NAMES).index):
             row = numbers["runtimes"][name]
             lines.append(

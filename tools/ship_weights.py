@@ -62,8 +62,7 @@ def calibration_of(loaded, dataset, config, test) -> dict:
     test_logits = predict_logits(loaded.model, test.images, tta=1, runtime=fp32, normalization=norm)
     return {
         "temperature": temperature,
-        "fitted_on": f"the run's validation split ({len(val.labels):,} images, "
-        f"data_seed {config.data_seed}), flip TTA",
+        "fitted_on": f"the run's validation split ({len(val.labels):,} images, data_seed {config.data_seed}), flip TTA",
         "validation": calibration_report(val_logits, val.labels, temperature),
         "test": calibration_report(test_logits, test.labels, temperature),
     }

@@ -32,13 +32,6 @@ def machine_facts() -> dict[str, Any]:
     return {key: value for key, value in facts().items() if key != "torch"}
 
 
-def facts_of(description: str) -> dict[str, Any]:
-    """Machine facts from a report's description ("AMD EPYC (family 25 model 17), AVX512_BF16, 2 cores, ..."), for
-    a record of measurements made elsewhere."""
-    cpu, isa, cores, *_ = [part.strip() for part in description.split(", ")]
-    return {"cpu": cpu, "isa": isa, "cores": int(cores.split()[0])}
-
-
 def git_commit(folder: Path = PUBLISHED.parent) -> str | None:
     try:
         done = subprocess.run(

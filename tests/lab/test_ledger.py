@@ -14,12 +14,22 @@ render_tables = load_script("tools/render_tables.py")
 NEEDED = {"benchmark", "command", "config_sha256", "git_commit", "machine", "precision", "torch", "seeds", "numbers"}
 
 
+PRECISIONS = {"bf16", "fp32", "mixed"}  # mixed: the record says which part ran in which (precision_by_*)
+
+
 def test_every_record_says_how_where_and_when_it_was_measured():
+    from resnet_cifar.machine import describe
+
     records = read_ledger(LEDGER)
     assert records, "the ledger is empty"
     for entry in records:
-        assert set(entry) >= NEEDED and entry["date"], entry
-        assert {"cpu", "isa", "cores"} <= set(entry["machine"]) and entry["command"]
+        assert set(entry) >= NEEDED and entry["date"] and entry["command"], entry
+        facts = entry["machine"]
+        assert "gpu" in facts or {"cpu", "vendor", "family", "model", "isa", "cores"} <= set(facts), facts
+        assert "(R)" not in describe(facts) and "_" not in describe(facts), describe(facts)
+        assert entry["precision"] in PRECISIONS, entry["precision"]
+        assert entry["precision"] != "mixed" or any(key.startswith("precision_by") for key in entry), entry
+        assert not entry["config"] or entry["config_sha256"], f"{entry['benchmark']}: ran {entry['config']} unhashed"
 
 
 def test_published_tables_are_the_ledger_rendered():
@@ -132,7 +142,8 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
     assert under_way[2].startswith("| modern | 91.00% | 92.00% | 40 | 1.0 |") and len(under_way) == 7
     assert under_way[4] == "1 of 2 candidates finished so far; the rest are still to run."
     (first,) = read_ledger(ledger)
-    first["machine"] |= {"cpu": "AMD EPYC (family 25 model 1)", "isa": "AVX2"}  # it finished on another machine
+    other = {"cpu": "AMD EPYC", "vendor": "AMD", "family": 25, "model": 1, "generation": "Zen 3", "isa": "AVX2"}
+    first["machine"] |= other  # it finished on another machine
     ledger.write_text(json.dumps(first) + "\n")
     lost.clear()  # a fresh clone on another machine: the finished candidate comes from the ledger
     assert sweep_once("--threads", "2") == (["no-smoothing"], ["sweep candidate", "sweep candidate", "sweep"])
@@ -140,7 +151,8 @@ def test_a_sweep_keeps_every_finished_candidate_in_the_ledger_and_trains_it_only
     assert [row["name"] for row in table["numbers"]["candidates"]] == ["modern", "no-smoothing"]
     assert table["precision"] == "bf16" and table["seeds"] == [0]
     rendered = render_tables.sweep_table(read_ledger(ledger), grid_name)  # each candidate where it ran
-    assert rendered[0].endswith("| machine, precision, date |") and "AMD EPYC (family 25 model 1), AVX2" in rendered[2]
+    assert rendered[0].endswith("| machine, precision, date |")
+    assert "AMD EPYC Zen 3 (family 25 model 1), AVX2" in rendered[2]
     assert "family 25 model 1" not in rendered[3] and rendered[-1].startswith("seed 0, ")  # the other: here
     assert sweep_once() == ([], ["sweep candidate", "sweep candidate", "sweep"])  # finished: nothing new
     assert sweep_once("--label-smoothing", "0.05")[0] == ["modern", "no-smoothing"]  # another recipe: trained anew
@@ -233,7 +245,7 @@ def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_
     assert table[-1].startswith("The study so far: 3 of 11 nets (not finished yet: plain32-seed0, resnet44-seed0,")
     # nets finished on one machine kind, precision and day are named together, once
     finished = table[-1].split("each recorded as it finished: ")[1]
-    assert finished.startswith("resnet20-seed0, plain20-seed0, resnet32-seed0 on ") and finished.count("bf16") == 1
+    assert finished.startswith("resnet20-seed0, plain20-seed0, resnet32-seed0 on ") and finished.count(", bf16, ") == 1
     assert "resnet44" not in finished  # the record of another recipe
     claims = render_tables.depth_thesis(read_ledger(ledger))
     assert claims[2] == "| ResNets' test error falls with depth | 20 → 32 | 9.00 → 8.10% | yes |"
