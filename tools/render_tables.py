@@ -12,6 +12,7 @@ differs from its rendering (the test suite runs it):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import statistics
@@ -125,8 +126,9 @@ def recipes(records: list[dict]) -> list[str]:
 
 
 HEADLINE = [
-    "configs/default.yaml",
-    "configs/cpu94-12.yaml",
+    "configs/fast80.yaml",
+    "configs/cpu94-bf16.yaml",
+    "configs/cpu94-avx2.yaml",
     "configs/cpu94.yaml",
     "configs/subset5k.yaml",
     "configs/gpu94.yaml",
@@ -478,22 +480,40 @@ def depth_study(records: list[dict]) -> tuple[dict | None, dict]:
     return (studies[-1] if studies else None), from_ledger(settings, records)  # a study of some nets is not the study
 
 
+def depth_steps(study: dict) -> dict[str, str]:
+    """Each claim's evidence in words: the seeds behind each depth, the smallest and largest step, and the largest
+    spread of seeds measured, so a verdict is read with what it rests on."""
+    from resnet_cifar_lab.depth_study import table6 as rows_of
+
+    words = {}
+    for kind, key in (("resnet", "test_error"), ("plain", "train_error")):
+        rows = rows_of(study, kind)
+        steps = [abs(b[key] - a[key]) for a, b in itertools.pairwise(rows)]
+        spreads = [row[f"{key}_std"] for row in rows if row[f"{key}_std"] is not None]
+        seeds = ", ".join(f"{row['net']}: {len(row['seeds'])}" for row in rows)
+        spread = f"; seed spread (std) at most {max(spreads):.2f}" if spreads else "; one seed per depth"
+        span = f"steps of {min(steps):.2f}–{max(steps):.2f} points" if steps else "one depth"
+        words[kind] = f"{span}{spread} (seeds per net: {seeds})"
+    return words
+
+
 def depth_thesis(records: list[dict]) -> list[str]:
-    """The README's summary of the depth study: the paper's two claims, the errors measured here and the verdicts."""
+    """The README's summary of the depth study: the paper's two claims, the errors measured here (single view, mean
+    over the seeds run), the verdicts, and what each rests on."""
     from resnet_cifar_lab.depth_study import CLAIMS, thesis
 
     entry, study = depth_study(records)
-    measured = entry["numbers"]["thesis"] if entry is not None else thesis(study)
-    lines = ["| the paper's claim (He et al. 2015, Table 6 and Fig. 6) | depths | measured here | holds |"]
-    lines.append("| --- | --- | ---: | --- |")
-    for what, errors_key, holds_key in CLAIMS:
+    measured, evidence = thesis(study), depth_steps(study)
+    lines = ["| the paper's claim (He et al. 2015, Table 6 and Fig. 6) | depths | measured here | holds | on |"]
+    lines.append("| --- | --- | ---: | --- | --- |")
+    for (what, errors_key, holds_key), kind in zip(CLAIMS, ("resnet", "plain"), strict=True):
         errors, holds = measured[errors_key], measured[holds_key]
         depths = " → ".join(str(depth) for depth in errors) or "–"
         steps = " → ".join(f"{float(error):.2f}" for error in errors.values())
-        answer = {True: "yes", False: "**no**", None: "not yet (fewer than two depths)"}[holds]
-        lines.append(f"| {what} | {depths} | {steps + '%' if steps else '–'} | {answer} |")
+        answer = {True: "at every step", False: "**no**", None: "not yet (fewer than two depths)"}[holds]
+        lines.append(f"| {what} | {depths} | {steps + '%' if steps else '–'} | {answer} | {evidence[kind]} |")
     if entry is not None:
-        return [*lines, "", caption(entry)]
+        return [*lines, "", study_caption(entry)]
     done, total = len(study["nets"]), len(study["nets"]) + len(study["missing"])
     epochs = "/".join(sorted({f"{net['epochs']:g}" for net in study["nets"].values()})) or "–"
     return [
@@ -504,25 +524,25 @@ def depth_thesis(records: list[dict]) -> list[str]:
     ]
 
 
+def study_caption(entry: dict) -> str:
+    """A finished study's caption: its nets trained on the machines named per net, the study's one command."""
+    return f"{entry['precision']}, {seed_label(entry)}, each net on the machine its row names: `{entry['command']}`"
+
+
 def table6(records: list[dict]) -> list[str]:
-    """He et al. Table 6 reproduced: test error per ResNet depth (mean ± std over seeds) beside the published ones,
-    from the finished study's record; while the study is under way, from the records of the nets finished so far."""
+    """He et al. Table 6 reproduced from the ledger's records of the nets: the ResNets' single-view test error beside
+    the paper's single view, flip TTA as an extra, then the plain nets' training and test error; mean ± std over the
+    seeds run, and the machines each net trained on."""
     from resnet_cifar.experiments.depth import run_name
     from resnet_cifar_lab.depth_study import NET_RECORD, thesis
 
     entry, study = depth_study(records)
-    if entry is not None:
-        numbers = entry["numbers"]
-        verdicts = [f"- {line}" for line in thesis_lines(numbers["thesis"])] if "thesis" in numbers else []
-        return [
-            *table6_lines({"table6": numbers["table6"]}),
-            "",
-            *verdicts,
-            *([""] if verdicts else []),
-            caption(entry),
-        ]
     if not study["nets"]:
         return ["(no net of the depth study in the ledger yet)"]
+    verdicts = [f"- {line}" for line in thesis_lines(thesis(study), depth_steps(study))]
+    tables = [*table6_lines(study), "", *plain_lines(study), "", *verdicts, ""]
+    if entry is not None:
+        return [*tables, study_caption(entry)]
     where = {}
     for one in records:
         if one["benchmark"] == NET_RECORD:
@@ -532,10 +552,7 @@ def table6(records: list[dict]) -> list[str]:
     for name in study["nets"]:
         nets_by_place.setdefault(where[name], []).append(name)
     return [
-        *table6_lines(study),
-        "",
-        *[f"- {line}" for line in thesis_lines(thesis(study))],
-        "",
+        *tables,
         f"The study so far: {len(study['nets'])} of {len(study['nets']) + len(study['missing'])} nets "
         f"(not finished yet: {', '.join(study['missing'])}), each recorded as it finished: "
         + "; ".join(f"{', '.join(names)} on {place}" for place, names in nets_by_place.items())
@@ -543,44 +560,75 @@ def table6(records: list[dict]) -> list[str]:
     ]
 
 
-def thesis_lines(measured: dict) -> list[str]:
-    """The verdicts in words, each with the errors it rests on."""
+def thesis_lines(measured: dict, evidence: dict[str, str]) -> list[str]:
+    """The verdicts in words, each with the errors it rests on and how many seeds stand behind them."""
     from resnet_cifar_lab.depth_study import CLAIMS
 
-    def line(errors: dict, what: str, holds: bool | None) -> str:
+    def line(errors: dict, what: str, holds: bool | None, kind: str) -> str:
         if not errors:
             return f"{what}: not yet measured (no net finished)"
         steps = " → ".join(f"{float(error):.2f}" for error in errors.values())
         depths = "/".join(str(depth) for depth in errors)
-        answer = {True: "yes", False: "no", None: "not yet measured (fewer than two depths)"}[holds]
-        return f"{what} ({depths}): {steps}%: {answer}"
+        answer = {True: "at every step", False: "no", None: "not yet measured (fewer than two depths)"}[holds]
+        return f"{what} ({depths}): {steps}%: {answer}; {evidence[kind]}"
 
-    return [line(measured[errors], what, measured[holds]) for what, errors, holds in CLAIMS]
+    return [
+        line(measured[errors], what, measured[holds], kind)
+        for (what, errors, holds), kind in zip(CLAIMS, ("resnet", "plain"), strict=True)
+    ]
 
 
 def _error(mean: float, std: float | None) -> str:
     return f"{mean:.2f}" + (f" ± {std:.2f}" if std is not None else "")
 
 
+def _paper(row: dict, source: str) -> str:
+    from resnet_cifar_lab.depth_study import PAPER_110_MEAN
+
+    value = row[source]
+    if value is None:
+        return "–"
+    if source == "He et al. 2015" and row["net"] == "resnet110":  # the paper's 110 is its best of 5 runs
+        return f"{value:.2f} (best of 5; mean {PAPER_110_MEAN[0]:.2f} ± {PAPER_110_MEAN[1]:.2f})"
+    return f"{value:.2f}"
+
+
 def table6_lines(results: dict) -> list[str]:
-    """Table 6 as Markdown, from a study's results or from the rows it recorded (`{"table6": rows}`)."""
+    """Table 6 as Markdown: single view against the published single views, flip TTA after them as an extra."""
     from resnet_cifar_lab.depth_study import ANCHORS
     from resnet_cifar_lab.depth_study import table6 as table6_rows
 
     sources = list(ANCHORS)
     lines = [
-        "| net | seeds | test error % (single view) | flip TTA | epochs | hours each | "
-        + " | ".join(f"{source} %" for source in sources)
-        + " | trained on |",
-        "| --- | --- | ---: | ---: | ---: | ---: |" + " ---: |" * len(sources) + " --- |",
-    ]
-    for row in results.get("table6") or table6_rows(results):
-        anchors = " | ".join("–" if row[s] is None else f"{row[s]:.2f}" for s in sources)
+        "| net | seeds | test error %, single view | " + " | ".join(f"{source} %" for source in sources)
+        + " | extra: flip TTA % | epochs | hours each | trained on |",
+        "| --- | --- | ---: |" + " ---: |" * len(sources) + " ---: | ---: | ---: | --- |",
+    ]  # fmt: skip
+    for row in table6_rows(results):
+        anchors = " | ".join(_paper(row, source) for source in sources)
+        seeds_run = ", ".join(map(str, row["seeds"]))
         lines.append(
-            f"| {row['net']} | {', '.join(map(str, row['seeds']))} "
-            f"| {_error(row['test_error'], row['test_error_std'])} "
-            f"| {_error(row['test_error_tta'], row.get('test_error_tta_std'))} "
-            f"| {row['epochs']} | {row['cpu_hours']:.2f} | {anchors} "
+            f"| {row['net']} | {seeds_run} | {_error(row['test_error'], row['test_error_std'])} "
+            f"| {anchors} | {_error(row['test_error_tta'], row.get('test_error_tta_std'))} "
+            f"| {row['epochs']} | {row['cpu_hours']:.2f} | {'; '.join(row.get('trained_on', [])) or '–'} |"
+        )
+    return lines
+
+
+def plain_lines(results: dict) -> list[str]:
+    """The plain twins: final training error (the last epoch's augmented batches) and test error, single view."""
+    from resnet_cifar_lab.depth_study import table6 as table6_rows
+
+    lines = [
+        "| plain net | seeds | training error %, last epoch | test error %, single view | epochs | hours each "
+        "| trained on |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in table6_rows(results, "plain"):
+        seeds_run = ", ".join(map(str, row["seeds"]))
+        lines.append(
+            f"| {row['net']} | {seeds_run} | {_error(row['train_error'], row['train_error_std'])}"
+            f" | {_error(row['test_error'], row['test_error_std'])} | {row['epochs']} | {row['cpu_hours']:.2f} "
             f"| {'; '.join(row.get('trained_on', [])) or '–'} |"
         )
     return lines

@@ -58,28 +58,32 @@ def trained_on(net: dict) -> list[str]:
     return sorted(net.get("hours_by_machine") or ([net["machine"]] if net.get("machine") else []))
 
 
-def table6(results: dict) -> list[dict]:
-    """One row per residual depth: the test error (single view and flip TTA), mean and std over the seeds run."""
+def table6(results: dict, kind: str = "resnet") -> list[dict]:
+    """One row per depth of `kind` (resnet or plain): test error (single view and flip TTA) and the final epoch's
+    training error (on its augmented batches), each mean and std over the seeds run."""
     by_depth: dict[int, list[dict]] = {}
     for result in results["nets"].values():
-        if result["net"].startswith("resnet"):
+        if result["net"].startswith(kind):
             by_depth.setdefault(depth_of(result["net"]), []).append(result)
-    return [_row(depth, nets) for depth, nets in sorted(by_depth.items())]
+    return [_row(depth, nets, kind) for depth, nets in sorted(by_depth.items())]
 
 
-def _row(depth: int, nets: list[dict]) -> dict:
-    single = [100 * net["test_error"] for net in nets]
-    tta = [100 * net["test_error_tta"] for net in nets]
+def _mean_std(values: list[float]) -> tuple[float, float | None]:
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None
+
+
+def _row(depth: int, nets: list[dict], kind: str = "resnet") -> dict:
+    test, test_std = _mean_std([100 * net["test_error"] for net in nets])
+    tta, tta_std = _mean_std([100 * net["test_error_tta"] for net in nets])
+    train, train_std = _mean_std([100 * net["train_error_per_epoch"][-1] for net in nets])
     return {
-        "net": f"resnet{depth}",
+        "net": f"{kind}{depth}",
         "seeds": sorted(net["seed"] for net in nets),
-        "test_error": statistics.mean(single),
-        "test_error_std": statistics.stdev(single) if len(single) > 1 else None,
-        "test_error_tta": statistics.mean(tta),
-        "test_error_tta_std": statistics.stdev(tta) if len(tta) > 1 else None,
+        "test_error": test, "test_error_std": test_std, "test_error_tta": tta, "test_error_tta_std": tta_std,
+        "train_error": train, "train_error_std": train_std,
         "epochs": nets[0]["epochs"],
         "cpu_hours": statistics.mean(net["train_seconds"] for net in nets) / 3600,
-        **{source: errors.get(depth) for source, errors in ANCHORS.items()},
+        **{source: errors.get(depth) if kind == "resnet" else None for source, errors in ANCHORS.items()},
         "trained_on": sorted({machine for net in nets for machine in trained_on(net)}),
     }
 

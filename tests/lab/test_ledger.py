@@ -189,36 +189,41 @@ def test_a_seeds_round_joins_its_candidates_to_the_round_they_repeat():
     assert render_tables.seed_spread([], ["r2.yaml"]) == ["(no candidate of r2.yaml in the ledger)"]
 
 
-def test_table6_is_rendered_from_the_depth_study_record(tmp_path):
+def _net_record(settings, net: str, seed: int, error: float, train_error: float, where: str) -> dict:
+    from resnet_cifar.experiments import depth
+    from resnet_cifar_lab.depth_study import NET_RECORD
+
+    result = {"net": net, "seed": seed, "test_error": error, "test_error_tta": error - 0.005, "epochs": 40,
+              "train_seconds": 3600.0, "train_error_per_epoch": [0.5, train_error],
+              "hours_by_machine": {where: 1.0}}  # fmt: skip
+    entry = {"config": depth.net_fingerprint(settings, net, seed), "result": result}
+    return record(NET_RECORD, entry, precision="bf16", seeds=[seed])
+
+
+def test_table6_puts_single_view_beside_the_paper_and_the_plain_nets_beside_their_twins(tmp_path):
     from resnet_cifar.experiments.depth import run_name, study_runs
     from resnet_cifar.experiments.settings import DepthSettings
-    from resnet_cifar_lab.depth_study import table6
 
-    def net(name, seed, error):
-        return {"net": name, "seed": seed, "test_error": error, "test_error_tta": error - 0.005, "epochs": 40,
-                "train_seconds": 3600.0}  # fmt: skip
-
-    nets = [net("resnet20", 0, 0.0929), net("resnet20", 1, 0.0911), net("resnet56", 0, 0.065)]
-    nets[2]["hours_by_machine"] = {"AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads": 1.0}
-    rows = table6({"nets": {f"{n['net']}-seed{n['seed']}": n for n in nets}})
-    ledger = tmp_path / "ledger.jsonl"
-    verdicts = {"resnet_test_error": {20: 9.2, 56: 6.5}, "resnet_test_error_falls_with_depth": True}
-    verdicts |= {"plain_train_error": {20: 3.1, 56: 8.0}, "plain_train_error_rises_with_depth": True}
-    whole_study = {run_name(net, seed): {} for net, seed in study_runs(DepthSettings())}
-    numbers = {"table6": rows, "thesis": verdicts, "nets": whole_study}
-    append(record("experiment depth", numbers, precision="fp32", seeds=[0, 1]), ledger)
-    some_nets = {"table6": rows[:1], "thesis": verdicts, "nets": {"resnet20-seed0": {}}}  # `--residual-depths 20`
-    append(record("experiment depth", some_nets, precision="bf16", seeds=[0]), ledger)  # ... is not the study
+    settings = DepthSettings(config=str(ROOT / "configs" / "paper-resnets.yaml"))
+    ledger, zen3 = tmp_path / "ledger.jsonl", "AMD EPYC Zen 3 (family 25 model 1), AVX2, 2 threads"
+    for net, seed, error, train_error in (("resnet20", 0, 0.0929, 0.05), ("resnet20", 1, 0.0911, 0.05),
+                                          ("resnet110", 0, 0.065, 0.02), ("plain20", 0, 0.10, 0.06),
+                                          ("plain56", 0, 0.14, 0.12)):  # fmt: skip
+        append(_net_record(settings, net, seed, error, train_error, zen3), ledger)
+    whole_study = {"nets": {run_name(net, seed): {} for net, seed in study_runs(settings)}}
+    append(record("experiment depth", whole_study, precision="bf16", seeds=[0, 1], command=["study"]), ledger)
     table = render_tables.table6(read_ledger(ledger))
-    assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.70 ± 0.13 | 40 | 1.00 | 8.75 | 8.27 | 7.40 |")
-    assert table[3].startswith("| resnet56 | 0 | 6.50 | 6.00 |") and "fp32, seeds 0, 1" in table[-1]
-    assert "- ResNets' test error falls with depth (20/56): 9.20 → 6.50%: yes" in table
-    assert "- plain nets' training error rises with depth (20/56): 3.10 → 8.00%: yes" in table
-    assert table[2].endswith("| – |") and table[3].endswith("| AMD EPYC (family 25 model 1), AVX2, fp32, 2 threads |")
-    claims = render_tables.depth_thesis(read_ledger(ledger))  # the README's summary: the whole study's verdicts
-    assert claims[2] == "| ResNets' test error falls with depth | 20 → 56 | 9.20 → 6.50% | yes |"
-    assert claims[3] == "| plain nets' training error rises with depth | 20 → 56 | 3.10 → 8.00% | yes |"
-    assert "fp32, seeds 0, 1" in claims[-1] and "`" in claims[-1]  # the caption: machine, precision, command
+    assert table[0].startswith("| net | seeds | test error %, single view | He et al. 2015 % |")
+    assert table[2].startswith("| resnet20 | 0, 1 | 9.20 ± 0.13 | 8.75 | 8.27 | 7.40 | 8.70 ± 0.13 | 40 | 1.00 |")
+    assert "| 6.43 (best of 5; mean 6.61 ± 0.16) |" in table[3] and table[3].endswith(f"| {zen3} |")
+    assert table[7].startswith("| plain20 | 0 | 6.00 | 10.00 |") and table[8].startswith("| plain56 | 0 | 12.00 |")
+    falls = "- ResNets' test error falls with depth (20/110): 9.20 → 6.50%: at every step; steps of 2.70–2.70 points"
+    assert any(line.startswith(falls) and "at most 0.13" in line for line in table)
+    assert table[-1] == "bf16, seeds 0, 1, each net on the machine its row names: `study`"
+    claims = render_tables.depth_thesis(read_ledger(ledger))  # the README's summary, with what each verdict rests on
+    assert claims[2].startswith("| ResNets' test error falls with depth | 20 → 110 | 9.20 → 6.50% | at every step |")
+    assert claims[3].startswith("| plain nets' training error rises with depth | 20 → 56 | 6.00 → 12.00% | at every")
+    assert "one seed per depth" in claims[3]
 
 
 def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_path):
@@ -238,20 +243,20 @@ def test_table6_shows_the_nets_finished_so_far_while_the_study_is_under_way(tmp_
     stale = {"config": {**entry["config"], "epochs": 30.0}, "result": {**result, "net": "resnet44"}}
     append(record(NET_RECORD, stale, precision="bf16", seeds=[0]), ledger)  # another recipe: not counted
     table = render_tables.table6(read_ledger(ledger))
-    assert table[2].startswith("| resnet20 | 0 | 9.00 | 8.00 | 40 | 1.00 | 8.75 |") and table[3].startswith(
-        "| resnet32"
+    assert table[2].startswith("| resnet20 | 0 | 9.00 | 8.75 |") and table[3].startswith("| resnet32")
+    assert any(
+        line.startswith("- ResNets' test error falls with depth (20/32): 9.00 → 8.10%: at every") for line in table
     )
-    assert "- ResNets' test error falls with depth (20/32): 9.00 → 8.10%: yes" in table
     assert table[-1].startswith("The study so far: 3 of 11 nets (not finished yet: plain32-seed0, resnet44-seed0,")
     # nets finished on one machine kind, precision and day are named together, once
     finished = table[-1].split("each recorded as it finished: ")[1]
     assert finished.startswith("resnet20-seed0, plain20-seed0, resnet32-seed0 on ") and finished.count(", bf16, ") == 1
     assert "resnet44" not in finished  # the record of another recipe
     claims = render_tables.depth_thesis(read_ledger(ledger))
-    assert claims[2] == "| ResNets' test error falls with depth | 20 → 32 | 9.00 → 8.10% | yes |"
-    assert claims[3] == "| plain nets' training error rises with depth | 20 | 6.00% | not yet (fewer than two depths) |"
+    assert claims[2].startswith("| ResNets' test error falls with depth | 20 → 32 | 9.00 → 8.10% | at every step |")
+    assert claims[3].startswith("| plain nets' training error rises with depth | 20 | 6.00% | not yet (fewer than two")
     assert claims[-1].startswith("3 of 11 nets of the study finished so far (40 epochs each;")
-    assert render_tables.depth_thesis([])[2].endswith("| – | – | not yet (fewer than two depths) |")
+    assert "| – | – | not yet (fewer than two depths) |" in render_tables.depth_thesis([])[2]
 
 
 def test_a_shipped_run_says_where_and_how_long_it_trained(tmp_path):

@@ -71,6 +71,18 @@ class ResidualBlock(nn.Module):
             nn.init.zeros_(bn.weight)
 
 
+def patch_covariance(images: torch.Tensor, chunk: int = 500) -> torch.Tensor:
+    """The covariance (float64, 12 x 12) of the images' 2x2 patches, summed over chunks of images so that no copy of
+    all patches at once is made (the patches of 5,000 images would be half a gigabyte in float64)."""
+    total, outer, count = torch.zeros(12, dtype=torch.float64), torch.zeros(12, 12, dtype=torch.float64), 0
+    for part in images.split(chunk):
+        patches = part.unfold(2, 2, 1).unfold(3, 2, 1)  # n, 3, H-1, W-1, 2, 2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
+        total, outer, count = total + patches.sum(dim=0), outer + patches.T @ patches, count + len(patches)
+    mean = total / count
+    return outer / count - torch.outer(mean, mean)
+
+
 class WhiteningStem(nn.Module):
     """A 2x2 convolution (no padding) whose filters whiten image patches, then an activation (airbench's first
     layer). `whiten_(images)` sets the filters from the eigenvectors of the patch covariance of training images:
@@ -90,11 +102,7 @@ class WhiteningStem(nn.Module):
     @torch.no_grad()
     def whiten_(self, images: torch.Tensor, eps: float = 5e-4) -> None:
         """images: normalised float N x 3 x H x W (a few thousand are plenty)."""
-        patches = images.unfold(2, 2, 1).unfold(3, 2, 1)  # N, 3, H-1, W-1, 2, 2
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 12).double()
-        patches = patches - patches.mean(dim=0)
-        covariance = patches.T @ patches / len(patches)
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images))
         order = eigenvalues.argsort(descending=True)  # largest first
         eigenvalues, eigenvectors = eigenvalues[order], eigenvectors[:, order]
         half = self.conv.out_channels // 2

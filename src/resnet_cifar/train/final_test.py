@@ -3,6 +3,7 @@ logits, pictures and results.json."""
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -17,6 +18,12 @@ from resnet_cifar.runtime import Runtime
 from resnet_cifar.train.batches import TrainingData
 
 
+def _load_pictures() -> None:
+    from resnet_cifar.viz.pictures import warm_up
+
+    warm_up()
+
+
 def final_test(
     run_dir: Path, config: TrainConfig, data: TrainingData, model: nn.Module, runtime: Runtime, *, history: list[dict],
     timings: dict[str, float], calibration: dict | None = None, ema: bool = False,
@@ -27,12 +34,16 @@ def final_test(
     the validation split (the pictures show calibrated confidences, and results.json the test set's calibration
     before and after it)."""
     temperature = temperature_of(calibration)
+    if config.plots:  # matplotlib loads while the test pass computes (its kernels leave the interpreter free)
+        importing = threading.Thread(target=_load_pictures, daemon=True)
+        importing.start()
     started = time.perf_counter()
     test = data.load_test()
     logits = TestSetting.of_run(config).logits(model, test.images, runtime)
     timings["test_s"] = time.perf_counter() - started
     run_folder.save_logits(run_dir, logits, config.tta, "last")
     if config.plots:
+        importing.join()
         from resnet_cifar.viz.run_pictures import describe_predictions, write_run_pictures
 
         started = time.perf_counter()

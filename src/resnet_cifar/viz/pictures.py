@@ -49,6 +49,17 @@ def save_png(figure: Figure, path: Path, *, fast: bool = True) -> Path:
     return path
 
 
+def warm_up() -> None:
+    """Draw a tiny figure with text and a legend into memory: matplotlib loads its fonts and renderers on first use,
+    a part of a second a run can spend while its test pass computes rather than after it."""
+    figure = Figure(figsize=(1, 1), dpi=20)
+    axes = figure.subplots()
+    axes.plot([0, 1], [0, 1], label="x")
+    axes.legend()
+    axes.set_title("warm-up")
+    figure.savefig(io.BytesIO(), format="png")
+
+
 CELL_W, CELL_H, TILE, CAPTION = 190, 200, 128, 52  # pixels of one grid cell, its image and its caption band
 HEADING = 45  # pixels above the grid for the figure's title
 

@@ -87,9 +87,9 @@ def _plain_beside_residual(results: dict, path: Path, title: str, ylim: tuple[fl
             scale = net.get("steps_per_epoch", 1)
             xs = [scale * epoch for epoch in range(1, len(net["test_error_per_epoch"]) + 1)]
             ax.plot(xs, [100 * e for e in net["train_error_per_epoch"]], color=color, lw=1, ls="--")
-            ax.plot(
-                xs, [100 * e for e in net["test_error_per_epoch"]], color=color, lw=2.6, label=f"{kind}-{_depth(model)}"
-            )
+            seed = f", seed {net['seed']}" if "seed" in net else ""
+            label = f"{kind}-{_depth(model)}{seed}"
+            ax.plot(xs, [100 * e for e in net["test_error_per_epoch"]], color=color, lw=2.6, label=label)
         ax.set_title("plain networks" if kind == "plain" else "residual networks (ResNet)")
         ax.set_xlabel("iterations" if any("steps_per_epoch" in net for net in results["nets"].values()) else "epoch")
         ax.grid(alpha=0.3)
