@@ -27,7 +27,7 @@ train: $(BIN)/.installed
 
 # On a CPU with AVX-512 the runtime and inference tests run a second time on PyTorch's and oneDNN's AVX2 kernels,
 # so the path of an AVX2-only machine (bf16 emulated) is exercised for real there too.
-AVX2_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2
+AVX2_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 RUNTIME_TESTS := tests/runtime tests/inference/test_inference.py
 HAS_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes)
 

@@ -7,12 +7,14 @@ nothing else running, so a virtual machine's drift between runs falls on both al
 Each run is `make train` as a user types it, with `--seed S --overwrite` added to the configuration (`CONFIG=...`),
 timed around the whole command: start-up, data, set-up, training, validation, the test pass and pictures. Printed:
 each run's wall time and test accuracy, then mean ± std of both checkouts and their ratio. With the environment
-variables `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2` an AVX-512 machine runs both on its AVX2 kernels.
+variables `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2` an AVX-512 machine runs
+both on AVX2 kernels.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import statistics
 import subprocess
@@ -26,7 +28,6 @@ from resnet_cifar_lab.scripts import run_main
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCURACY = re.compile(r"test_accuracy=([\d.]+)")
-PRECISION = re.compile(r"→ (bf16|fp32)\)")  # the run header's decision, e.g. "cpu (AMX, native bf16 → bf16)"
 CONFIG_LINE = re.compile(r"^CONFIG \?= (\S+)", re.M)
 
 
@@ -48,9 +49,9 @@ def make_train(checkout: Path, seed: int) -> dict:
         sys.exit(
             f"make train in {checkout} failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
-    precision = PRECISION.search(done.stdout)
-    return {"wall_s": seconds, "test_acc": float(ACCURACY.findall(done.stdout)[-1]),
-            "precision": precision.group(1) if precision else "unknown"}  # fmt: skip
+    run = checkout / "outputs" / Path(make_config(checkout)).stem  # make train's run folder (--overwrite: the same)
+    precision = json.loads((run / "results.json").read_text())["runtime"]["precision"]
+    return {"wall_s": seconds, "test_acc": float(ACCURACY.findall(done.stdout)[-1]), "precision": precision}
 
 
 def summary(rows: list[dict], key: str) -> tuple[float, float]:

@@ -10,7 +10,7 @@ which is what a user waits for. The last line is machine-readable, and the resul
 share the machine and are not a single run's time. `--processes N` runs each seed as N torchrun processes (DDP,
 gloo on a CPU) of `--threads` / N threads each, timed around the whole torchrun command:
 
-    python benchmarks/repeat_runs.py --config configs/cpu94-12.yaml --seeds 0 1 2 --processes 2
+    python benchmarks/repeat_runs.py --config configs/cpu94-bf16.yaml --seeds 0 1 2 --processes 2
 """
 
 from __future__ import annotations

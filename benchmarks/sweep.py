@@ -140,13 +140,12 @@ def record_sweep(grid_path: Path, done: list[dict], path: Path) -> None:
     if ledger.holds("sweep", numbers, path):
         print(f"already recorded: this sweep with these very numbers is in {path}")
         return
-    entry = ledger.record(
-        "sweep",
-        numbers,
-        precision=",".join(sorted({precision_of(row) for row in done})),
-        seeds=sorted({row["config"].get("seed", 0) for row in done}),
-        config=grid_path,
-    )
+    precisions = {precision_of(row) for row in done}
+    precision = precisions.pop() if len(precisions) == 1 else "mixed"
+    seeds = sorted({row["config"].get("seed", 0) for row in done})
+    entry = ledger.record("sweep", numbers, precision=precision, seeds=seeds, config=grid_path)
+    if precision == "mixed":  # a candidate the machine ran in another precision says so
+        entry["precision_by_candidate"] = {row["name"]: precision_of(row) for row in done}
     ledger.append(entry, path)
     print(f"recorded in {path}")
 

@@ -92,8 +92,15 @@ def serve_load(records: list[dict]) -> list[str]:
     return [*lines, "", "Measured by " + "; ".join(sorted(set(commands))) + "."] if commands else lines
 
 
+def as_repeat_runs(entry: dict) -> dict:
+    """A side-by-side `make train` record as the repeated runs of this checkout's config it also is."""
+    numbers = {key: entry["numbers"]["this"][key] for key in ("test_acc", "wall_s")}
+    return {**entry, "benchmark": "repeat_runs", "config": entry["numbers"]["configs"]["this"], "numbers": numbers}
+
+
 def latest_runs(records: list[dict], configs: list[str] | None = None) -> list[dict]:
-    """The newest repeat_runs record per config, machine kind and precision, in the order of `configs`."""
+    """The newest repeated runs per config, machine kind and precision, in the order of `configs`."""
+    records = [as_repeat_runs(e) if e["benchmark"] == "make_train_side_by_side" else e for e in records]
     runs = latest_per_machine(records, "repeat_runs", config=True)
     order = {name: index for index, name in enumerate(configs or [])}
     chosen = [entry for entry in runs if configs is None or entry["config"] in order]
@@ -106,7 +113,7 @@ def run_row(entry: dict) -> str:
     whole = (
         mean_std(wall, digits=1, unit=" s")
         if len(wall) == len(numbers["wall_s"])
-        else (f"{wall[0]:.1f} s (seed {entry['seeds'][0]})" if wall else "—")
+        else (f"{wall[0]:.1f} s (a separate run of seed {entry['seeds'][0]} alone)" if wall else "—")
     )
     return (
         f"| `{entry['config'].removeprefix('configs/')}` | {machine(entry)} | {entry['precision']} | {seeds(entry)} | "
@@ -121,7 +128,8 @@ RUN_HEADER = [
 
 
 def recipes(records: list[dict]) -> list[str]:
-    runs = latest_runs(records)
+    """Every live or archived config's newest repeated runs per machine kind (configs since removed are left out)."""
+    runs = [entry for entry in latest_runs(records) if (ROOT / entry["config"]).is_file()]
     return [*RUN_HEADER, *(run_row(entry) for entry in sorted(runs, key=lambda entry: entry["config"]))]
 
 
@@ -140,17 +148,69 @@ def headline(records: list[dict]) -> list[str]:
 
 
 def two_commands(records: list[dict]) -> list[str]:
+    """The README's two commands per machine kind: the newest first run (it creates .venv) and repeated run."""
     lines = [
-        "| machine | precision | `make train` | its test accuracy | `make test` | tests passed | date |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| machine | run | precision | `make train` | its test accuracy | `make test` | tests passed | date |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
-    for entry in latest_per_machine(records, "two_commands"):
+    chosen: dict[tuple, dict] = {}
+    for entry in records:
+        if entry["benchmark"] == "two_commands":
+            chosen[(machine(entry), entry["precision"], bool(entry["numbers"].get("venv_made")))] = entry
+    for (_, _, first), entry in sorted(chosen.items(), key=lambda item: (item[0][0], not item[0][2])):
         numbers = entry["numbers"]
         lines.append(
-            f"| {machine(entry)} | {entry['precision']} | {duration(numbers.get('make_train_s'))} | "
-            f"{numbers['test_accuracy'] * 100:.2f}% | {duration(numbers.get('make_test_s'))} | "
-            f"{numbers.get('tests_passed', '—')} | {entry['date']} |"
+            f"| {machine(entry)} | {'first (creates .venv)' if first else 'repeated'} | {entry['precision']} | "
+            f"{duration(numbers.get('make_train_s'))} | {numbers['test_accuracy'] * 100:.2f}% | "
+            f"{duration(numbers.get('make_test_s'))} | {numbers.get('tests_passed', '—')} | {entry['date']} |"
         )
+    return lines
+
+
+def make_train_side_by_side(records: list[dict]) -> list[str]:
+    """`make train` against the previous recipe's, per machine kind, from benchmarks/make_train_side_by_side.py."""
+    lines = [
+        "| machine, precision | `make train` now | its test accuracy | before | its test accuracy | now / before "
+        "| seeds, date |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in latest_per_machine(records, "make_train_side_by_side"):
+        now, before = entry["numbers"]["this"], entry["numbers"]["against"]
+        lines.append(
+            f"| {machine(entry)}, {entry['precision']} | {mean_std(now['wall_s'], unit=' s')} "
+            f"| {mean_std(now['test_acc'], 100, 2, '%')} | {mean_std(before['wall_s'], unit=' s')} "
+            f"| {mean_std(before['test_acc'], 100, 2, '%')} | **{entry['numbers']['ratio']:.2f}** "
+            f"| {seeds(entry)}, {entry['date']} |"
+        )
+    configs = {
+        entry["numbers"]["configs"]["against"] for entry in records if entry["benchmark"] == "make_train_side_by_side"
+    }
+    commits = {
+        entry["numbers"]["against_commit"] for entry in records if entry["benchmark"] == "make_train_side_by_side"
+    }
+    before = ", ".join(name.removeprefix("configs/") for name in sorted(configs))
+    commit = ", ".join(sorted(map(str, commits)))
+    command = "`python benchmarks/make_train_side_by_side.py --against ../previous`"
+    return [*lines, "", f"before: `make train` of commit {commit} (its {before}); {command}"]
+
+
+def limit(records: list[dict]) -> list[str]:
+    """Each recipe's training step against this machine's own arithmetic rate, from benchmarks/limit.py."""
+    lines = [
+        "| machine | matrix product 4096², GFLOP/s | recipe, precision, batch | window | training step, images/s "
+        "| step, GFLOP/s | step / matrix product | step / its largest convolution | date |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for entry in latest_per_machine(records, "limit"):
+        peaks = entry["numbers"]["peaks_gflops"]
+        peak = " / ".join(f"{name.split('_')[1]} {value:,.0f}" for name, value in peaks.items())
+        for path, row in entry["numbers"]["recipes"].items():
+            for size, step in row["steps"].items():
+                lines.append(
+                    f"| {machine(entry)} | {peak} | `{path.removeprefix('configs/')}`, {row['precision']}, "
+                    f"{row['batch']} | {size} px | {step['images_per_s']:,.0f} | {step['gflops']:,.1f} "
+                    f"| **{step['of_matmul']:.2f}** | {step['of_conv']:.2f} | {entry['date']} |"
+                )
     return lines
 
 
@@ -729,6 +789,12 @@ TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
     "table6": table6,
     "depth-thesis": depth_thesis,
     "gpu-runs": gpu_runs,
+    "make-train-side-by-side": make_train_side_by_side,
+    "fast80-fewer-flops-seeds": lambda records: seed_spread(
+        records, ["benchmarks/grids/fast80-fewer-flops.yaml", "benchmarks/grids/fast80-fewer-flops-seeds.yaml"]
+    ),
+    "cpu94-avx2-epochs": lambda records: sweep_table(records, "benchmarks/grids/cpu94-avx2-epochs.yaml"),
+    "limit": limit,
     "paper-weights": paper_weights,
     "published-weights": published_weights,
     "inference": inference,
@@ -739,10 +805,15 @@ TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
     "gradient-flow": gradient_flow,
     "degradation": degradation,
     "data-efficiency": data_efficiency,
-    "paper-resnets-round1": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round1.yaml"),
-    "paper-resnets-round2": lambda records: sweep_table(records, "benchmarks/grids/paper-resnets-round2.yaml"),
-    "paper-resnets-round2-seeds": lambda records: seed_spread(
-        records, ["benchmarks/grids/paper-resnets-round2.yaml", "benchmarks/grids/paper-resnets-round2-seeds.yaml"]
+    "paper-resnets-regularisation": lambda records: sweep_table(
+        records, "benchmarks/grids/paper-resnets-regularisation.yaml"
+    ),
+    "paper-resnets-each-choice": lambda records: sweep_table(
+        records, "benchmarks/grids/paper-resnets-each-choice.yaml"
+    ),
+    "paper-resnets-each-choice-seeds": lambda records: seed_spread(
+        records,
+        ["benchmarks/grids/paper-resnets-each-choice.yaml", "benchmarks/grids/paper-resnets-each-choice-seeds.yaml"],
     ),
     "serve-load": serve_load,
     "two-commands": two_commands,

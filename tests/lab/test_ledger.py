@@ -94,7 +94,7 @@ def test_a_finished_sweep_is_recorded_and_rendered_ranked(tmp_path, monkeypatch)
     import sweep
 
     ledger = tmp_path / "ledger.jsonl"
-    grid = Path("benchmarks/grids/paper-resnets-round1.yaml")
+    grid = Path("benchmarks/grids/paper-resnets-regularisation.yaml")
     rows = [
         {"name": name, "val_acc": acc, "tta_val_acc": acc + 0.01, "best_val_acc": acc, "epochs": 40,
          "train_s": 9000.0, "wall_s": 1.0, "config": {"seed": 0}, "precision": "fp32"}
