@@ -29,13 +29,14 @@ train: $(BIN)/.installed
 # so the path of an AVX2-only machine (bf16 emulated) is exercised for real there too.
 AVX2_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2
 RUNTIME_TESTS := tests/runtime tests/inference/test_inference.py
+NOT_TWICE := --deselect tests/runtime/test_precision_under_load.py  # on AVX2 kernels the facts alone say fp32
 HAS_AVX512 := $(shell grep -qw avx512f /proc/cpuinfo 2>/dev/null && echo yes)
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src lab tests benchmarks tools
 	$(BIN)/python -m pytest -q
 ifeq ($(HAS_AVX512),yes)
-	$(AVX2_KERNELS) $(BIN)/python -m pytest -q -p no:cacheprovider $(RUNTIME_TESTS)
+	$(AVX2_KERNELS) $(BIN)/python -m pytest -q -p no:cacheprovider $(RUNTIME_TESTS) $(NOT_TWICE)
 endif
 
 lint: $(BIN)/.installed

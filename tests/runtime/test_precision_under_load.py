@@ -33,9 +33,9 @@ def test_the_same_precision_on_a_busy_machine_as_on_an_idle_one():
     load.append(subprocess.Popen([sys.executable, "-c", HOG]))
     try:
         time.sleep(1.0)  # the load is under way
-        busy = [decision() for _ in range(3)]
+        busy = [decision() for _ in range(2)]
     finally:
         for process in load:
             process.kill()
             process.wait()
-    assert busy == [idle] * 3, f"idle: {idle}, busy: {busy}"
+    assert busy == [idle] * 2, f"idle: {idle}, busy: {busy}"

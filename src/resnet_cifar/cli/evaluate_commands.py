@@ -14,6 +14,7 @@ from resnet_cifar.cli.options import (
     add_weights,
     positive_int,
 )
+from resnet_cifar.run_folder import CHECKPOINTS
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -26,7 +27,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     source = args.source or args.weights
     if source is None:
         raise ConfigError("name a run folder or weights file to evaluate (e.g. outputs/fast80)")
-    if args.weights in ("last", "best") and not os.path.exists(args.weights):
+    if args.weights in CHECKPOINTS and not os.path.exists(args.weights):
         raise ConfigError(
             f"--weights names a run folder or weights file; for a run's {args.weights} checkpoint use "
             f"--checkpoint {args.weights}"

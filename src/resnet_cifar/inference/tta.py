@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from resnet_cifar.choices import TTA_LEVELS
 from resnet_cifar.data.normalization import CIFAR10, Normalization, normalize
 from resnet_cifar.runtime import Runtime, choose_runtime
-
-TTA_LEVELS = (0, 1, 2)
 
 
 def _shift(images: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
