@@ -48,6 +48,28 @@ def file_sha256(path: Path | str | None) -> str | None:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
+def as_typed(argv: list[str], root: Path = PUBLISHED.parents[2]) -> list[str]:
+    """A command line as a user types it in a clone: `resnet-cifar` rather than where a venv keeps it, paths inside
+    the clone relative to it, and no `--ledger` (where a record went is not how its number is reproduced)."""
+    typed: list[str] = []
+    skip_value = False
+    for arg in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        if arg == "--ledger":
+            skip_value = True
+            continue
+        if arg.startswith("--ledger="):
+            continue
+        if os.path.isabs(arg) and Path(arg).resolve().is_relative_to(root.resolve()):
+            arg = Path(arg).resolve().relative_to(root.resolve()).as_posix()
+        typed.append(arg)
+    if typed and Path(typed[0]).name == "resnet-cifar":
+        typed[0] = "resnet-cifar"
+    return typed
+
+
 def record(
     benchmark: str,
     numbers: dict[str, Any],
@@ -60,9 +82,7 @@ def record(
     """A ledger record of this process's measurement (the command defaults to this process's command line)."""
     import torch
 
-    argv = command if command is not None else [Path(sys.argv[0]).as_posix(), *sys.argv[1:]]
-    if Path(argv[0]).name == "resnet-cifar":  # the command a user types, not where this venv keeps it
-        argv = ["resnet-cifar", *argv[1:]]
+    argv = as_typed(command if command is not None else [Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     return {
         "benchmark": benchmark,
         "command": "python " + shlex.join(argv) if argv[0].endswith(".py") else shlex.join(argv),

@@ -277,3 +277,10 @@ def test_a_shipped_run_says_where_and_how_long_it_trained(tmp_path):
 def test_a_record_names_the_command_a_user_types_not_where_the_venv_keeps_it():
     entry = record("trial", {}, precision="fp32", command=["/x/.venv/bin/resnet-cifar", "experiment", "depth"])
     assert entry["command"] == "resnet-cifar experiment depth"
+
+
+def test_a_record_leaves_out_where_it_was_recorded_and_names_clone_paths_relative():
+    inside = str(ROOT / "outputs" / "fast80")
+    argv = ["benchmarks/two_commands.py", "--record", "--ledger", "/tmp/elsewhere.jsonl", "--out", inside]
+    entry = record("trial", {}, precision="bf16", command=[*argv, "--ledger=/tmp/x.jsonl"])
+    assert entry["command"] == "python benchmarks/two_commands.py --record --out outputs/fast80"
