@@ -50,7 +50,7 @@ def file_sha256(path: Path | str | None) -> str | None:
 
 def as_typed(argv: list[str], root: Path = PUBLISHED.parents[2]) -> list[str]:
     """A command line as a user types it in a clone: `resnet-cifar` rather than where a venv keeps it, paths inside
-    the clone relative to it, and no `--ledger` (where a record went is not how its number is reproduced)."""
+    the clone relative to it, and no `--record` or `--ledger`: they say where a result went, not how it is reproduced."""
     typed: list[str] = []
     skip_value = False
     for arg in argv:
@@ -60,7 +60,7 @@ def as_typed(argv: list[str], root: Path = PUBLISHED.parents[2]) -> list[str]:
         if arg == "--ledger":
             skip_value = True
             continue
-        if arg.startswith("--ledger="):
+        if arg == "--record" or arg.startswith("--ledger="):
             continue
         if os.path.isabs(arg) and Path(arg).resolve().is_relative_to(root.resolve()):
             arg = Path(arg).resolve().relative_to(root.resolve()).as_posix()

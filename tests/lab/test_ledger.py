@@ -283,4 +283,4 @@ def test_a_record_leaves_out_where_it_was_recorded_and_names_clone_paths_relativ
     inside = str(ROOT / "outputs" / "fast80")
     argv = ["benchmarks/two_commands.py", "--record", "--ledger", "/tmp/elsewhere.jsonl", "--out", inside]
     entry = record("trial", {}, precision="bf16", command=[*argv, "--ledger=/tmp/x.jsonl"])
-    assert entry["command"] == "python benchmarks/two_commands.py --record --out outputs/fast80"
+    assert entry["command"] == "python benchmarks/two_commands.py --out outputs/fast80"
