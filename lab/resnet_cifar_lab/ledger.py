@@ -50,7 +50,8 @@ def file_sha256(path: Path | str | None) -> str | None:
 
 def as_typed(argv: list[str], root: Path = PUBLISHED.parents[2]) -> list[str]:
     """A command line as a user types it in a clone: `resnet-cifar` rather than where a venv keeps it, paths inside
-    the clone relative to it, and no `--record` or `--ledger`: they say where a result went, not how it is reproduced."""
+    the clone relative to it, and no `--record` or `--ledger`: they say where a result went, not how to reproduce it.
+    """
     typed: list[str] = []
     skip_value = False
     for arg in argv:
