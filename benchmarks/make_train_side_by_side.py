@@ -6,9 +6,10 @@ nothing else running, so a virtual machine's drift between runs falls on both al
 
 Each run is `make train` as a user types it, with `--seed S --overwrite` added to the configuration (`CONFIG=...`),
 timed around the whole command: start-up, data, set-up, training, validation, the test pass and pictures. Printed:
-each run's wall time and test accuracy, then mean ± std of both checkouts and their ratio. With the environment
-variables `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2` an AVX-512 machine runs
-both on AVX2 kernels.
+each run's wall time and test accuracy, then mean ± std of both checkouts and their ratio, and where each checkout's
+command spent its time (the phases its run's results.json times; the remainder is start-up and the rest). With the
+environment variables `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2` an AVX-512
+machine runs both on AVX2 kernels.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def make_config(checkout: Path) -> str:
     return found.group(1)
 
 
+# The phases a run's results.json times (`timings`); the whole command's remainder is start-up and the rest: the
+# interpreter, imports, make, checkpoint writes and exit.
+PHASES = ("data_s", "setup_s", "train_s", "validation_s", "test_s", "pictures_s")
+
+
+def phases(timings: dict, wall_s: float) -> dict[str, float]:
+    """Where one `make train` spent its wall time: the run's own phases and the remainder, start-up and the rest."""
+    parts = {key: float(timings[key]) for key in PHASES}
+    return {"startup_and_rest_s": wall_s - sum(parts.values()), **parts}
+
+
 def make_train(checkout: Path, seed: int) -> dict:
     config = f"{make_config(checkout)} --seed {seed} --overwrite --progress none"
     started = time.perf_counter()
@@ -50,8 +62,9 @@ def make_train(checkout: Path, seed: int) -> dict:
             f"make train in {checkout} failed (exit {done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
         )
     run = checkout / "outputs" / Path(make_config(checkout)).stem  # make train's run folder (--overwrite: the same)
-    precision = json.loads((run / "results.json").read_text())["runtime"]["precision"]
-    return {"wall_s": seconds, "test_acc": float(ACCURACY.findall(done.stdout)[-1]), "precision": precision}
+    results = json.loads((run / "results.json").read_text())
+    return {"wall_s": seconds, "test_acc": float(ACCURACY.findall(done.stdout)[-1]),
+            "precision": results["runtime"]["precision"], "phases": phases(results["timings"], seconds)}  # fmt: skip
 
 
 def summary(rows: list[dict], key: str) -> tuple[float, float]:
@@ -80,8 +93,16 @@ def main() -> None:
         print(f"{name:<8} {configs[name]}: {wall:.1f} ± {wall_std:.1f} s, test accuracy {acc:.4f} ± {acc_std:.4f}")
     ratio = summary(rows["this"], "wall_s")[0] / summary(rows["against"], "wall_s")[0]
     print(f"this / against, whole command: {ratio:.3f}")
+    per_phase = {
+        name: {key: [row["phases"][key] for row in runs] for key in runs[0]["phases"]} for name, runs in rows.items()
+    }
+    for name, parts in per_phase.items():
+        means = ", ".join(f"{key.removesuffix('_s')} {statistics.mean(values):.2f}" for key, values in parts.items())
+        print(f"{name:<8} mean seconds: {means}")
     if args.record:
         numbers = {name: {key: [row[key] for row in rows[name]] for key in ("wall_s", "test_acc")} for name in rows}
+        for name in rows:
+            numbers[name]["phases"] = per_phase[name]
         numbers |= {"configs": configs, "against_commit": ledger.git_commit(checkouts["against"]), "ratio": ratio}
         precisions = {row["precision"] for name in rows for row in rows[name]}
         precision = precisions.pop() if len(precisions) == 1 else "mixed"

@@ -194,6 +194,38 @@ def make_train_side_by_side(records: list[dict]) -> list[str]:
     return [*lines, "", f"before: `make train` of commit {commit} (its {before}); {command}"]
 
 
+PHASE_COLUMNS = {
+    "startup_and_rest_s": "start-up and rest",
+    "data_s": "data",
+    "setup_s": "set-up",
+    "train_s": "training",
+    "validation_s": "validation",
+    "test_s": "test pass",
+    "pictures_s": "pictures",
+}
+
+
+def make_train_phases(records: list[dict]) -> list[str]:
+    """Where `make train` spends its time now and before, per machine kind: the mean seconds of each phase over the
+    seeds of the newest side-by-side record that timed them, and the share of the whole command that is not training."""
+    lines = [
+        f"| machine, precision | `make train` | {' | '.join(PHASE_COLUMNS.values())} | not training |",
+        "| --- | --- |" + " ---: |" * (len(PHASE_COLUMNS) + 1),
+    ]
+    timed = [entry for entry in records if "phases" in entry["numbers"].get("this", {})]
+    for entry in latest_per_machine(timed, "make_train_side_by_side"):
+        for name, label in (("this", "now"), ("against", "before")):
+            runs = entry["numbers"][name]
+            phases = {key: statistics.mean(runs["phases"][key]) for key in PHASE_COLUMNS}
+            whole = statistics.mean(runs["wall_s"])
+            cells = " | ".join(f"{phases[key]:.2f} s" for key in PHASE_COLUMNS)
+            lines.append(
+                f"| {machine(entry)}, {entry['precision']} | {label}: {whole:.1f} s | {cells} "
+                f"| **{1 - phases['train_s'] / whole:.0%}** |"
+            )
+    return [*lines, "", "Means over the seeds of the side-by-side table above, from the same runs."]
+
+
 def limit(records: list[dict]) -> list[str]:
     """Each recipe's training step against this machine's own arithmetic rate, from benchmarks/limit.py."""
     lines = [
@@ -790,6 +822,7 @@ TABLES: dict[str, Callable[[list[dict]], list[str]]] = {
     "depth-thesis": depth_thesis,
     "gpu-runs": gpu_runs,
     "make-train-side-by-side": make_train_side_by_side,
+    "make-train-phases": make_train_phases,
     "fast80-fewer-flops-seeds": lambda records: seed_spread(
         records, ["benchmarks/grids/fast80-fewer-flops.yaml", "benchmarks/grids/fast80-fewer-flops-seeds.yaml"]
     ),

@@ -284,3 +284,22 @@ def test_a_record_leaves_out_where_it_was_recorded_and_names_clone_paths_relativ
     argv = ["benchmarks/two_commands.py", "--record", "--ledger", "/tmp/elsewhere.jsonl", "--out", inside]
     entry = record("trial", {}, precision="bf16", command=[*argv, "--ledger=/tmp/x.jsonl"])
     assert entry["command"] == "python benchmarks/two_commands.py --out outputs/fast80"
+
+
+def test_make_train_s_phases_add_up_to_the_whole_command_and_render_beside_the_previous_recipe(tmp_path):
+    side_by_side = load_script("benchmarks/make_train_side_by_side.py")
+    timings = {"data_s": 1.0, "setup_s": 0.5, "train_s": 14.0, "validation_s": 0.5, "test_s": 2.0, "pictures_s": 1.0}
+    split = side_by_side.phases({**timings, "test_threads": 2}, wall_s=21.0)  # a count among the timings is no phase
+    assert split["startup_and_rest_s"] == 2.0 and sum(split.values()) == 21.0
+    runs = {
+        name: {"wall_s": [wall, wall], "test_acc": [0.81, 0.82], "phases": {k: [v, v] for k, v in phases.items()}}
+        for name, wall, phases in (("this", 21.0, split), ("against", 28.0, side_by_side.phases(timings, 28.0)))
+    }
+    ledger = tmp_path / "ledger.jsonl"
+    append(record("make_train_side_by_side", runs, precision="bf16", seeds=[0, 1]), ledger)
+    table = render_tables.make_train_phases(read_ledger(ledger))
+    now, before = table[2], table[3]
+    assert "now: 21.0 s | 2.00 s | 1.00 s" in now and now.endswith("| **33%** |")  # 7 of 21 s is not training
+    assert "before: 28.0 s | 9.00 s" in before and before.endswith("| **50%** |")
+    without_phases = record("make_train_side_by_side", {"this": {"wall_s": [1.0]}}, precision="bf16")
+    assert render_tables.make_train_phases([without_phases]) == table[:2] + table[-2:]  # an older record: no row
