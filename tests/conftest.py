@@ -1,4 +1,6 @@
 import os
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,21 @@ os.environ["RESNET_CIFAR_LEDGER"] = str(
     Path(os.environ.get("TMPDIR", "/tmp")) / f"resnet-cifar-test-ledger-{os.getpid()}.jsonl"
 )
 SHARED = REPO.parent / "shared" / "data" / "cifar-10-batches-bin"
+
+
+def rest_of_output(process: subprocess.Popen, timeout: float) -> str:
+    """What a text-mode process still writes until it exits, read through the same buffered pipe as the lines read
+    before (`communicate` with a timeout reads the raw pipe and loses what `readline` had buffered)."""
+    rest: list[str] = []
+    reader = threading.Thread(target=lambda: rest.append(process.stdout.read()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        process.kill()
+        reader.join()
+        raise AssertionError(f"{process.args} still running after {timeout} s")
+    process.wait(timeout=timeout)
+    return rest[0]
 
 
 def real_data_dir() -> Path | None:

@@ -19,6 +19,7 @@ import pytest
 import uvicorn
 from PIL import Image
 
+from conftest import rest_of_output
 from resnet_cifar.inference.loading import load_model
 from resnet_cifar.serve.app import MB, Batching, Classifier, Limits, create_app
 
@@ -171,5 +172,5 @@ def test_port_0_says_the_port_it_got_and_memory_returns_after_a_burst():
                                                 (["--cam-layer", "fc"], "gives no feature maps")])  # fmt: skip
 def test_impossible_server_settings_are_one_line(flags, message):
     process, first = start("--port", "0", *flags)
-    output = first + process.communicate(timeout=60)[0]
+    output = first + rest_of_output(process, timeout=60)
     assert process.returncode == 2 and message in output and "Traceback" not in output

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import rest_of_output
 from resnet_cifar.checkpoint import load_checkpoint
 from resnet_cifar.config import load_config
 from resnet_cifar.errors import TrainingError
@@ -97,8 +98,7 @@ def test_sigterm_finishes_the_step_checkpoints_and_says_how_to_resume(cifar_dir,
         if line.startswith("epoch"):
             break
     process.send_signal(signal.SIGTERM)
-    rest, _ = process.communicate(timeout=120)
-    output = "".join(lines) + rest
+    output = "".join(lines) + rest_of_output(process, timeout=120)
     assert process.returncode == 128 + signal.SIGTERM
     assert "resume with: resnet-cifar train --resume outputs/term" in output
     _, meta = load_checkpoint(tmp_path / "outputs" / "term" / "last.safetensors")
