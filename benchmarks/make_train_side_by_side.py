@@ -40,14 +40,10 @@ def make_config(checkout: Path) -> str:
     return found.group(1)
 
 
-# The phases a run's results.json times (`timings`); the whole command's remainder is start-up and the rest: the
-# interpreter, imports, make, checkpoint writes and exit.
-PHASES = ("data_s", "setup_s", "train_s", "validation_s", "test_s", "pictures_s")
-
-
 def phases(timings: dict, wall_s: float) -> dict[str, float]:
-    """Where one `make train` spent its wall time: the run's own phases and the remainder, start-up and the rest."""
-    parts = {key: float(timings[key]) for key in PHASES}
+    """Where one `make train` spent its wall time: the phases its results.json times (`timings`' seconds, `*_s`) and
+    the remainder, start-up and the rest (the interpreter, imports, make, checkpoint writes and exit)."""
+    parts = {key: float(value) for key, value in timings.items() if key.endswith("_s")}
     return {"startup_and_rest_s": wall_s - sum(parts.values()), **parts}
 
 
@@ -100,9 +96,11 @@ def main() -> None:
         means = ", ".join(f"{key.removesuffix('_s')} {statistics.mean(values):.2f}" for key, values in parts.items())
         print(f"{name:<8} mean seconds: {means}")
     if args.record:
-        numbers = {name: {key: [row[key] for row in rows[name]] for key in ("wall_s", "test_acc")} for name in rows}
-        for name in rows:
-            numbers[name]["phases"] = per_phase[name]
+        numbers = {
+            name: {"wall_s": [row["wall_s"] for row in runs], "test_acc": [row["test_acc"] for row in runs],
+                   "phases": per_phase[name]}
+            for name, runs in rows.items()
+        }  # fmt: skip
         numbers |= {"configs": configs, "against_commit": ledger.git_commit(checkouts["against"]), "ratio": ratio}
         precisions = {row["precision"] for name in rows for row in rows[name]}
         precision = precisions.pop() if len(precisions) == 1 else "mixed"
